@@ -1,0 +1,1 @@
+"""Alert notifiers (Teams, Slack, generic JSON webhooks, console) behind the Notifier port."""

@@ -1,0 +1,134 @@
+"""Slack incoming-webhook body: Block Kit blocks within Slack's limits plus a plain-text fallback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.notify.view import AlertView, Endpoint, Group, Pair, Ref, short_time
+from shared.notify.view import more_line as _more_line
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_FALLBACK = 3000
+SEVERITY_ICON = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
+
+
+def render_slack(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[str, Any]:
+    blocks: list[dict[str, Any]] = [
+        {"type": "header",
+         "text": {"type": "plain_text", "text": _cut(view.title, MAX_HEADER_TEXT), "emoji": True}},
+        {"type": "section", "fields": _facts(view)},
+    ]
+    for group in view.groups[:max_groups]:
+        blocks.append({"type": "divider"})
+        blocks.append(_section(_cause_text(group)))
+        shown = group.pairs[:max_pairs]
+        blocks.extend(_section(text) for text in _pack([_pair_text(p) for p in shown]))
+        if len(group.pairs) > len(shown):
+            blocks.append(_section(f"_{_esc(_more_line(len(group.pairs) - len(shown), 'pairs', view.id))}_"))
+    hidden = view.groups[max_groups:]
+    if hidden:
+        n = sum(len(g.pairs) for g in hidden)
+        blocks.append({"type": "divider"})
+        blocks.append(_section(f"_{_esc(_more_line(len(hidden), 'causes', view.id, pairs=n))}_"))
+    if view.warnings:
+        blocks.append(_section(_cut("*Warnings*\n" + "\n".join(f"• {_esc(w)}" for w in view.warnings),
+                                    MAX_SECTION_TEXT)))
+    footer = "ER-transit auditor" + (f" · alert id `{_esc(view.id)}`" if view.id else "")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
+    return {"text": _fallback(view), "blocks": blocks}
+
+
+def fits(body: dict[str, Any]) -> bool:
+    blocks = body["blocks"]
+    return len(blocks) <= MAX_BLOCKS and all(
+        len(b.get("text", {}).get("text", "")) <= MAX_SECTION_TEXT for b in blocks
+    )
+
+
+def _fallback(view: AlertView) -> str:
+    parts = [f"[{view.severity.upper()}] {view.title}"]
+    causes = sorted({c.full_text for g in view.groups for c in g.causes})
+    if causes:
+        more = f" (+{len(causes) - 5} more)" if len(causes) > 5 else ""
+        parts.append("cause: " + "; ".join(causes[:5]) + more)
+    if view.caller:
+        parts.append(f"by {view.caller}")
+    return _cut(" — ".join(parts), MAX_FALLBACK)
+
+
+def _facts(view: AlertView) -> list[dict[str, str]]:
+    facts = [
+        ("Severity", f"{SEVERITY_ICON.get(view.severity, '')} {view.severity}"),
+        ("Pairs", f"{view.opened} opened, {view.closed} closed"
+         + (f" ({view.pending} pending)" if view.pending else "")),
+        ("Changed by", _esc(view.caller)),
+        ("Time", _esc(short_time(view.time))),
+        ("Correlation id", f"`{_esc(view.correlation_id)}`" if view.correlation_id else ""),
+        ("Trigger", _esc(view.trigger)),
+    ]
+    # Slack allows at most 10 fields of at most 2000 characters each.
+    return [{"type": "mrkdwn", "text": _cut(f"*{k}*\n{v}", 2000)} for k, v in facts if v.strip()][:10]
+
+
+def _cause_text(group: Group) -> str:
+    lines = []
+    for c in group.causes[:5]:
+        lines.append(f"*{_link(c.ref)}* {_esc(c.text)}" if c.ref else _esc(c.text))
+    if len(group.causes) > 5:
+        lines.append(f"_+{len(group.causes) - 5} more changes_")
+    return _cut("*Cause:* " + ("\n".join(lines) if lines else "_not determined_"), MAX_SECTION_TEXT)
+
+
+def _pair_text(p: Pair) -> str:
+    icon = ":unlock:" if p.direction == "opened" else ":lock:"
+    status = "confirmed" if p.status == "confirmed" else "*pending* (still settling, will be re-checked)"
+    lines = [
+        f"{icon} *{p.direction.upper()}* · {SEVERITY_ICON.get(p.severity, '')} {p.severity} · {status}",
+        f"• {_endpoint(p.a)}",
+        f"• {_endpoint(p.b)}",
+    ]
+    via = []
+    if p.circuits:
+        via.append("circuit " + ", ".join(_link(c) for c in p.circuits[:3]))
+    if p.gateways:
+        via.append("gateways " + ", ".join(_link(g) for g in p.gateways[:4]))
+    if via:
+        lines.append("• via " + " · ".join(via))
+    lines.extend(f"• :grey_exclamation: {_esc(w)}" for w in p.warnings[:3])
+    return _cut("\n".join(lines), MAX_SECTION_TEXT)
+
+
+def _endpoint(e: Endpoint) -> str:
+    prefixes = ", ".join(e.prefixes[:4]) + (f" +{len(e.prefixes) - 4}" if len(e.prefixes) > 4 else "")
+    where = " / ".join(x for x in (e.subscription, e.resource_group) if x)
+    return (f"*{_link(e.ref)}*" + (f" `{_esc(prefixes)}`" if prefixes else "")
+            + (f" ({_esc(where)})" if where else ""))
+
+
+def _pack(texts: list[str]) -> list[str]:
+    """Pair texts joined into as few section texts of at most MAX_SECTION_TEXT characters as possible."""
+    out: list[str] = []
+    for t in texts:
+        if out and len(out[-1]) + 2 + len(t) <= MAX_SECTION_TEXT:
+            out[-1] += "\n\n" + t
+        else:
+            out.append(t)
+    return out
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _link(r: Ref) -> str:
+    return f"<{r.link}|{_esc(r.name)}>" if r.link else _esc(r.name)
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
