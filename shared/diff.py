@@ -1,0 +1,208 @@
+"""Old pairs + new pairs (+ both topologies) -> opened / closed, each with its cause (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.model import PairSet, ResourceId, Topology, TransitPair, is_settling
+from shared.transit import VNET_GATEWAY, Endpoint, endpoints_of
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """One change of one resource: `ergw-01 allowRemoteVnetTraffic false -> true`."""
+
+    resource: ResourceId
+    kind: str
+    label: str
+    change: str  # modified | added | removed
+    prop: str | None = None
+    old: Any = None
+    new: Any = None
+
+    @property
+    def text(self) -> str:
+        if self.kind == "unknown":
+            return self.label
+        if self.change != "modified":
+            return f"{self.label} {self.change}"
+        shown = "" if self.prop == "peeringState" else f" {self.prop}"
+        return f"{self.label}{shown} {_fmt(self.old)} -> {_fmt(self.new)}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"resource": self.resource.value, "name": self.resource.name, "kind": self.kind,
+                "change": self.change, "property": self.prop, "old": self.old, "new": self.new, "text": self.text}
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(v) for v in value) + "]"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class PairChange:
+    pair: TransitPair
+    causes: tuple[Cause, ...]
+    pending: bool
+    topology: Topology  # the topology the pair was computed from (for names and prefixes)
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    opened: tuple[PairChange, ...]
+    closed: tuple[PairChange, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.opened and not self.closed
+
+    def groups(self) -> list[tuple[tuple[Cause, ...], list[PairChange], list[PairChange]]]:
+        """Pairs opened or closed by the same causes, in a stable order."""
+        grouped: dict[tuple[str, ...], tuple[tuple[Cause, ...], list[PairChange], list[PairChange]]] = {}
+        for ch in self.opened:
+            grouped.setdefault(tuple(c.text for c in ch.causes), (ch.causes, [], []))[1].append(ch)
+        for ch in self.closed:
+            grouped.setdefault(tuple(c.text for c in ch.causes), (ch.causes, [], []))[2].append(ch)
+        return [grouped[k] for k in sorted(grouped)]
+
+
+def facets_of(topology: Topology, rid: ResourceId) -> tuple[str, str, dict[str, Any]] | None:
+    """(kind, label, the transit-relevant properties) of one resource, or None when it is absent."""
+    if (gw := topology.gateways.get(rid)) is not None:
+        return "gateway", rid.name, {
+            "gatewayType": gw.gateway_type, "allowRemoteVnetTraffic": gw.allow_remote_vnet_traffic,
+            "allowVirtualWanTraffic": gw.allow_virtual_wan_traffic, "adminState": gw.admin_state,
+            "provisioningState": gw.provisioning_state, "vnet": gw.vnet.name if gw.vnet else None}
+    if (conn := topology.connections.get(rid)) is not None:
+        return "connection", f"connection {rid.name}", {
+            "connectionType": conn.connection_type,
+            "virtualNetworkGateway1": conn.gateway.name if conn.gateway else None,
+            "peer": conn.circuit.name if conn.circuit else None, "provisioningState": conn.provisioning_state}
+    if (circuit := topology.circuits.get(rid)) is not None:
+        return "circuit", f"circuit {rid.name}", {
+            "serviceProviderProvisioningState": circuit.service_provider_state,
+            "privatePeeringState": circuit.private_peering_state, "provisioningState": circuit.provisioning_state}
+    if (vnet := topology.vnets.get(rid)) is not None and vnet.present:
+        return "vnet", f"vnet {rid.name}", {"provisioningState": vnet.provisioning_state}
+    if (wgw := topology.wan_gateways.get(rid)) is not None:
+        return "vwanGateway", f"Virtual WAN gateway {rid.name}", {
+            "allowNonVirtualWanTraffic": wgw.allow_non_virtual_wan_traffic,
+            "circuits": sorted(c.name for c in wgw.circuits), "provisioningState": wgw.provisioning_state}
+    if (hub := topology.hubs.get(rid)) is not None:
+        return "hub", f"hub {rid.name}", {"virtualWan": hub.virtual_wan.name if hub.virtual_wan else None}
+    if (hc := topology.hub_connections.get(rid)) is not None:
+        return "hubConnection", f"hub connection {rid.name}", {
+            "remoteVirtualNetwork": hc.remote_vnet.name, "provisioningState": hc.provisioning_state}
+    vnet_of_peering = topology.vnets.get(rid.parent())
+    if vnet_of_peering is not None:
+        for p in vnet_of_peering.peerings:
+            if p.id == rid:
+                return "peering", f"peering {p.vnet.name} -> {p.remote_vnet.name}", {
+                    "allowGatewayTransit": p.allow_gateway_transit, "useRemoteGateways": p.use_remote_gateways,
+                    "peeringState": p.peering_state, "provisioningState": p.provisioning_state}
+    return None
+
+
+def _membership(topology: Topology, ep: Endpoint, vnet: ResourceId) -> list[ResourceId]:
+    """The resources that put `vnet` behind the gateway `ep`."""
+    if ep.kind == VNET_GATEWAY:
+        gw = topology.gateways[ep.id]
+        home = gw.vnet
+        if home is None or vnet == home:
+            return [vnet]
+        hub_side = [p.id for p in topology.vnets[home].peerings if p.remote_vnet == vnet]
+        spoke = topology.vnets.get(vnet)
+        spoke_side = [p.id for p in spoke.peerings if p.remote_vnet == home] if spoke else []
+        return [vnet, *hub_side, *spoke_side]
+    wgw = topology.wan_gateways[ep.id]
+    return [vnet, *(hc.id for hc in topology.hub_connections.values()
+                    if hc.hub == wgw.hub and hc.remote_vnet == vnet)]
+
+
+def dependencies(topology: Topology, pair: TransitPair, endpoints: dict[ResourceId, Endpoint]) -> list[ResourceId]:
+    """Every resource whose state the pair depends on, in `topology`."""
+    deps: dict[ResourceId, None] = {}
+    for route in pair.routes:
+        deps[route.circuit] = None
+        for gid in route.gateways:
+            deps[gid] = None
+            ep = endpoints.get(gid)
+            if ep is None:
+                continue
+            if ep.kind == VNET_GATEWAY:
+                for conn in topology.connections.values():
+                    if conn.gateway == gid and conn.circuit == route.circuit and conn.is_expressroute:
+                        deps[conn.id] = None
+            else:
+                hub = topology.wan_gateways[gid].hub
+                if hub is not None:
+                    deps[hub] = None
+            for vnet in (pair.a, pair.b):
+                if vnet in ep.domain:
+                    deps.update(dict.fromkeys(_membership(topology, ep, vnet)))
+    return list(deps)
+
+
+def changes_between(before: Topology, after: Topology, resources: Iterable[ResourceId]) -> tuple[Cause, ...]:
+    causes: list[Cause] = []
+    for rid in resources:
+        old, new = facets_of(before, rid), facets_of(after, rid)
+        if old is None and new is None:
+            continue
+        if old is None:
+            assert new is not None
+            causes.append(Cause(rid, new[0], new[1], "added"))
+        elif new is None:
+            causes.append(Cause(rid, old[0], old[1], "removed"))
+        else:
+            for prop, value in new[2].items():
+                if old[2].get(prop) != value:
+                    causes.append(Cause(rid, new[0], new[1], "modified", prop, old[2].get(prop), value))
+    return tuple(sorted(causes, key=lambda c: (c.text.lower(), c.resource)))
+
+
+def _settling_in(topology: Topology, resources: Iterable[ResourceId]) -> bool:
+    for rid in resources:
+        facets = facets_of(topology, rid)
+        if facets is not None and is_settling(facets[2].get("provisioningState")):
+            return True
+    return False
+
+
+def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, after_topology: Topology) -> Diff:
+    """Pairs present only after (opened) or only before (closed), each with the changes that explain it.
+
+    A closed pair is *pending* when a resource it depended on is still settling in `after_topology`.
+    """
+    opened_keys = [k for k in after.pairs if k not in before.pairs]
+    closed_keys = [k for k in before.pairs if k not in after.pairs]
+    opened: list[PairChange] = []
+    closed: list[PairChange] = []
+    if opened_keys:
+        endpoints = endpoints_of(after_topology)
+        for key in sorted(opened_keys):
+            pair = after.pairs[key]
+            deps = dependencies(after_topology, pair, endpoints)
+            opened.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps)),
+                                     pair.pending, after_topology))
+    if closed_keys:
+        endpoints = endpoints_of(before_topology)
+        for key in sorted(closed_keys):
+            pair = before.pairs[key]
+            deps = dependencies(before_topology, pair, endpoints)
+            closed.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps)),
+                                     _settling_in(after_topology, deps), before_topology))
+    return Diff(opened=tuple(opened), closed=tuple(closed))
+
+
+def _or_unknown(causes: tuple[Cause, ...]) -> tuple[Cause, ...]:
+    # A pair changed but none of its own resources did: say so rather than inventing a cause.
+    return causes or (Cause(ResourceId.parse("/"), "unknown", "no change found on the pair's own resources",
+                            "modified", None, None, None),)

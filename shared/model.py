@@ -1,0 +1,236 @@
+"""The topology and transit-pair value types; frozen, and free of any I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+SETTLING_STATES = frozenset({"updating", "creating", "deleting"})
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ResourceId:
+    """An ARM resource id: compared case-insensitively, displayed with its original casing."""
+
+    key: str = field(repr=False)
+    value: str = field(compare=False)
+
+    @classmethod
+    def parse(cls, raw: str) -> ResourceId:
+        text = raw.strip().rstrip("/")
+        return cls(key=text.lower(), value=text)
+
+    @property
+    def name(self) -> str:
+        return self.value.rsplit("/", 1)[-1]
+
+    def _segment_after(self, label: str) -> str:
+        parts = self.value.split("/")
+        for i, part in enumerate(parts[:-1]):
+            if part.lower() == label:
+                return parts[i + 1]
+        return ""
+
+    @property
+    def subscription(self) -> str:
+        return self._segment_after("subscriptions")
+
+    @property
+    def resource_group(self) -> str:
+        return self._segment_after("resourcegroups")
+
+    def parent(self, levels: int = 2) -> ResourceId:
+        """The id with the last `levels` segments removed (child type + child name by default)."""
+        return ResourceId.parse("/".join(self.value.split("/")[:-levels]))
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def is_settling(provisioning_state: str | None) -> bool:
+    return (provisioning_state or "").lower() in SETTLING_STATES
+
+
+def is_failed(provisioning_state: str | None) -> bool:
+    return (provisioning_state or "").lower() == "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Peering:
+    id: ResourceId
+    vnet: ResourceId
+    remote_vnet: ResourceId
+    allow_gateway_transit: bool
+    use_remote_gateways: bool
+    peering_state: str
+    provisioning_state: str | None
+
+    @property
+    def connected(self) -> bool:
+        return self.peering_state.lower() == "connected"
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualNetwork:
+    id: ResourceId
+    address_prefixes: tuple[str, ...]
+    location: str
+    tags: Mapping[str, str]
+    provisioning_state: str | None
+    peerings: tuple[Peering, ...] = ()
+    present: bool = True  # False: only referenced (e.g. by a gateway), not in the snapshot
+
+    @property
+    def name(self) -> str:
+        return self.id.name
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A VNet gateway (`Microsoft.Network/virtualNetworkGateways`)."""
+
+    id: ResourceId
+    gateway_type: str
+    vnet: ResourceId | None
+    allow_remote_vnet_traffic: bool | None
+    allow_virtual_wan_traffic: bool | None
+    admin_state: str | None
+    provisioning_state: str | None
+
+    @property
+    def is_expressroute(self) -> bool:
+        return self.gateway_type.lower() == "expressroute"
+
+    @property
+    def disabled(self) -> bool:
+        return (self.admin_state or "").lower() == "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A `Microsoft.Network/connections` resource."""
+
+    id: ResourceId
+    connection_type: str
+    gateway: ResourceId | None
+    circuit: ResourceId | None
+    provisioning_state: str | None
+
+    @property
+    def is_expressroute(self) -> bool:
+        return self.connection_type.lower() == "expressroute"
+
+
+@dataclass(frozen=True, slots=True)
+class Circuit:
+    id: ResourceId
+    service_provider_state: str | None
+    private_peering_state: str | None  # None: no private peering reported
+    peerings_reported: bool
+    provisioning_state: str | None
+    global_reach: frozenset[ResourceId] = frozenset()
+
+    @property
+    def usable(self) -> bool:
+        provisioned = (self.service_provider_state or "").lower() == "provisioned"
+        if not self.peerings_reported:
+            return provisioned
+        return provisioned and (self.private_peering_state or "").lower() == "enabled"
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHub:
+    id: ResourceId
+    virtual_wan: ResourceId | None
+    provisioning_state: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HubConnection:
+    """A `virtualHubs/hubVirtualNetworkConnections` resource: a VNet attached to a Virtual WAN hub."""
+
+    id: ResourceId
+    hub: ResourceId
+    remote_vnet: ResourceId
+    provisioning_state: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WanGateway:
+    """A Virtual WAN hub's ExpressRoute gateway (`Microsoft.Network/expressRouteGateways`)."""
+
+    id: ResourceId
+    hub: ResourceId | None
+    allow_non_virtual_wan_traffic: bool | None
+    circuits: Mapping[ResourceId, str | None]  # circuit -> provisioning state of its expressRouteConnection
+    provisioning_state: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Every transit-relevant resource of a snapshot, keyed by id."""
+
+    vnets: Mapping[ResourceId, VirtualNetwork]
+    gateways: Mapping[ResourceId, Gateway]
+    connections: Mapping[ResourceId, Connection]
+    circuits: Mapping[ResourceId, Circuit]
+    hubs: Mapping[ResourceId, VirtualHub]
+    hub_connections: Mapping[ResourceId, HubConnection]
+    wan_gateways: Mapping[ResourceId, WanGateway]
+    warnings: tuple[str, ...] = ()
+
+    def peerings(self) -> dict[ResourceId, Peering]:
+        return {p.id: p for v in self.vnets.values() for p in v.peerings}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way a pair is carried: two gateways (VNet or Virtual WAN) joined by one circuit."""
+
+    circuit: ResourceId
+    gateways: tuple[ResourceId, ResourceId]
+    pending: bool
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TransitPair:
+    """Two VNets that reach each other through ExpressRoute; `a` sorts before `b`."""
+
+    a: ResourceId
+    b: ResourceId
+    routes: tuple[Route, ...]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.a.key, self.b.key)
+
+    @property
+    def pending(self) -> bool:
+        return all(r.pending for r in self.routes)
+
+    @property
+    def status(self) -> str:
+        return "pending" if self.pending else "confirmed"
+
+    @property
+    def circuits(self) -> tuple[ResourceId, ...]:
+        return tuple(sorted({r.circuit for r in self.routes}))
+
+    @property
+    def gateways(self) -> tuple[ResourceId, ...]:
+        return tuple(sorted({g for r in self.routes for g in r.gateways}))
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Warnings of the routes that decide the pair: a clean confirmed route makes the pair certain."""
+        best = [r for r in self.routes if not r.pending] or list(self.routes)
+        if any(not r.warnings for r in best):
+            return ()
+        return tuple(sorted({w for r in best for w in r.warnings}))
+
+
+@dataclass(frozen=True, slots=True)
+class PairSet:
+    pairs: Mapping[tuple[str, str], TransitPair]
+    warnings: tuple[str, ...] = ()

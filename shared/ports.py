@@ -1,0 +1,120 @@
+"""The ports the use case (auditor) talks to; adapters in arm, store and notify implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+JsonDict = dict[str, Any]
+
+
+class IncompleteReadError(Exception):
+    """The live topology could not be read completely (403, throttling, a failed call)."""
+
+
+class StateConflict(Exception):
+    """Another run committed the state first (the ETag condition failed)."""
+
+
+class DeliveryError(Exception):
+    """A chat service did not accept an alert. `retryable` says whether a later attempt may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedState:
+    """What the last committed run knew.
+
+    pairs: confirmed ER-transit pairs, each as in `pairs --json`.
+    resources: the raw ARM resources those pairs were computed from (so the next diff can name causes).
+    topology_digest: SHA-256 of the canonical JSON of `resources`.
+    processed_event_ids: the most recent Event Grid event ids already decided (bounded list, newest last).
+    outbox: alerts committed but not yet accepted by a chat service: {"id", "channel", "alert"} each.
+    pending: changes still settling, re-checked later (free-form records from the auditor).
+    sequence: increases by one with every commit.
+    """
+
+    pairs: list[JsonDict] = field(default_factory=list)
+    resources: list[JsonDict] = field(default_factory=list)
+    topology_digest: str = ""
+    processed_event_ids: list[str] = field(default_factory=list)
+    outbox: list[JsonDict] = field(default_factory=list)
+    pending: list[JsonDict] = field(default_factory=list)
+    sequence: int = 0
+
+    def to_json(self) -> JsonDict:
+        return {
+            "pairs": self.pairs,
+            "resources": self.resources,
+            "topologyDigest": self.topology_digest,
+            "processedEventIds": self.processed_event_ids,
+            "outbox": self.outbox,
+            "pending": self.pending,
+            "sequence": self.sequence,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CommittedState:
+        return cls(
+            pairs=list(data.get("pairs", [])),
+            resources=list(data.get("resources", [])),
+            topology_digest=str(data.get("topologyDigest", "")),
+            processed_event_ids=[str(x) for x in data.get("processedEventIds", [])],
+            outbox=list(data.get("outbox", [])),
+            pending=list(data.get("pending", [])),
+            sequence=int(data.get("sequence", 0)),
+        )
+
+
+class StateStore(Protocol):
+    def load(self) -> tuple[CommittedState | None, str | None]:
+        """The committed state and its ETag; (None, None) when nothing was committed yet."""
+        ...
+
+    def save(self, state: CommittedState, *, etag: str | None) -> str:
+        """Write `state` only if the stored ETag is still `etag` (None: only if none exists yet).
+
+        Returns the new ETag; raises StateConflict when another run committed first.
+        """
+        ...
+
+
+class AuditLog(Protocol):
+    def append(self, record: JsonDict) -> JsonDict:
+        """Append one record, chained to the previous one; returns it as stored (with seq, prevHash, hash)."""
+        ...
+
+    def records(self) -> Iterator[JsonDict]:
+        """Every stored record, oldest first."""
+        ...
+
+
+class RecheckQueue(Protocol):
+    def schedule(self, message: JsonDict, *, delay_seconds: int) -> None:
+        """Ask for a re-check run after `delay_seconds` (a change was still settling)."""
+        ...
+
+
+class TopologyReader(Protocol):
+    def read(self, *, focus_resource_id: str | None = None) -> list[JsonDict]:
+        """Every relevant ARM resource of the scope; raises IncompleteReadError when any part failed."""
+        ...
+
+
+class Notifier(Protocol):
+    channel: str
+
+    def deliver(self, alert: JsonDict, *, alert_id: str) -> None:
+        """Post one alert; raises DeliveryError when the service did not accept it."""
+        ...
+
+
+def bounded_ids(ids: Sequence[str], new_id: str, *, keep: int = 1000) -> list[str]:
+    """The processed-event-id list after adding `new_id`, keeping only the newest `keep`."""
+    out = [i for i in ids if i != new_id]
+    out.append(new_id)
+    return out[-keep:]

@@ -1,0 +1,224 @@
+"""Topology -> ER-transit pairs, each with the circuits and gateways that carry it (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+
+from shared.model import (
+    Gateway,
+    PairSet,
+    ResourceId,
+    Route,
+    Topology,
+    TransitPair,
+    WanGateway,
+    is_failed,
+    is_settling,
+)
+
+VNET_GATEWAY = "vnetGateway"
+WAN_GATEWAY = "wanGateway"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A gateway that can carry ER transit, seen from the transit rules.
+
+    domain: VNet -> True when its membership is still settling (a peering or hub connection updating).
+    circuits: circuit -> True when the link to it (connection) is still settling.
+    """
+
+    id: ResourceId
+    kind: str
+    domain: Mapping[ResourceId, bool]
+    circuits: Mapping[ResourceId, bool]
+    allow_vnet: bool | None  # VNet gateways: allowRemoteVnetTraffic
+    allow_wan: bool | None  # VNet gateways: allowVirtualWanTraffic; WAN gateways: allowNonVirtualWanTraffic
+    virtual_wan: ResourceId | None
+    settling: bool
+    failed: bool
+
+
+def spokes_of(topology: Topology, home: ResourceId, warnings: list[str] | None = None) -> dict[ResourceId, bool]:
+    """The VNets that use `home`'s gateway through gateway transit -> whether that is still settling."""
+    out: dict[ResourceId, bool] = {}
+    vnet = topology.vnets.get(home)
+    if vnet is None:
+        return out
+    for hub_side in vnet.peerings:
+        if not (hub_side.allow_gateway_transit and hub_side.connected):
+            continue
+        spoke = topology.vnets.get(hub_side.remote_vnet)
+        if spoke is None or not spoke.present:
+            if warnings is not None:
+                warnings.append(
+                    f"{vnet.name} offers gateway transit to {hub_side.remote_vnet.name}, which is not in the "
+                    "snapshot; cannot tell whether it uses the gateway"
+                )
+            continue
+        for spoke_side in spoke.peerings:
+            if (spoke_side.remote_vnet == home and spoke_side.use_remote_gateways and spoke_side.connected):
+                out[spoke.id] = is_settling(hub_side.provisioning_state) or is_settling(
+                    spoke_side.provisioning_state)
+                break
+    return out
+
+
+def _vnet_gateway_endpoint(topology: Topology, gw: Gateway, links: Mapping[ResourceId, bool],
+                           spokes: dict[ResourceId, dict[ResourceId, bool]], warnings: list[str]) -> Endpoint | None:
+    if not gw.is_expressroute or gw.disabled or gw.vnet is None:
+        return None
+    home = gw.vnet
+    if home not in spokes:
+        spokes[home] = spokes_of(topology, home, warnings)
+    domain = {home: False, **spokes[home]}
+    return Endpoint(
+        id=gw.id, kind=VNET_GATEWAY, domain=domain, circuits=links,
+        allow_vnet=gw.allow_remote_vnet_traffic, allow_wan=gw.allow_virtual_wan_traffic, virtual_wan=None,
+        settling=is_settling(gw.provisioning_state), failed=is_failed(gw.provisioning_state),
+    )
+
+
+def _wan_gateway_endpoint(topology: Topology, wgw: WanGateway,
+                          members: Mapping[ResourceId, dict[ResourceId, bool]]) -> Endpoint | None:
+    if wgw.hub is None:
+        return None
+    hub = topology.hubs.get(wgw.hub)
+    return Endpoint(
+        id=wgw.id, kind=WAN_GATEWAY, domain=members.get(wgw.hub, {}),
+        circuits={c: is_settling(state) for c, state in wgw.circuits.items()},
+        allow_vnet=None, allow_wan=wgw.allow_non_virtual_wan_traffic,
+        virtual_wan=hub.virtual_wan if hub is not None else None,
+        settling=is_settling(wgw.provisioning_state), failed=is_failed(wgw.provisioning_state),
+    )
+
+
+def endpoints_of(topology: Topology, warnings: list[str] | None = None) -> dict[ResourceId, Endpoint]:
+    """Every gateway that may carry ER transit, with its domain and circuit links."""
+    sink = warnings if warnings is not None else []
+    links: dict[ResourceId, dict[ResourceId, bool]] = {}
+    for conn in topology.connections.values():
+        if conn.is_expressroute and conn.gateway is not None and conn.circuit is not None:
+            per_gw = links.setdefault(conn.gateway, {})
+            settling = is_settling(conn.provisioning_state)
+            # Several connections to one circuit: settled as soon as one of them is.
+            per_gw[conn.circuit] = per_gw.get(conn.circuit, True) and settling
+    spokes: dict[ResourceId, dict[ResourceId, bool]] = {}
+    out: dict[ResourceId, Endpoint] = {}
+    for gw in topology.gateways.values():
+        ep = _vnet_gateway_endpoint(topology, gw, links.get(gw.id, {}), spokes, sink)
+        if ep is not None:
+            out[ep.id] = ep
+    members: dict[ResourceId, dict[ResourceId, bool]] = {}
+    for hc in topology.hub_connections.values():
+        members.setdefault(hc.hub, {})[hc.remote_vnet] = is_settling(hc.provisioning_state)
+    for wgw in topology.wan_gateways.values():
+        ep = _wan_gateway_endpoint(topology, wgw, members)
+        if ep is not None:
+            out[ep.id] = ep
+    return out
+
+
+def _flag_warning(gateway: ResourceId, flag: str) -> str:
+    return (f"{gateway.name}: {flag} not reported; assumed allowed as on gateways created before the 2024 "
+            "change")
+
+
+def route_verdict(e1: Endpoint, e2: Endpoint) -> tuple[bool, list[str]]:
+    """Whether two gateways on a shared circuit let their VNets reach each other, and the doubts."""
+    warnings: list[str] = []
+    if e1.kind == VNET_GATEWAY and e2.kind == VNET_GATEWAY:
+        checks = [(e1, "allowRemoteVnetTraffic", e1.allow_vnet), (e2, "allowRemoteVnetTraffic", e2.allow_vnet)]
+    elif e1.kind == WAN_GATEWAY and e2.kind == WAN_GATEWAY:
+        if e1.virtual_wan is not None and e1.virtual_wan == e2.virtual_wan:
+            return False, []  # hubs of one Virtual WAN talk over the WAN backbone, not ExpressRoute
+        return True, [f"{e1.id.name} and {e2.id.name}: Virtual WAN hubs of different (or unknown) Virtual WANs "
+                      "sharing a circuit; whether they reach each other over ExpressRoute is uncertain"]
+    else:
+        vnet_side, wan_side = (e1, e2) if e1.kind == VNET_GATEWAY else (e2, e1)
+        checks = [(vnet_side, "allowVirtualWanTraffic", vnet_side.allow_wan),
+                  (wan_side, "allowNonVirtualWanTraffic", wan_side.allow_wan)]
+    for ep, flag, value in checks:
+        if value is False:
+            return False, []
+        if value is None:
+            warnings.append(_flag_warning(ep.id, flag))
+    return True, warnings
+
+
+def compute_pairs(topology: Topology) -> PairSet:
+    """Every ER-transit pair of the topology (see DESIGN.md, "Transit rules")."""
+    warnings: list[str] = list(topology.warnings)
+    endpoints = endpoints_of(topology, warnings)
+    by_circuit: dict[ResourceId, list[Endpoint]] = {}
+    for ep in sorted(endpoints.values(), key=lambda e: e.id):
+        for circuit in ep.circuits:
+            by_circuit.setdefault(circuit, []).append(ep)
+    member_of: dict[ResourceId, set[ResourceId]] = {}
+    for ep in endpoints.values():
+        for vnet in ep.domain:
+            member_of.setdefault(vnet, set()).add(ep.id)
+
+    routes: dict[tuple[str, str], list[Route]] = {}
+    ids: dict[str, ResourceId] = {}
+    for circuit_id, eps in sorted(by_circuit.items()):
+        if len(eps) < 2:
+            continue
+        circuit_res = topology.circuits.get(circuit_id)
+        circuit_warnings: list[str] = []
+        circuit_settling = False
+        if circuit_res is None:
+            circuit_warnings.append(f"circuit {circuit_id.name} is not in the snapshot (another subscription?); "
+                                    "assumed usable")
+        else:
+            if not circuit_res.usable:
+                continue
+            if not circuit_res.peerings_reported:
+                circuit_warnings.append(f"circuit {circuit_id.name} reports no peerings; private peering assumed "
+                                        "enabled")
+            circuit_settling = is_settling(circuit_res.provisioning_state)
+            if is_failed(circuit_res.provisioning_state):
+                circuit_warnings.append(f"circuit {circuit_id.name} is in provisioning state Failed")
+        for e1, e2 in combinations(eps, 2):
+            allowed, doubts = route_verdict(e1, e2)
+            if not allowed:
+                continue
+            route_warnings = [*circuit_warnings, *doubts]
+            route_warnings += [f"gateway {e.id.name} is in provisioning state Failed" for e in (e1, e2) if e.failed]
+            base_pending = (circuit_settling or e1.settling or e2.settling or e1.circuits[circuit_id]
+                            or e2.circuits[circuit_id])
+            cache: dict[bool, Route] = {}
+            for va, pa in e1.domain.items():
+                for vb, pb in e2.domain.items():
+                    if va == vb or not member_of[va].isdisjoint(member_of[vb]):
+                        continue
+                    pending = base_pending or pa or pb
+                    route = cache.get(pending)
+                    if route is None:
+                        route = cache[pending] = Route(circuit=circuit_id, gateways=(e1.id, e2.id),
+                                                       pending=pending, warnings=tuple(route_warnings))
+                    key = (va.key, vb.key) if va.key < vb.key else (vb.key, va.key)
+                    ids[va.key], ids[vb.key] = va, vb
+                    routes.setdefault(key, []).append(route)
+    warnings += _global_reach_warnings(topology, by_circuit)
+    pairs = {key: TransitPair(a=ids[key[0]], b=ids[key[1]], routes=tuple(rs)) for key, rs in sorted(routes.items())}
+    return PairSet(pairs=pairs, warnings=tuple(dict.fromkeys(warnings)))
+
+
+def _global_reach_warnings(topology: Topology, by_circuit: Mapping[ResourceId, Iterable[Endpoint]]) -> list[str]:
+    out: list[str] = []
+    for circuit in sorted(topology.circuits.values(), key=lambda c: c.id):
+        for other in sorted(circuit.global_reach):
+            if other < circuit.id and other in topology.circuits:
+                continue  # reported once, from the lower id
+            for e1 in by_circuit.get(circuit.id, ()):
+                for e2 in by_circuit.get(other, ()):
+                    if e1.id == e2.id or not set(e1.circuits).isdisjoint(e2.circuits):
+                        continue
+                    if route_verdict(e1, e2)[0]:
+                        out.append(f"{e1.id.name} ({circuit.id.name}) and {e2.id.name} ({other.name}): the circuits "
+                                   "are joined by Global Reach, which does not carry VNet-to-VNet traffic; not "
+                                   "counted as a pair")
+    return out

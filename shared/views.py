@@ -1,0 +1,126 @@
+"""JSON documents and readable tables for pairs and diffs (the CLI's and the alerts' shared vocabulary)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shared.diff import Diff, PairChange
+from shared.model import PairSet, ResourceId, Topology, TransitPair
+from shared.transit import Endpoint, endpoints_of
+
+
+def _endpoint_json(topology: Topology, vnet: ResourceId, gateways: Sequence[ResourceId]) -> dict[str, Any]:
+    known = topology.vnets.get(vnet)
+    return {
+        "id": vnet.value,
+        "name": vnet.name,
+        "subscription": vnet.subscription,
+        "resourceGroup": vnet.resource_group,
+        "addressPrefixes": list(known.address_prefixes) if known else [],
+        "gateways": [g.value for g in gateways],
+    }
+
+
+def _gateways_of(pair: TransitPair, vnet: ResourceId, endpoints: Mapping[ResourceId, Endpoint]) -> list[ResourceId]:
+    """The gateways on the pair's routes that `vnet` sits behind."""
+    return sorted({g for r in pair.routes for g in r.gateways if g in endpoints and vnet in endpoints[g].domain})
+
+
+def pair_json(pair: TransitPair, topology: Topology, *, status: str | None = None,
+              endpoints: Mapping[ResourceId, Endpoint] | None = None) -> dict[str, Any]:
+    eps = endpoints if endpoints is not None else endpoints_of(topology)
+    return {
+        "vnets": [pair.a.value, pair.b.value],
+        "status": status or pair.status,
+        "circuits": [c.value for c in pair.circuits],
+        "gateways": [g.value for g in pair.gateways],
+        "warnings": list(pair.warnings),
+        "endpoints": [_endpoint_json(topology, v, _gateways_of(pair, v, eps)) for v in (pair.a, pair.b)],
+    }
+
+
+def pairs_json(pairs: PairSet, topology: Topology) -> dict[str, Any]:
+    eps = endpoints_of(topology)
+    return {"pairs": [pair_json(p, topology, endpoints=eps) for p in pairs.pairs.values()],
+            "warnings": list(pairs.warnings)}
+
+
+def change_json(change: PairChange, endpoints: Mapping[ResourceId, Endpoint] | None = None) -> dict[str, Any]:
+    doc = pair_json(change.pair, change.topology, status="pending" if change.pending else "confirmed",
+                    endpoints=endpoints)
+    doc["cause"] = [c.to_json() for c in change.causes]
+    return doc
+
+
+def diff_json(diff: Diff, *, warnings: Sequence[str] = ()) -> dict[str, Any]:
+    cache: dict[int, Mapping[ResourceId, Endpoint]] = {}
+
+    def eps(change: PairChange) -> Mapping[ResourceId, Endpoint]:
+        if id(change.topology) not in cache:
+            cache[id(change.topology)] = endpoints_of(change.topology)
+        return cache[id(change.topology)]
+
+    return {
+        "opened": [change_json(c, eps(c)) for c in diff.opened],
+        "closed": [change_json(c, eps(c)) for c in diff.closed],
+        "groups": [
+            {"cause": [c.to_json() for c in causes],
+             "opened": [[ch.pair.a.value, ch.pair.b.value] for ch in opened],
+             "closed": [[ch.pair.a.value, ch.pair.b.value] for ch in closed]}
+            for causes, opened, closed in diff.groups()
+        ],
+        "warnings": list(warnings),
+    }
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(out)
+
+
+def _side(doc: dict[str, Any]) -> str:
+    prefixes = ",".join(doc["addressPrefixes"]) or "?"
+    return f"{doc['name']} ({prefixes}, sub {doc['subscription'][:8] or '?'})"
+
+
+def _rows(pairs: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for p in pairs:
+        a, b = p["endpoints"]
+        circuits = ",".join(ResourceId.parse(c).name for c in p["circuits"])
+        note = p["status"] + ("; " + "; ".join(p["warnings"]) if p["warnings"] else "")
+        rows.append([_side(a), "<->", _side(b), circuits, note])
+    return rows
+
+
+PAIR_HEADERS = ("VNet A", "", "VNet B", "circuit", "status")
+
+
+def pairs_table(doc: dict[str, Any]) -> str:
+    pairs = doc["pairs"]
+    out = [f"{len(pairs)} ER-transit pair(s)"]
+    if pairs:
+        out.append(_table(PAIR_HEADERS, _rows(pairs)))
+    out += [f"warning: {w}" for w in doc["warnings"]]
+    return "\n".join(out)
+
+
+def diff_table(doc: dict[str, Any]) -> str:
+    if not doc["opened"] and not doc["closed"]:
+        return "\n".join(["no ER-transit path opened or closed", *(f"warning: {w}" for w in doc["warnings"])])
+    by_key = {tuple(p["vnets"]): p for p in doc["opened"] + doc["closed"]}
+    out = [f"{len(doc['opened'])} opened, {len(doc['closed'])} closed"]
+    for group in doc["groups"]:
+        out.append("")
+        out.append("cause: " + "; ".join(c["text"] for c in group["cause"]))
+        for verb in ("opened", "closed"):
+            if group[verb]:
+                out.append(f"  {verb}:")
+                table = _table(PAIR_HEADERS, _rows([by_key[tuple(k)] for k in group[verb]]))
+                out += ["    " + line for line in table.splitlines()]
+    out += [f"warning: {w}" for w in doc["warnings"]]
+    return "\n".join(out)

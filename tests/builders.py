@@ -1,0 +1,141 @@
+"""Builders for ARM-shaped resources (as ARM GET returns them), shared by every test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SUB = "00000000-0000-0000-0000-000000000001"
+RG = "rg-er-lab"
+
+Resource = dict[str, Any]
+
+
+def rid(kind: str, name: str, *, sub: str = SUB, rg: str = RG) -> str:
+    return f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/{kind}/{name}"
+
+
+def vnet(name: str, prefix: str, *, sub: str = SUB, rg: str = RG, peerings: list[Resource] | None = None,
+         tags: dict[str, str] | None = None, state: str = "Succeeded") -> Resource:
+    res: Resource = {
+        "id": rid("virtualNetworks", name, sub=sub, rg=rg), "name": name, "type": "Microsoft.Network/virtualNetworks",
+        "location": "japaneast",
+        "properties": {"provisioningState": state, "addressSpace": {"addressPrefixes": [prefix]},
+                       "subnets": [], "virtualNetworkPeerings": peerings or []},
+    }
+    if tags:
+        res["tags"] = tags
+    return res
+
+
+def peering(local: Resource, remote: Resource, *, gateway_transit: bool = False, use_remote: bool = False,
+            state: str = "Connected", provisioning: str = "Succeeded", name: str | None = None) -> Resource:
+    """A peering of `local` to `remote`; attach it with add_peering (or use it stand-alone)."""
+    pname = name or f"to-{remote['name']}"
+    return {
+        "id": f"{local['id']}/virtualNetworkPeerings/{pname}", "name": pname,
+        "type": "Microsoft.Network/virtualNetworks/virtualNetworkPeerings",
+        "properties": {"provisioningState": provisioning, "peeringState": state, "allowVirtualNetworkAccess": True,
+                       "allowGatewayTransit": gateway_transit, "useRemoteGateways": use_remote,
+                       "remoteVirtualNetwork": {"id": remote["id"]},
+                       "remoteAddressSpace": remote["properties"]["addressSpace"]},
+    }
+
+
+def hub_and_spoke(hub: Resource, spoke: Resource, **kwargs: Any) -> None:
+    """Peer `spoke` to `hub` with gateway transit (both flags, both Connected unless overridden)."""
+    hub_state = kwargs.pop("hub_state", "Connected")
+    spoke_state = kwargs.pop("spoke_state", "Connected")
+    hub["properties"]["virtualNetworkPeerings"].append(
+        peering(hub, spoke, gateway_transit=kwargs.pop("gateway_transit", True), state=hub_state))
+    spoke["properties"]["virtualNetworkPeerings"].append(
+        peering(spoke, hub, use_remote=kwargs.pop("use_remote", True), state=spoke_state))
+
+
+def gateway(name: str, home: Resource, *, allow_remote: bool | None = False, allow_wan: bool | None = False,
+            gateway_type: str = "ExpressRoute", state: str = "Succeeded", admin_state: str | None = None,
+            sub: str = SUB, rg: str = RG) -> Resource:
+    props: dict[str, Any] = {
+        "provisioningState": state, "gatewayType": gateway_type, "sku": {"name": "ErGw1AZ", "tier": "ErGw1AZ"},
+        "ipConfigurations": [{"id": rid("virtualNetworkGateways", name, sub=sub, rg=rg) + "/ipConfigurations/default",
+                              "name": "default",
+                              "properties": {"subnet": {"id": home["id"] + "/subnets/GatewaySubnet"}}}],
+    }
+    if allow_remote is not None:
+        props["allowRemoteVnetTraffic"] = allow_remote
+    if allow_wan is not None:
+        props["allowVirtualWanTraffic"] = allow_wan
+    if admin_state is not None:
+        props["adminState"] = admin_state
+    return {"id": rid("virtualNetworkGateways", name, sub=sub, rg=rg), "name": name,
+            "type": "Microsoft.Network/virtualNetworkGateways", "location": "japaneast", "properties": props}
+
+
+def connection(name: str, gw: Resource, circuit_id: str, *, connection_type: str = "ExpressRoute",
+               state: str = "Succeeded", sub: str = SUB, rg: str = RG) -> Resource:
+    return {"id": rid("connections", name, sub=sub, rg=rg), "name": name, "type": "Microsoft.Network/connections",
+            "location": "japaneast",
+            "properties": {"provisioningState": state, "connectionType": connection_type, "routingWeight": 0,
+                           "virtualNetworkGateway1": {"id": gw["id"]}, "peer": {"id": circuit_id}}}
+
+
+def circuit(name: str, *, provider_state: str = "Provisioned", private_peering: str | None = "Enabled",
+            state: str = "Succeeded", global_reach_to: list[str] | None = None, sub: str = SUB,
+            rg: str = RG) -> Resource:
+    cid = rid("expressRouteCircuits", name, sub=sub, rg=rg)
+    peerings = []
+    if private_peering is not None:
+        connections = [{"name": f"gr-{i}", "properties": {
+            "expressRouteCircuitPeering": {"id": f"{cid}/peerings/AzurePrivatePeering"},
+            "peerExpressRouteCircuitPeering": {"id": f"{other}/peerings/AzurePrivatePeering"}}}
+            for i, other in enumerate(global_reach_to or [])]
+        peerings.append({"id": f"{cid}/peerings/AzurePrivatePeering", "name": "AzurePrivatePeering",
+                         "properties": {"peeringType": "AzurePrivatePeering", "state": private_peering,
+                                        "provisioningState": "Succeeded", "connections": connections}})
+    return {"id": cid, "name": name, "type": "Microsoft.Network/expressRouteCircuits", "location": "japaneast",
+            "properties": {"provisioningState": state, "circuitProvisioningState": "Enabled",
+                           "serviceProviderProvisioningState": provider_state, "peerings": peerings}}
+
+
+def virtual_hub(name: str, wan: str, *, sub: str = SUB, rg: str = RG) -> Resource:
+    return {"id": rid("virtualHubs", name, sub=sub, rg=rg), "name": name, "type": "Microsoft.Network/virtualHubs",
+            "location": "japaneast",
+            "properties": {"provisioningState": "Succeeded", "virtualWan": {"id": rid("virtualWans", wan, sub=sub,
+                                                                                       rg=rg)}}}
+
+
+def hub_connection(hub: Resource, remote: Resource, *, state: str = "Succeeded") -> Resource:
+    name = f"conn-{remote['name']}"
+    return {"id": f"{hub['id']}/hubVirtualNetworkConnections/{name}", "name": name,
+            "type": "Microsoft.Network/virtualHubs/hubVirtualNetworkConnections",
+            "properties": {"provisioningState": state, "remoteVirtualNetwork": {"id": remote["id"]}}}
+
+
+def wan_gateway(name: str, hub: Resource, circuit_ids: list[str], *, allow_non_wan: bool | None = False,
+                state: str = "Succeeded", sub: str = SUB, rg: str = RG) -> Resource:
+    gid = rid("expressRouteGateways", name, sub=sub, rg=rg)
+    props: dict[str, Any] = {
+        "provisioningState": state, "virtualHub": {"id": hub["id"]},
+        "expressRouteConnections": [
+            {"id": f"{gid}/expressRouteConnections/c{i}", "name": f"c{i}",
+             "properties": {"provisioningState": "Succeeded",
+                            "expressRouteCircuitPeering": {"id": f"{c}/peerings/AzurePrivatePeering"}}}
+            for i, c in enumerate(circuit_ids)],
+    }
+    if allow_non_wan is not None:
+        props["allowNonVirtualWanTraffic"] = allow_non_wan
+    return {"id": gid, "name": name, "type": "Microsoft.Network/expressRouteGateways", "location": "japaneast",
+            "properties": props}
+
+
+def lab(enabled: tuple[int, ...] = ()) -> list[Resource]:
+    """The article's lab: hubs 10.1/16, 10.2/16, 10.3/16, one ER gateway each, one circuit er-lab.
+
+    `enabled` lists the gateways (1-3) whose allowRemoteVnetTraffic is on.
+    """
+    er = circuit("er-lab")
+    out: list[Resource] = [er]
+    for i in (1, 2, 3):
+        hub = vnet(f"hub-0{i}", f"10.{i}.0.0/16")
+        gw = gateway(f"ergw-0{i}", hub, allow_remote=i in enabled)
+        out += [hub, gw, connection(f"conn-0{i}", gw, er["id"])]
+    return out
