@@ -1,0 +1,176 @@
+// The auditor itself: a Python 3.11 Function App on the Flex Consumption plan, running as a user-assigned
+// managed identity. Every connection (host storage, state/audit/queue storage, Key Vault references,
+// Application Insights) uses that identity; there is no key or connection string with a secret in it.
+
+param name string
+param planName string
+param location string
+param tags object = {}
+
+@description('azd service name (azure.yaml) this app is deployed as.')
+param serviceName string = 'auditor'
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of the same identity (for DefaultAzureCredential and identity-based connections).')
+param identityClientId string
+
+param storageAccountName string
+param storageBlobEndpoint string
+param storageQueueEndpoint string
+param deploymentContainerName string
+
+param applicationInsightsConnectionString string
+
+@description('Watched subscription ids.')
+param watchedSubscriptionIds array
+
+param stateContainerName string = 'er-transit-state'
+param auditContainerName string = 'er-transit-audit'
+param recheckQueueName string = 'er-transit-recheck'
+
+@description('NCRONTAB schedule of the reconcile timer.')
+param reconcileSchedule string = '0 */15 * * * *'
+
+@description('Optional path of a policy file, read by the code as POLICY_FILE. Empty: setting not created.')
+param policyFile string = ''
+
+@description('Versionless Key Vault secret URIs of the webhook URLs; empty: channel not configured.')
+param teamsSecretUri string = ''
+param slackSecretUri string = ''
+param jsonSecretUri string = ''
+
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+var baseSettings = {
+  // Functions host storage, identity-based (Flex Consumption supports no other form without keys).
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  // State, audit and the recheck queue: the "AuditorStorage" connection of the code and of the queue trigger.
+  AuditorStorage__blobServiceUri: storageBlobEndpoint
+  AuditorStorage__queueServiceUri: storageQueueEndpoint
+  AuditorStorage__credential: 'managedidentity'
+  AuditorStorage__clientId: identityClientId
+  AZURE_CLIENT_ID: identityClientId
+  WATCHED_SUBSCRIPTIONS: join(watchedSubscriptionIds, ',')
+  STATE_CONTAINER: stateContainerName
+  AUDIT_CONTAINER: auditContainerName
+  RECHECK_QUEUE: recheckQueueName
+  RECONCILE_SCHEDULE: reconcileSchedule
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  // Application Insights has local auth disabled: send telemetry with the identity's Entra token.
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+}
+
+// Optional settings exist only when configured, so "missing" keeps meaning "not configured".
+var teamsSetting = empty(teamsSecretUri) ? {} : {
+  TEAMS_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${teamsSecretUri})'
+}
+var slackSetting = empty(slackSecretUri) ? {} : {
+  SLACK_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${slackSecretUri})'
+}
+var jsonSetting = empty(jsonSecretUri) ? {} : {
+  JSON_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${jsonSecretUri})'
+}
+var policySetting = empty(policyFile) ? {} : {
+  POLICY_FILE: policyFile
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': serviceName
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Key Vault references resolve with the user-assigned identity (the default would be a system identity).
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: union(baseSettings, teamsSetting, slackSetting, jsonSetting, policySetting)
+}
+
+// No FTP and no basic-auth publishing: azd and "az functionapp deploy" publish with a Microsoft Entra token.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output id string = site.id
+output name string = site.name
+output defaultHostName string = site.properties.defaultHostName
