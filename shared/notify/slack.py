@@ -55,7 +55,7 @@ def _fallback(view: AlertView) -> str:
         parts.append("cause: " + "; ".join(causes[:5]) + more)
     if view.caller:
         parts.append(f"by {view.caller}")
-    return _cut(" — ".join(parts), MAX_FALLBACK)
+    return _cut(_esc(" — ".join(parts)), MAX_FALLBACK)
 
 
 def _facts(view: AlertView) -> list[dict[str, str]]:
