@@ -43,8 +43,10 @@ def big_alert(opened: int = 400, closed: int = 100) -> dict[str, Any]:
                          f"{NET}/virtualNetworkGateways/ergw-{j % 3 + 1:02d}"],
             "warnings": [],
             "endpoints": [
-                {"id": vnet(k), "name": f"spoke-{k:03d}", "subscription": SUB, "resourceGroup": f"rg-spokes-{k // 100:02d}",
-                 "addressPrefixes": [f"10.{k // 250}.{k % 250}.0/24"]} for k in (i, j)
+                {"id": vnet(k), "name": f"spoke-{k:03d}", "subscription": SUB,
+                 "resourceGroup": f"rg-spokes-{k // 100:02d}",
+                 "addressPrefixes": [f"10.{k // 250}.{k % 250}.0/24"]}
+                for k in (i, j)
             ],
             "cause": [cause],
         }
