@@ -71,9 +71,6 @@ param auditPolicyLocked bool = false
 ])
 param storageSku string = 'Standard_GRS'
 
-@description('Key Vault purge protection (irreversible once on; see DEPLOY.md before tearing down).')
-param keyVaultPurgeProtection bool = true
-
 var tags = {
   'azd-env-name': environmentName
   application: 'er-transit-auditor'
@@ -146,7 +143,6 @@ module vault 'app/keyvault.bicep' = {
     name: 'kv-ertr-${take(resourceToken, 13)}'
     location: location
     tags: tags
-    enablePurgeProtection: keyVaultPurgeProtection
     teamsWebhookUrl: teamsWebhookUrl
     slackWebhookUrl: slackWebhookUrl
     jsonWebhookUrl: jsonWebhookUrl

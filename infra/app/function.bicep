@@ -66,40 +66,97 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
 }
 
-var baseSettings = {
+var baseSettings = [
   // Functions host storage, identity-based (Flex Consumption supports no other form without keys).
-  AzureWebJobsStorage__accountName: storageAccountName
-  AzureWebJobsStorage__credential: 'managedidentity'
-  AzureWebJobsStorage__clientId: identityClientId
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storageAccountName
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
   // State, audit and the recheck queue: the "AuditorStorage" connection of the code and of the queue trigger.
-  AuditorStorage__blobServiceUri: storageBlobEndpoint
-  AuditorStorage__queueServiceUri: storageQueueEndpoint
-  AuditorStorage__credential: 'managedidentity'
-  AuditorStorage__clientId: identityClientId
-  AZURE_CLIENT_ID: identityClientId
-  WATCHED_SUBSCRIPTIONS: join(watchedSubscriptionIds, ',')
-  STATE_CONTAINER: stateContainerName
-  AUDIT_CONTAINER: auditContainerName
-  RECHECK_QUEUE: recheckQueueName
-  RECONCILE_SCHEDULE: reconcileSchedule
-  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  {
+    name: 'AuditorStorage__blobServiceUri'
+    value: storageBlobEndpoint
+  }
+  {
+    name: 'AuditorStorage__queueServiceUri'
+    value: storageQueueEndpoint
+  }
+  {
+    name: 'AuditorStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AuditorStorage__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'AZURE_CLIENT_ID'
+    value: identityClientId
+  }
+  {
+    name: 'WATCHED_SUBSCRIPTIONS'
+    value: join(watchedSubscriptionIds, ',')
+  }
+  {
+    name: 'STATE_CONTAINER'
+    value: stateContainerName
+  }
+  {
+    name: 'AUDIT_CONTAINER'
+    value: auditContainerName
+  }
+  {
+    name: 'RECHECK_QUEUE'
+    value: recheckQueueName
+  }
+  {
+    name: 'RECONCILE_SCHEDULE'
+    value: reconcileSchedule
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: applicationInsightsConnectionString
+  }
   // Application Insights has local auth disabled: send telemetry with the identity's Entra token.
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-}
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+]
 
 // Optional settings exist only when configured, so "missing" keeps meaning "not configured".
-var teamsSetting = empty(teamsSecretUri) ? {} : {
-  TEAMS_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${teamsSecretUri})'
-}
-var slackSetting = empty(slackSecretUri) ? {} : {
-  SLACK_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${slackSecretUri})'
-}
-var jsonSetting = empty(jsonSecretUri) ? {} : {
-  JSON_WEBHOOK_URL: '@Microsoft.KeyVault(SecretUri=${jsonSecretUri})'
-}
-var policySetting = empty(policyFile) ? {} : {
-  POLICY_FILE: policyFile
-}
+var teamsSetting = empty(teamsSecretUri) ? [] : [
+  {
+    name: 'TEAMS_WEBHOOK_URL'
+    value: '@Microsoft.KeyVault(SecretUri=${teamsSecretUri})'
+  }
+]
+var slackSetting = empty(slackSecretUri) ? [] : [
+  {
+    name: 'SLACK_WEBHOOK_URL'
+    value: '@Microsoft.KeyVault(SecretUri=${slackSecretUri})'
+  }
+]
+var jsonSetting = empty(jsonSecretUri) ? [] : [
+  {
+    name: 'JSON_WEBHOOK_URL'
+    value: '@Microsoft.KeyVault(SecretUri=${jsonSecretUri})'
+  }
+]
+var policySetting = empty(policyFile) ? [] : [
+  {
+    name: 'POLICY_FILE'
+    value: policyFile
+  }
+]
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   name: name
@@ -117,6 +174,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Event Grid delivers to the function's endpoint over the internet (with the function's system key);
+    // there is no HTTP trigger. Private endpoints would need VNet integration (DEPLOY.md, checkov skips).
+    publicNetworkAccess: 'Enabled'
+    clientCertEnabled: false
     // Key Vault references resolve with the user-assigned identity (the default would be a system identity).
     keyVaultReferenceIdentity: identityId
     siteConfig: {
@@ -124,6 +185,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
+      appSettings: concat(baseSettings, teamsSetting, slackSetting, jsonSetting, policySetting)
     }
     functionAppConfig: {
       deployment: {
@@ -146,12 +208,6 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       }
     }
   }
-}
-
-resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
-  parent: site
-  name: 'appsettings'
-  properties: union(baseSettings, teamsSetting, slackSetting, jsonSetting, policySetting)
 }
 
 // No FTP and no basic-auth publishing: azd and "az functionapp deploy" publish with a Microsoft Entra token.

@@ -7,9 +7,6 @@ param name string
 param location string
 param tags object = {}
 
-@description('Keep deleted secrets and the vault recoverable and unpurgeable for the retention period.')
-param enablePurgeProtection bool = true
-
 @secure()
 @description('Teams Workflows webhook URL. Empty: Teams not configured.')
 param teamsWebhookUrl string
@@ -36,7 +33,8 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
-    enablePurgeProtection: enablePurgeProtection ? true : null
+    // Deleted secrets stay recoverable and unpurgeable for 90 days (irreversible; see DEPLOY.md, Tear down).
+    enablePurgeProtection: true
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       // Flex Consumption without VNet integration resolves Key Vault references over the public endpoint.
