@@ -18,6 +18,7 @@ def _endpoint_json(topology: Topology, vnet: ResourceId, gateways: Sequence[Reso
         "subscription": vnet.subscription,
         "resourceGroup": vnet.resource_group,
         "addressPrefixes": list(known.address_prefixes) if known else [],
+        "tags": dict(known.tags) if known else {},
         "gateways": [g.value for g in gateways],
     }
 
