@@ -416,6 +416,20 @@ def _check_delay(delay_seconds: int) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _create_if_missing(create: Callable[[], Any], what: str) -> None:
+    """Create a container or queue; one that exists, or an identity not allowed to create (infra made it), is fine."""
+    from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+    try:
+        create()
+    except ResourceExistsError:
+        pass
+    except HttpResponseError as exc:
+        if exc.status_code != 403:
+            raise
+        logger.info("not allowed to create %s; assuming it exists", what)
+
+
 class _LazyContainer:
     """A ContainerClient built on first use (never at import or construction), the container created if missing."""
 
@@ -439,7 +453,6 @@ class _LazyContainer:
     def get(self) -> ContainerClient:
         with self._lock:
             if self._client is None:
-                from azure.core.exceptions import ResourceExistsError
                 from azure.storage.blob import BlobServiceClient
 
                 if self._connection_string is not None:
@@ -447,8 +460,7 @@ class _LazyContainer:
                 else:
                     service = BlobServiceClient(self._account_url or "", credential=self._credential)
                 client = service.get_container_client(self.name)
-                with contextlib.suppress(ResourceExistsError):
-                    client.create_container()
+                _create_if_missing(client.create_container, f"container {self.name}")
                 self._client = client
             return self._client
 
@@ -616,8 +628,15 @@ class AppendBlobAuditLog:
                 client.append_block(data, appendpos_condition=position)
                 return stored
             except ResourceExistsError as exc:
+                code = getattr(exc, "error_code", None)  # a str, or a str-valued StorageErrorCode
+                if code == "BlockCountExceedsLimit":
+                    # 50,000 appends in one day blob: close it; the chain goes on in the next file name.
+                    logger.warning("audit blob %s is full; sealing it and rolling over", target)
+                    self._seal(_DayBlob(target, 0, False))
+                elif code not in ("BlobAlreadyExists", "BlobIsSealed"):
+                    raise
                 # BlobAlreadyExists: another writer rolled over first; BlobIsSealed: the day was closed.
-                logger.debug("audit append attempt %s lost: %s", attempt + 1, getattr(exc, "error_code", None))
+                logger.debug("audit append attempt %s lost: %s", attempt + 1, code)
             except HttpResponseError as exc:
                 if exc.status_code != 412:
                     raise
@@ -675,7 +694,6 @@ class StorageQueueRecheck:
     def _queue(self) -> QueueClient:
         with self._lock:
             if self._client is None:
-                from azure.core.exceptions import ResourceExistsError
                 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
                 if self._connection_string is not None:
@@ -689,8 +707,7 @@ class StorageQueueRecheck:
                         credential=self._credential,
                         message_encode_policy=TextBase64EncodePolicy(),
                     )
-                with contextlib.suppress(ResourceExistsError):
-                    client.create_queue()
+                _create_if_missing(client.create_queue, f"queue {self._queue_name}")
                 self._client = client
             return self._client
 

@@ -549,3 +549,24 @@ def test_settings_with_service_uri_use_identity_and_build_nothing_eagerly() -> N
     assert isinstance(audit, AppendBlobAuditLog)
     assert isinstance(recheck, StorageQueueRecheck)
     assert recheck._account_url == "https://acct.queue.core.windows.net"
+
+
+def test_rollover_seals_the_previous_day_blob_so_a_stale_writer_cannot_fork(azurite: Any) -> None:
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import BlobServiceClient
+
+    backend = AzuriteBackend(azurite.connection_string)
+    clock = ManualClock(datetime(2024, 5, 1, 23, 59, 59, tzinfo=UTC))
+    log = backend.audit_log(clock)
+    _fill(log, 2)
+    clock.set(datetime(2024, 5, 2, 0, 0, 0, tzinfo=UTC))
+    log.append(_record(3))
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+        backend.audit_container
+    )
+    day1 = container.get_blob_client("audit-2024-05-01.jsonl")
+    assert day1.get_blob_properties().get("is_append_blob_sealed") is True
+    # A writer that listed before the rollover and still appends to the old day is refused.
+    with pytest.raises(ResourceExistsError):
+        day1.append_block(b'{"seq": 3}\n')
+    assert verify_audit(backend.audit_log().lines()).ok
