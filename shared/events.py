@@ -106,9 +106,7 @@ def parse_event(event: object, *, watched: WatchedOperations | None = None) -> T
         env.subject, "subject", event_id
     )
     if not resource_id:
-        raise MalformedEventError(
-            _where(event_id) + "names no resource: neither data.resourceUri nor subject is set"
-        )
+        raise MalformedEventError(_where(event_id) + "names no resource: neither data.resourceUri nor subject is set")
     subscription_id = _optional_str(data.get("subscriptionId"), "data.subscriptionId", event_id)
     subscription_id = subscription_id or _subscription_of(resource_id)
     if not subscription_id:
@@ -120,9 +118,7 @@ def parse_event(event: object, *, watched: WatchedOperations | None = None) -> T
 
     claims = data.get("claims")
     if claims is not None and not isinstance(claims, Mapping):
-        raise MalformedEventError(
-            _where(event_id) + f"'data.claims' must be a JSON object, got {_json_type(claims)}"
-        )
+        raise MalformedEventError(_where(event_id) + f"'data.claims' must be a JSON object, got {_json_type(claims)}")
     claims = claims or {}
     return Trigger(
         event_id=event_id,

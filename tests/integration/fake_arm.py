@@ -138,7 +138,9 @@ class FakeArmServer:
         return {"base_url": self.base_url, "connection_verify": self.ca_pem, "retry_total": retry_total}
 
     def start(self) -> FakeArmServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-arm", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-arm", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -243,14 +245,24 @@ class FakeArmServer:
         sub = subscription_id.lower()
         return sub in self._known_subscriptions and sub not in self._denied
 
+    def graph_answer(
+        self, subscriptions: Sequence[str], *, top: int | None = None, skip_token: str | None = None
+    ) -> dict[str, Any]:
+        """The default Resource Graph answer (one page) for these subscriptions: a base for scripted variants."""
+        with self._lock:
+            return self._graph_page(subscriptions, top, skip_token)
+
     def _resource_graph(self, body: Any) -> Reply:
         if not isinstance(body, Mapping) or not isinstance(body.get("query"), str):
             return arm_error(400, "BadRequest", "query request must be a JSON object with a query")
         options = body.get("options") or {}
         requested = [str(s) for s in body.get("subscriptions") or []]
-        readable = [s for s in requested if self._readable(s)]
-        if not readable:
+        if not any(self._readable(s) for s in requested):
             return arm_error(400, "BadRequest", "There must be at least one subscription eligible for the query")
+        return Reply(200, self._graph_page(requested, options.get("$top"), options.get("$skipToken")))
+
+    def _graph_page(self, requested: Sequence[str], top: int | None, token: str | None) -> dict[str, Any]:
+        readable = [s for s in requested if self._readable(s)]
         keep = {s.lower() for s in readable}
         rows: list[dict[str, Any]] = []
         for sub in readable:
@@ -274,19 +286,18 @@ class FakeArmServer:
             row.setdefault("resourceGroup", _resource_group_of(key))
             rows.append(row)
         rows.sort(key=lambda r: str(r["id"]).lower())
-        top = int(options.get("$top") or 1000)
-        token = options.get("$skipToken")
+        size = int(top or 1000)
         start = int(base64.b64decode(token).decode()) if token else 0
-        page = rows[start : start + top]
+        page = rows[start : start + size]
         answer: dict[str, Any] = {
             "totalRecords": len(rows),
             "count": len(page),
             "resultTruncated": "false",
             "data": page,
         }
-        if start + top < len(rows):
-            answer["$skipToken"] = base64.b64encode(str(start + top).encode()).decode()
-        return Reply(200, answer)
+        if start + size < len(rows):
+            answer["$skipToken"] = base64.b64encode(str(start + size).encode()).decode()
+        return answer
 
     def _arm_get(self, path: str) -> Reply:
         parts = path.strip("/").split("/")
