@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from shared.diff import diff_pairs
@@ -63,13 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_diff)
 
-    for register in EXTRA_COMMANDS:
-        register(sub)
+    from shared import cli_ops
+
+    cli_ops.register(sub)
     return parser
-
-
-# Commands contributed by adapters (export, audit, render, replay, explain, whatif, policy) register here.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
