@@ -139,3 +139,13 @@ def lab(enabled: tuple[int, ...] = ()) -> list[Resource]:
         gw = gateway(f"ergw-0{i}", hub, allow_remote=i in enabled)
         out += [hub, gw, connection(f"conn-0{i}", gw, er["id"])]
     return out
+
+
+def circuit_global_reach(local: Resource, remote: Resource, *, name: str = "gr") -> Resource:
+    """A stand-alone Global Reach connection (`expressRouteCircuits/peerings/connections`) from `local` to `remote`."""
+    local_peering = f"{local['id']}/peerings/AzurePrivatePeering"
+    return {"id": f"{local_peering}/connections/{name}", "name": name,
+            "type": "Microsoft.Network/expressRouteCircuits/peerings/connections",
+            "properties": {"provisioningState": "Succeeded", "circuitConnectionStatus": "Connected",
+                           "expressRouteCircuitPeering": {"id": local_peering},
+                           "peerExpressRouteCircuitPeering": {"id": f"{remote['id']}/peerings/AzurePrivatePeering"}}}
