@@ -165,7 +165,9 @@ def changes_between(before: Topology, after: Topology, resources: Iterable[Resou
             for prop, value in new[2].items():
                 if old[2].get(prop) != value:
                     causes.append(Cause(rid, new[0], new[1], "modified", prop, old[2].get(prop), value))
-    return tuple(sorted(causes, key=lambda c: (c.text.lower(), c.resource)))
+    # A provisioning-state transition only explains a change when nothing else about the pair changed.
+    decisive = [c for c in causes if c.prop != "provisioningState"]
+    return tuple(sorted(decisive or causes, key=lambda c: (c.text.lower(), c.resource)))
 
 
 def _settling_in(topology: Topology, resources: Iterable[ResourceId]) -> bool:

@@ -107,6 +107,7 @@ class TopologyReader(Protocol):
 
 class Notifier(Protocol):
     channel: str
+    name: str  # not secret: the setting name (e.g. "slack:SLACK_WEBHOOK_URL"), never the URL
 
     def deliver(self, alert: JsonDict, *, alert_id: str) -> None:
         """Post one alert; raises DeliveryError when the service did not accept it."""

@@ -1,0 +1,414 @@
+"""The use case: read topology -> compute pairs -> diff against committed state -> commit -> notify -> record.
+
+Alerts and audit records are committed with the state (an outbox) and removed only once done, so a crash or a
+chat outage between commit and delivery loses nothing: the next run delivers what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.diff import PairChange, diff_pairs
+from shared.model import PairSet, Topology
+from shared.ports import (
+    AuditLog,
+    CommittedState,
+    DeliveryError,
+    IncompleteReadError,
+    JsonDict,
+    Notifier,
+    RecheckQueue,
+    StateConflict,
+    StateStore,
+    TopologyReader,
+    bounded_ids,
+)
+from shared.snapshot import SnapshotError, parse_resources
+from shared.transit import compute_pairs
+from shared.views import change_json, pair_json
+
+logger = logging.getLogger(__name__)
+
+COMMITTED, NO_CHANGE, DUPLICATE, INCOMPLETE, LOST_RACE = (
+    "committed", "no change", "duplicate", "incomplete read", "lost race")
+
+# Severity of a pair change: (pair json, opened?) -> "critical" | "warning" | "info" (a policy decides).
+Classifier = Callable[[JsonDict, bool], tuple[str, str | None]]
+
+
+def default_classifier(pair: JsonDict, opened: bool) -> tuple[str, str | None]:
+    return "warning", None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTrigger:
+    """Why a run happens: an Event Grid event, the timer reconcile, or a re-check of a settling change."""
+
+    kind: str  # event | reconcile | recheck
+    event_id: str | None = None
+    operation: str | None = None
+    resource_id: str | None = None
+    caller: str | None = None
+    correlation_id: str | None = None
+    event_time: str | None = None
+
+    def to_json(self) -> JsonDict:
+        return {"kind": self.kind, "eventId": self.event_id, "operation": self.operation,
+                "resourceId": self.resource_id}
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    outcome: str
+    opened: list[JsonDict] = field(default_factory=list)  # confirmed openings (as alerted)
+    closed: list[JsonDict] = field(default_factory=list)
+    pending: list[JsonDict] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    undelivered: list[str] = field(default_factory=list)
+    detail: str | None = None
+
+
+def canonical_digest(resources: Sequence[Mapping[str, Any]]) -> str:
+    ordered = sorted(resources, key=lambda r: str(r.get("id", "")).lower())
+    text = json.dumps(ordered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _pair_key(pair: Mapping[str, Any]) -> tuple[str, str]:
+    a, b = pair["vnets"]
+    return (a.lower(), b.lower())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Auditor:
+    """One instance per process; every `run` is independent and safe to run concurrently with others."""
+
+    reader: TopologyReader
+    state: StateStore
+    audit: AuditLog
+    notifiers: Sequence[Notifier]
+    recheck: RecheckQueue | None = None
+    classify: Classifier = default_classifier
+    notify_info: bool = False  # accepted paths (severity info) are audited but not sent to chat by default
+    recheck_delay_seconds: int = 120
+    lease_seconds: int = 300
+    max_commit_attempts: int = 8
+    clock: Callable[[], datetime] = _utcnow
+
+    # ---- the run -------------------------------------------------------------------------------------------------
+    def run(self, trigger: RunTrigger) -> RunResult:
+        run_id = uuid.uuid4().hex
+        conflicts = 0
+        for _ in range(self.max_commit_attempts):
+            try:
+                result = self._attempt(trigger, run_id, conflicts)
+            except StateConflict:
+                conflicts += 1
+                logger.info("run %s lost a commit race (%d); re-reading and recomputing", run_id, conflicts)
+                continue
+            return result
+        self._append_direct(trigger, run_id, LOST_RACE, conflicts=conflicts,
+                            detail=f"gave up after {conflicts} commit conflicts; the next run will decide")
+        return RunResult(outcome=LOST_RACE, detail="too many concurrent commits")
+
+    def _attempt(self, trigger: RunTrigger, run_id: str, conflicts: int) -> RunResult:
+        state, etag = self.state.load()
+        if trigger.event_id and state is not None and trigger.event_id in state.processed_event_ids:
+            self._append_direct(trigger, run_id, DUPLICATE, conflicts=conflicts)
+            delivered, undelivered = self._flush(run_id)
+            return RunResult(outcome=DUPLICATE, delivered=delivered, undelivered=undelivered)
+        try:
+            resources = self.reader.read(focus_resource_id=trigger.resource_id)
+            after_topology = parse_resources(resources, source="live read")
+        except (IncompleteReadError, SnapshotError) as exc:
+            detail = str(exc)
+            logger.warning("run %s: topology read incomplete, nothing committed: %s", run_id, detail)
+            self._append_direct(trigger, run_id, INCOMPLETE, conflicts=conflicts, detail=detail)
+            if trigger.kind != "recheck" and self.recheck is not None:
+                self._schedule_recheck(trigger, reason="incomplete read")
+            delivered, undelivered = self._flush(run_id)
+            return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
+
+        decision = decide(state, resources, after_topology, trigger, self.classify, now=self.clock())
+        digest = canonical_digest(resources)
+        unchanged = (state is not None and not decision.opened and not decision.closed
+                     and decision.pending == state.pending and digest == state.topology_digest)
+        if unchanged and not trigger.event_id:
+            # A reconcile that found nothing new: record it, but do not rewrite the state.
+            self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
+            delivered, undelivered = self._flush(run_id)
+            return RunResult(outcome=NO_CHANGE, delivered=delivered, undelivered=undelivered)
+
+        changed = decision.opened or decision.closed or state is None or decision.pending != state.pending
+        outcome = COMMITTED if changed else NO_CHANGE
+        now = self.clock()
+        record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
+                              closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
+                              extra={"baseline": state is None, "pairs": len(decision.pairs),
+                                     "topologyDigest": digest, "stateSequence": (state.sequence if state else 0) + 1})
+        items = [self._item("audit", record["runId"] + ":audit", record, run_id, now)]
+        alert = self._alert(decision, trigger, run_id, now)
+        if alert is not None:
+            items += [self._item("alert", f"{alert['id']}:{n.name}", alert, run_id, now, notifier=n.name)
+                      for n in self.notifiers]
+        previous = state or CommittedState()
+        outbox = [self._claim(i, run_id, now) for i in previous.outbox] + items
+        new_state = CommittedState(
+            pairs=decision.pairs, resources=list(resources), topology_digest=digest,
+            processed_event_ids=(bounded_ids(previous.processed_event_ids, trigger.event_id)
+                                 if trigger.event_id else previous.processed_event_ids),
+            outbox=outbox, pending=decision.pending, sequence=previous.sequence + 1,
+        )
+        self.state.save(new_state, etag=etag)  # StateConflict -> the caller re-reads and recomputes
+        if decision.pending and self.recheck is not None:
+            self._schedule_recheck(trigger, reason="settling")
+        delivered, undelivered = self._process_outbox(run_id, [i for i in outbox if i.get("claimedBy") == run_id])
+        return RunResult(outcome=outcome, opened=decision.opened, closed=decision.closed, pending=decision.pending,
+                         delivered=delivered, undelivered=undelivered)
+
+    # ---- outbox ----------------------------------------------------------------------------------------------------
+    def _item(self, kind: str, item_id: str, payload: JsonDict, run_id: str, now: datetime,
+              notifier: str | None = None) -> JsonDict:
+        return {"id": item_id, "kind": kind, "notifier": notifier, "payload": payload, "attempts": 0,
+                "claimedBy": run_id, "claimedUntil": now.timestamp() + self.lease_seconds}
+
+    def _claim(self, item: JsonDict, run_id: str, now: datetime) -> JsonDict:
+        """Take over an outbox item left by an earlier run (crashed or failed), unless another run holds it."""
+        if item.get("dead") or float(item.get("claimedUntil") or 0) > now.timestamp():
+            return item
+        return {**item, "claimedBy": run_id, "claimedUntil": now.timestamp() + self.lease_seconds}
+
+    def _flush(self, run_id: str) -> tuple[list[str], list[str]]:
+        """Claim and process what earlier runs left in the outbox (no state change of our own)."""
+        for _ in range(self.max_commit_attempts):
+            state, etag = self.state.load()
+            if state is None:
+                return [], []
+            now = self.clock()
+            claimed = [self._claim(i, run_id, now) for i in state.outbox]
+            mine = [i for i, old in zip(claimed, state.outbox, strict=True) if i is not old]
+            if not mine:
+                return [], []
+            try:
+                self.state.save(replace(state, outbox=claimed), etag=etag)
+            except StateConflict:
+                continue
+            return self._process_outbox(run_id, mine)
+        return [], []
+
+    def _process_outbox(self, run_id: str, items: list[JsonDict]) -> tuple[list[str], list[str]]:
+        """Append claimed audit records (oldest first), then deliver claimed alerts; settle each in the state."""
+        by_name = {n.name: n for n in self.notifiers}
+        delivered: list[str] = []
+        undelivered: list[str] = []
+        for item in sorted(items, key=lambda i: (i["kind"] != "audit", i["payload"].get("time", ""))):
+            if item["kind"] == "audit":
+                self.audit.append(item["payload"])
+                self._settle(item["id"], run_id, done=True)
+                continue
+            notifier = by_name.get(str(item.get("notifier")))
+            if notifier is None:
+                logger.warning("alert %s waits for notifier %s, which is not configured", item["id"],
+                               item.get("notifier"))
+                self._settle(item["id"], run_id, done=False, error="notifier not configured")
+                undelivered.append(item["id"])
+                continue
+            try:
+                notifier.deliver(item["payload"], alert_id=item["payload"]["id"])
+            except DeliveryError as exc:
+                logger.warning("alert %s not delivered by %s: %s", item["id"], item.get("notifier"), exc)
+                self._settle(item["id"], run_id, done=False, error=str(exc), dead=not exc.retryable)
+                undelivered.append(item["id"])
+                continue
+            self._settle(item["id"], run_id, done=True)
+            delivered.append(item["id"])
+        if delivered or undelivered:
+            self._append_delivery(run_id, delivered, undelivered)
+        return delivered, undelivered
+
+    def _settle(self, item_id: str, run_id: str, *, done: bool, error: str | None = None, dead: bool = False) -> None:
+        """Remove a finished item from the outbox (or release a failed one), with the ETag condition."""
+        while True:
+            state, etag = self.state.load()
+            if state is None:
+                return
+            outbox: list[JsonDict] = []
+            for item in state.outbox:
+                if item["id"] != item_id or item.get("claimedBy") != run_id:
+                    outbox.append(item)
+                elif not done:
+                    outbox.append({**item, "claimedBy": None, "claimedUntil": 0, "attempts": item["attempts"] + 1,
+                                   "lastError": error, "dead": dead})
+            try:
+                self.state.save(replace(state, outbox=outbox), etag=etag)
+                return
+            except StateConflict:
+                continue
+
+    def _append_delivery(self, run_id: str, delivered: list[str], undelivered: list[str]) -> None:
+        self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
+                           "delivered": delivered, "undelivered": undelivered})
+
+    # ---- records and alerts ------------------------------------------------------------------------------------------
+    def _record(self, trigger: RunTrigger, run_id: str, outcome: str, *, conflicts: int = 0,
+                opened: Sequence[JsonDict] = (), closed: Sequence[JsonDict] = (), pending: Sequence[JsonDict] = (),
+                warnings: Sequence[str] = (), detail: str | None = None,
+                extra: Mapping[str, Any] | None = None) -> JsonDict:
+        record: JsonDict = {
+            "runId": run_id, "time": self.clock().isoformat(), "trigger": trigger.to_json(),
+            "caller": trigger.caller, "correlationId": trigger.correlation_id, "eventTime": trigger.event_time,
+            "outcome": outcome, "opened": list(opened), "closed": list(closed), "pending": list(pending),
+            "warnings": list(warnings), "commitConflicts": conflicts,
+        }
+        if detail:
+            record["detail"] = detail
+        record.update(extra or {})
+        return record
+
+    def _append_direct(self, trigger: RunTrigger, run_id: str, outcome: str, **kwargs: Any) -> None:
+        self.audit.append(self._record(trigger, run_id, outcome, **kwargs))
+
+    def _alert(self, decision: Decision, trigger: RunTrigger, run_id: str, now: datetime) -> JsonDict | None:
+        def sendable(pairs: list[JsonDict]) -> list[JsonDict]:
+            return [p for p in pairs if self.notify_info or p.get("severity") != "info"]
+
+        opened, closed = sendable(decision.opened), sendable(decision.closed)
+        if not opened and not closed:
+            return None
+        keys = sorted(["+" + "|".join(_pair_key(p)) for p in opened] + ["-" + "|".join(_pair_key(p)) for p in closed])
+        alert_id = hashlib.sha256(f"{decision.basis}\n{chr(10).join(keys)}".encode()).hexdigest()[:32]
+        # A change confirmed by a later run is attributed to whoever started it.
+        callers = [trigger.caller] if trigger.caller else sorted(
+            {str(p["firstCaller"]) for p in opened + closed if p.get("firstCaller")})
+        return {
+            "id": alert_id, "runId": run_id, "caller": ", ".join(callers) or None, "time": now.isoformat(),
+            "eventTime": trigger.event_time, "correlationId": trigger.correlation_id, "trigger": trigger.to_json(),
+            "opened": opened, "closed": closed, "groups": _groups(opened, closed), "warnings": decision.warnings,
+        }
+
+    def _schedule_recheck(self, trigger: RunTrigger, *, reason: str) -> None:
+        assert self.recheck is not None
+        try:
+            self.recheck.schedule({"reason": reason, "after": trigger.to_json()},
+                                  delay_seconds=self.recheck_delay_seconds)
+        except Exception:  # the timer reconcile still catches it; never lose the run for this
+            logger.exception("could not schedule a re-check; the next reconcile will pick the change up")
+
+
+def _groups(opened: Sequence[JsonDict], closed: Sequence[JsonDict]) -> list[JsonDict]:
+    grouped: dict[tuple[str, ...], JsonDict] = {}
+    for verb, pairs in (("opened", opened), ("closed", closed)):
+        for p in pairs:
+            key = tuple(c["text"] for c in p.get("cause", []))
+            group = grouped.setdefault(key, {"cause": p.get("cause", []), "opened": [], "closed": []})
+            group[verb].append(list(p["vnets"]))
+    return [grouped[k] for k in sorted(grouped)]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    pairs: list[JsonDict]  # the pair set to commit
+    opened: list[JsonDict]  # confirmed, to announce
+    closed: list[JsonDict]
+    pending: list[JsonDict]  # still settling: not announced, re-checked later
+    warnings: list[str]
+    basis: str  # what the alert id is derived from (the committed sequence it builds on)
+
+
+def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_topology: Topology,
+           trigger: RunTrigger, classify: Classifier, *, now: datetime) -> Decision:
+    """Compare the live pairs with the committed ones; only confirmed changes are announced (pure)."""
+    after = compute_pairs(after_topology)
+    warnings = list(after.warnings)
+    if state is None:  # first run: the baseline is recorded, not announced
+        confirmed = [p for p in after.pairs.values() if not p.pending]
+        return Decision(pairs=[pair_json(p, after_topology) for p in confirmed], opened=[], closed=[],
+                        pending=[], warnings=warnings, basis="baseline")
+    before_topology = parse_resources(state.resources, source="committed state")
+    before_all = compute_pairs(before_topology)
+    committed = {_pair_key(p): p for p in state.pairs}
+    before = PairSet(pairs={k: v for k, v in before_all.pairs.items() if k in committed})
+    diff = diff_pairs(before, after, before_topology=before_topology, after_topology=after_topology)
+    earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
+
+    opened: list[JsonDict] = []
+    closed: list[JsonDict] = []
+    pending: list[JsonDict] = []
+    keep: dict[tuple[str, str], JsonDict] = {}
+    for change in diff.opened:
+        doc = _annotated(change, earlier_pending.get(("opened", *change.pair.key)), trigger, now, classify, True)
+        (pending if change.pending else opened).append(doc)
+        if not change.pending:
+            keep[change.pair.key] = _strip(doc)
+    closed_keys = {c.pair.key for c in diff.closed}
+    for change in diff.closed:
+        doc = _annotated(change, earlier_pending.get(("closed", *change.pair.key)), trigger, now, classify, False)
+        (pending if change.pending else closed).append(doc)
+        if change.pending:
+            keep[change.pair.key] = committed[change.pair.key]
+    # Committed pairs that the committed topology no longer yields (kept while their closing was settling).
+    for key, old in committed.items():
+        if key in before.pairs or key in closed_keys:
+            continue
+        if key in after.pairs:
+            keep[key] = old
+            continue
+        earlier = earlier_pending.get(("closed", *key))
+        doc = {**old, "cause": earlier["cause"] if earlier else [_unexplained()], "status": "confirmed"}
+        doc.update(_severity(classify, doc, False))
+        closed.append(doc)
+    for key in after.pairs:
+        if key in committed and key not in keep:
+            keep[key] = committed[key]
+    for key in list(keep):
+        if key in after.pairs and not after.pairs[key].pending:
+            keep[key] = pair_json(after.pairs[key], after_topology)
+    pairs = [keep[k] for k in sorted(keep)]
+    return Decision(pairs=pairs, opened=opened, closed=closed, pending=pending, warnings=warnings,
+                    basis=f"seq={state.sequence}")
+
+
+def _unexplained() -> JsonDict:
+    return {"resource": None, "name": None, "kind": "unknown", "change": "modified", "property": None, "old": None,
+            "new": None, "text": "the pair's resources are no longer in the topology"}
+
+
+def _strip(doc: JsonDict) -> JsonDict:
+    return {k: v for k, v in doc.items() if k not in ("cause", "severity", "policy", "since", "direction",
+                                                      "trigger", "caller")}
+
+
+def _severity(classify: Classifier, doc: JsonDict, opened: bool) -> JsonDict:
+    severity, reason = classify(doc, opened)
+    return {"severity": severity, "policy": reason} if reason else {"severity": severity}
+
+
+def _annotated(change: PairChange, earlier: JsonDict | None, trigger: RunTrigger, now: datetime,
+               classify: Classifier, opened: bool) -> JsonDict:
+    """The pair as announced: causes (merged with those recorded while it was settling) and severity."""
+    doc = change_json(change)
+    if earlier is not None:
+        seen = {c["text"] for c in doc["cause"]}
+        merged = [c for c in earlier.get("cause", []) if c["text"] not in seen] + doc["cause"]
+        decisive = [c for c in merged if c.get("property") != "provisioningState"]
+        doc["cause"] = decisive or merged
+        doc["since"] = earlier.get("since")
+        doc["firstCaller"] = earlier.get("caller")
+    if change.pending:
+        doc["direction"] = "opened" if opened else "closed"
+        doc["since"] = doc.get("since") or now.isoformat()
+        doc["caller"] = (earlier or {}).get("caller") or trigger.caller
+    doc.update(_severity(classify, doc, opened))
+    return doc
+

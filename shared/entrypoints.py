@@ -1,0 +1,95 @@
+"""What the Functions triggers call: turn a trigger into an auditor run; never let bad input crash the host."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from shared.auditor import Auditor, Classifier, RunResult, RunTrigger, default_classifier
+from shared.events import MalformedEventError, Skip, parse_event
+from shared.offline import SnapshotFileTopologyReader
+from shared.ports import Notifier, TopologyReader
+from shared.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_cached: dict[str, Auditor] = {}
+
+
+def build_auditor(env: Mapping[str, str]) -> Auditor:
+    """Wire the adapters that the app settings select (live Azure, or local/offline)."""
+    from shared.notify import ConsoleNotifier, notifiers_from_settings
+    from shared.store import store_from_settings
+
+    settings = Settings.from_env(env)
+    reader: TopologyReader
+    if settings.topology_snapshot:
+        reader = SnapshotFileTopologyReader(settings.topology_snapshot)
+    else:
+        from shared.arm import ResourceGraphTopologyReader, default_credential
+
+        reader = ResourceGraphTopologyReader(default_credential(settings.client_id), settings.subscriptions)
+    state, audit, recheck = store_from_settings(env)
+    notifiers: list[Notifier] = list(notifiers_from_settings(env)) or [ConsoleNotifier()]
+    return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
+                   classify=_classifier(settings), notify_info=settings.notify_accepted,
+                   recheck_delay_seconds=settings.recheck_delay_seconds)
+
+
+def _classifier(settings: Settings) -> Classifier:
+    if not settings.policy_file:
+        return default_classifier
+    from shared.policy import classifier_from_file
+
+    return classifier_from_file(settings.policy_file)
+
+
+def auditor() -> Auditor:
+    """The process's auditor, built on first use (not at import: the host indexes function_app.py first)."""
+    with _lock:
+        if "auditor" not in _cached:
+            _cached["auditor"] = build_auditor(os.environ)
+        return _cached["auditor"]
+
+
+def reset() -> None:
+    """Forget the cached auditor (settings changed: tests, the local replay)."""
+    with _lock:
+        _cached.clear()
+
+
+def handle_event(event: Any) -> RunResult | None:
+    """One Event Grid delivery. Irrelevant or malformed events are logged and acknowledged, never retried."""
+    try:
+        decision = parse_event(event)
+    except MalformedEventError as exc:
+        logger.error("malformed Event Grid event skipped: %s", exc)
+        return None
+    if isinstance(decision, Skip):
+        logger.info("event %s skipped: %s", decision.event_id, decision.reason)
+        return None
+    trigger = RunTrigger(kind="event", event_id=decision.event_id, operation=decision.operation,
+                         resource_id=decision.resource_id, caller=decision.caller,
+                         correlation_id=decision.correlation_id, event_time=decision.event_time)
+    result = auditor().run(trigger)
+    logger.info("event %s (%s on %s by %s): %s", decision.event_id, decision.operation, decision.resource_id,
+                decision.caller, result.outcome)
+    return result
+
+
+def handle_reconcile() -> RunResult:
+    result = auditor().run(RunTrigger(kind="reconcile"))
+    logger.info("reconcile: %s", result.outcome)
+    return result
+
+
+def handle_recheck(message: Mapping[str, Any] | None) -> RunResult:
+    after = (message or {}).get("after") or {}
+    trigger = RunTrigger(kind="recheck", resource_id=after.get("resourceId") if isinstance(after, dict) else None)
+    result = auditor().run(trigger)
+    logger.info("re-check: %s", result.outcome)
+    return result

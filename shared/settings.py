@@ -1,0 +1,51 @@
+"""App settings, read once from the environment into one dataclass (nothing is read at import time)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class ConfigurationError(ValueError):
+    """An app setting is missing or malformed; the message names the setting."""
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    subscriptions: tuple[str, ...] = ()
+    topology_snapshot: str | None = None  # offline: read this snapshot file as the "live" topology
+    client_id: str | None = None
+    policy_file: str | None = None
+    notify_accepted: bool = False
+    recheck_delay_seconds: int = 120
+    raw: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets: never log it
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        subs = tuple(s.strip() for s in (env.get("WATCHED_SUBSCRIPTIONS") or "").replace(";", ",").split(",")
+                     if s.strip())
+        delay_text = env.get("RECHECK_DELAY_SECONDS") or "120"
+        try:
+            delay = int(delay_text)
+        except ValueError:
+            raise ConfigurationError(
+                f"RECHECK_DELAY_SECONDS must be a whole number of seconds, not {delay_text!r}") from None
+        if not 1 <= delay <= 7 * 24 * 3600:
+            raise ConfigurationError("RECHECK_DELAY_SECONDS must be between 1 and 604800")
+        settings = cls(
+            subscriptions=subs,
+            topology_snapshot=env.get("TOPOLOGY_SNAPSHOT") or None,
+            client_id=env.get("AZURE_CLIENT_ID") or None,
+            policy_file=env.get("POLICY_FILE") or None,
+            notify_accepted=_flag(env.get("NOTIFY_ACCEPTED")),
+            recheck_delay_seconds=delay,
+            raw=dict(env),
+        )
+        if not settings.subscriptions and not settings.topology_snapshot:
+            raise ConfigurationError("set WATCHED_SUBSCRIPTIONS (comma-separated subscription ids) or, offline, "
+                                     "TOPOLOGY_SNAPSHOT (a snapshot file)")
+        return settings
