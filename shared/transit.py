@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 from shared.model import (
     Gateway,
@@ -28,6 +29,8 @@ class Endpoint:
 
     domain: VNet -> True when its membership is still settling (a peering or hub connection updating).
     circuits: circuit -> True when the link to it (connection) is still settling.
+    member_doubts / link_doubts: warnings on a membership or a circuit link (a Failed peering or connection).
+    Ids are spelled as the resources themselves spell them, whatever casing a reference used.
     """
 
     id: ResourceId
@@ -39,6 +42,8 @@ class Endpoint:
     virtual_wan: ResourceId | None
     settling: bool
     failed: bool
+    member_doubts: Mapping[ResourceId, tuple[str, ...]] = field(default_factory=dict)  # VNet -> warnings
+    link_doubts: Mapping[ResourceId, tuple[str, ...]] = field(default_factory=dict)  # circuit -> warnings
 
 
 def spokes_of(topology: Topology, home: ResourceId, warnings: list[str] | None = None) -> dict[ResourceId, bool]:
@@ -66,11 +71,34 @@ def spokes_of(topology: Topology, home: ResourceId, warnings: list[str] | None =
     return out
 
 
+def _failed(what: str) -> str:
+    return f"{what} is in provisioning state Failed"
+
+
+def _membership_doubts(topology: Topology, home: ResourceId,
+                       spokes: Mapping[ResourceId, bool]) -> dict[ResourceId, tuple[str, ...]]:
+    """Spoke -> warnings on the peerings that put it behind `home`'s gateway (a Failed peering)."""
+    out: dict[ResourceId, tuple[str, ...]] = {}
+    hub = topology.vnets.get(home)
+    if hub is None or not spokes:
+        return out
+    for hub_side in hub.peerings:
+        spoke = topology.vnets.get(hub_side.remote_vnet)
+        if spoke is None or spoke.id not in spokes:
+            continue
+        failed = [p for p in (hub_side, *(q for q in spoke.peerings if q.remote_vnet == home))
+                  if is_failed(p.provisioning_state)]
+        if failed:
+            out[spoke.id] = tuple(_failed(f"peering {p.vnet.name} -> {p.remote_vnet.name}") for p in failed)
+    return out
+
+
 def _vnet_gateway_endpoint(topology: Topology, gw: Gateway, links: Mapping[ResourceId, bool],
+                           link_doubts: Mapping[ResourceId, tuple[str, ...]],
                            spokes: dict[ResourceId, dict[ResourceId, bool]], warnings: list[str]) -> Endpoint | None:
     if not gw.is_expressroute or gw.disabled or gw.vnet is None:
         return None
-    home = gw.vnet
+    home = _canonical(topology.vnets, gw.vnet)
     if home not in spokes:
         spokes[home] = spokes_of(topology, home, warnings)
     domain = {home: False, **spokes[home]}
@@ -78,44 +106,67 @@ def _vnet_gateway_endpoint(topology: Topology, gw: Gateway, links: Mapping[Resou
         id=gw.id, kind=VNET_GATEWAY, domain=domain, circuits=links,
         allow_vnet=gw.allow_remote_vnet_traffic, allow_wan=gw.allow_virtual_wan_traffic, virtual_wan=None,
         settling=is_settling(gw.provisioning_state), failed=is_failed(gw.provisioning_state),
+        member_doubts=_membership_doubts(topology, home, spokes[home]), link_doubts=link_doubts,
     )
 
 
-def _wan_gateway_endpoint(topology: Topology, wgw: WanGateway,
-                          members: Mapping[ResourceId, dict[ResourceId, bool]]) -> Endpoint | None:
+def _wan_gateway_endpoint(topology: Topology, wgw: WanGateway, members: Mapping[ResourceId, dict[ResourceId, bool]],
+                          member_doubts: Mapping[ResourceId, dict[ResourceId, tuple[str, ...]]]) -> Endpoint | None:
     if wgw.hub is None:
         return None
     hub = topology.hubs.get(wgw.hub)
+    circuits = {_canonical(topology.circuits, c): state for c, state in wgw.circuits.items()}
     return Endpoint(
         id=wgw.id, kind=WAN_GATEWAY, domain=members.get(wgw.hub, {}),
-        circuits={c: is_settling(state) for c, state in wgw.circuits.items()},
+        circuits={c: is_settling(state) for c, state in circuits.items()},
         allow_vnet=None, allow_wan=wgw.allow_non_virtual_wan_traffic,
         virtual_wan=hub.virtual_wan if hub is not None else None,
         settling=is_settling(wgw.provisioning_state), failed=is_failed(wgw.provisioning_state),
+        member_doubts=member_doubts.get(wgw.hub, {}),
+        link_doubts={c: (_failed(f"Virtual WAN gateway {wgw.id.name} link to circuit {c.name}"),)
+                     for c, state in circuits.items() if is_failed(state)},
     )
+
+
+def _canonical(resources: Mapping[ResourceId, Any], rid: ResourceId) -> ResourceId:
+    """The id as the resource itself spells it (references may use another casing)."""
+    found = resources.get(rid)
+    return found.id if found is not None else rid
 
 
 def endpoints_of(topology: Topology, warnings: list[str] | None = None) -> dict[ResourceId, Endpoint]:
     """Every gateway that may carry ER transit, with its domain and circuit links."""
     sink = warnings if warnings is not None else []
     links: dict[ResourceId, dict[ResourceId, bool]] = {}
+    failed_links: dict[ResourceId, dict[ResourceId, list[str]]] = {}
     for conn in topology.connections.values():
         if conn.is_expressroute and conn.gateway is not None and conn.circuit is not None:
+            circuit = _canonical(topology.circuits, conn.circuit)
             per_gw = links.setdefault(conn.gateway, {})
             settling = is_settling(conn.provisioning_state)
             # Several connections to one circuit: settled as soon as one of them is.
-            per_gw[conn.circuit] = per_gw.get(conn.circuit, True) and settling
+            per_gw[circuit] = per_gw.get(circuit, True) and settling
+            doubts = failed_links.setdefault(conn.gateway, {})
+            if is_failed(conn.provisioning_state):
+                doubts.setdefault(circuit, []).append(_failed(f"connection {conn.id.name}"))
+            else:
+                doubts[circuit] = []  # a healthy connection to the circuit makes the link certain
     spokes: dict[ResourceId, dict[ResourceId, bool]] = {}
     out: dict[ResourceId, Endpoint] = {}
     for gw in topology.gateways.values():
-        ep = _vnet_gateway_endpoint(topology, gw, links.get(gw.id, {}), spokes, sink)
+        link_doubts = {c: tuple(ws) for c, ws in failed_links.get(gw.id, {}).items() if ws}
+        ep = _vnet_gateway_endpoint(topology, gw, links.get(gw.id, {}), link_doubts, spokes, sink)
         if ep is not None:
             out[ep.id] = ep
     members: dict[ResourceId, dict[ResourceId, bool]] = {}
+    hub_doubts: dict[ResourceId, dict[ResourceId, tuple[str, ...]]] = {}
     for hc in topology.hub_connections.values():
-        members.setdefault(hc.hub, {})[hc.remote_vnet] = is_settling(hc.provisioning_state)
+        vnet = _canonical(topology.vnets, hc.remote_vnet)
+        members.setdefault(hc.hub, {})[vnet] = is_settling(hc.provisioning_state)
+        if is_failed(hc.provisioning_state):
+            hub_doubts.setdefault(hc.hub, {})[vnet] = (_failed(f"hub connection {hc.id.name}"),)
     for wgw in topology.wan_gateways.values():
-        ep = _wan_gateway_endpoint(topology, wgw, members)
+        ep = _wan_gateway_endpoint(topology, wgw, members, hub_doubts)
         if ep is not None:
             out[ep.id] = ep
     return out
@@ -180,25 +231,28 @@ def compute_pairs(topology: Topology) -> PairSet:
                                         "enabled")
             circuit_settling = is_settling(circuit_res.provisioning_state)
             if is_failed(circuit_res.provisioning_state):
-                circuit_warnings.append(f"circuit {circuit_id.name} is in provisioning state Failed")
+                circuit_warnings.append(_failed(f"circuit {circuit_id.name}"))
         for e1, e2 in combinations(eps, 2):
             allowed, doubts = route_verdict(e1, e2)
             if not allowed:
                 continue
             route_warnings = [*circuit_warnings, *doubts]
-            route_warnings += [f"gateway {e.id.name} is in provisioning state Failed" for e in (e1, e2) if e.failed]
+            route_warnings += [_failed(f"gateway {e.id.name}") for e in (e1, e2) if e.failed]
+            route_warnings += [*e1.link_doubts.get(circuit_id, ()), *e2.link_doubts.get(circuit_id, ())]
             base_pending = (circuit_settling or e1.settling or e2.settling or e1.circuits[circuit_id]
                             or e2.circuits[circuit_id])
-            cache: dict[bool, Route] = {}
+            cache: dict[tuple[bool, tuple[str, ...]], Route] = {}
             for va, pa in e1.domain.items():
                 for vb, pb in e2.domain.items():
                     if va == vb or not member_of[va].isdisjoint(member_of[vb]):
                         continue
                     pending = base_pending or pa or pb
-                    route = cache.get(pending)
+                    member_doubts = e1.member_doubts.get(va, ()) + e2.member_doubts.get(vb, ())
+                    route = cache.get((pending, member_doubts))
                     if route is None:
-                        route = cache[pending] = Route(circuit=circuit_id, gateways=(e1.id, e2.id),
-                                                       pending=pending, warnings=tuple(route_warnings))
+                        route = cache[pending, member_doubts] = Route(
+                            circuit=circuit_id, gateways=(e1.id, e2.id), pending=pending,
+                            warnings=tuple(route_warnings) + member_doubts)
                     key = (va.key, vb.key) if va.key < vb.key else (vb.key, va.key)
                     ids[va.key], ids[vb.key] = va, vb
                     routes.setdefault(key, []).append(route)
