@@ -47,8 +47,10 @@ _SUBSCRIPTION_ROW = "microsoft.resources/subscriptions"
 
 # One constant query (nothing is ever interpolated into it). Resource Graph's `resources` table has no
 # virtualHubs/hubVirtualNetworkConnections (absent from its supported-types reference), so hub connections come
-# from ARM, one list per hub. The ResourceContainers leg returns one row per subscription the identity can read:
-# Resource Graph silently leaves out a requested subscription it cannot read, and these rows are how we notice.
+# from ARM, one list per hub. Resource Graph answers from the requested subscriptions the identity can read and
+# silently leaves out the others (no error, resultTruncated false); only when none is readable does the query fail
+# (400 BadRequest "at least one subscription eligible", or 403). The ResourceContainers leg returns one row per
+# readable subscription; a requested subscription without its row makes the read incomplete.
 TOPOLOGY_QUERY = """\
 resources
 | where type in~ ('microsoft.network/virtualnetworks', 'microsoft.network/virtualnetworkgateways',
@@ -233,6 +235,9 @@ class ResourceGraphTopologyReader:
             logger.info(
                 "event resource %s is not a type the reader refreshes; Resource Graph's copy stands", focus_resource_id
             )
+            return
+        if target.subscription_id.lower() not in {s.lower() for s in self._subscriptions}:
+            logger.warning("event resource %s is outside the watched subscriptions; not read", focus_resource_id)
             return
         client = self._network_client_factory(target.subscription_id)
         self._calls["arm"] += 1

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ClientAuthenticationError
 
 from shared.arm import TOPOLOGY_QUERY, ReadCalls, ResourceGraphTopologyReader, default_credential, export_main
 from shared.ports import IncompleteReadError
@@ -232,6 +233,18 @@ def test_focus_on_a_type_the_reader_does_not_refresh_makes_no_arm_call(
     assert fake_arm.arm_requests() == []
 
 
+def test_focus_outside_the_watched_subscriptions_is_not_read(
+    fake_arm: FakeArmServer, lab: list[dict[str, Any]]
+) -> None:
+    stranger = b.gateway("ergw-x", b.vnet("hub-x", "10.90.0.0/16", sub=SUB2), sub=SUB2)
+    fake_arm.set_resources({b.SUB: lab, SUB2: [stranger]})
+
+    resources = make_reader(fake_arm).read(focus_resource_id=stranger["id"])
+
+    assert stranger["id"].lower() not in ids(resources)
+    assert fake_arm.arm_requests() == []
+
+
 @pytest.mark.parametrize(
     ("name", "keys"),
     [
@@ -306,6 +319,19 @@ def test_export_main_fails_with_one_line_and_status_2(fake_arm: FakeArmServer, l
     assert status == 2
     assert out.getvalue() == ""
     assert err.getvalue().count("\n") == 1 and err.getvalue().startswith("export failed: ")
+
+
+def test_export_main_reports_an_authentication_failure(fake_arm: FakeArmServer) -> None:
+    class NoLogin:
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            raise ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token")
+
+    reader = ResourceGraphTopologyReader(NoLogin(), [b.SUB], **fake_arm.client_options())  # type: ignore[arg-type]
+    out, err = io.StringIO(), io.StringIO()
+
+    assert export_main([b.SUB], out=out, err=err, reader=reader) == 2
+    assert "failed to retrieve a token" in err.getvalue() and out.getvalue() == ""
+    assert fake_arm.requests == []
 
 
 def test_calls_per_read_for_the_notes(fake_arm: FakeArmServer, lab: list[dict[str, Any]]) -> None:
