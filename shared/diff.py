@@ -94,7 +94,7 @@ def facets_of(topology: Topology, rid: ResourceId) -> tuple[str, str, dict[str, 
     if (wgw := topology.wan_gateways.get(rid)) is not None:
         return "vwanGateway", f"Virtual WAN gateway {rid.name}", {
             "allowNonVirtualWanTraffic": wgw.allow_non_virtual_wan_traffic,
-            "circuits": sorted(c.name for c in wgw.circuits), "provisioningState": wgw.provisioning_state}
+            "circuits": sorted((c.name for c in wgw.circuits), key=str.lower), "provisioningState": wgw.provisioning_state}
     if (hub := topology.hubs.get(rid)) is not None:
         return "hub", f"hub {rid.name}", {"virtualWan": hub.virtual_wan.name if hub.virtual_wan else None}
     if (hc := topology.hub_connections.get(rid)) is not None:
@@ -104,7 +104,9 @@ def facets_of(topology: Topology, rid: ResourceId) -> tuple[str, str, dict[str, 
     if vnet_of_peering is not None:
         for p in vnet_of_peering.peerings:
             if p.id == rid:
-                return "peering", f"peering {p.vnet.name} -> {p.remote_vnet.name}", {
+                remote = topology.vnets.get(p.remote_vnet)
+                remote_name = remote.name if remote is not None else p.remote_vnet.name
+                return "peering", f"peering {vnet_of_peering.name} -> {remote_name}", {
                     "allowGatewayTransit": p.allow_gateway_transit, "useRemoteGateways": p.use_remote_gateways,
                     "peeringState": p.peering_state, "provisioningState": p.provisioning_state}
     return None
@@ -163,11 +165,20 @@ def changes_between(before: Topology, after: Topology, resources: Iterable[Resou
             causes.append(Cause(rid, old[0], old[1], "removed"))
         else:
             for prop, value in new[2].items():
-                if old[2].get(prop) != value:
+                if _comparable(old[2].get(prop)) != _comparable(value):
                     causes.append(Cause(rid, new[0], new[1], "modified", prop, old[2].get(prop), value))
     # A provisioning-state transition only explains a change when nothing else about the pair changed.
     decisive = [c for c in causes if c.prop != "provisioningState"]
     return tuple(sorted(decisive or causes, key=lambda c: (c.text.lower(), c.resource)))
+
+
+def _comparable(value: Any) -> Any:
+    # ARM ids and enum values are case-insensitive: a reference re-spelled by another reader is not a change.
+    if isinstance(value, str):
+        return value.lower()
+    if isinstance(value, (list, tuple)):
+        return [_comparable(v) for v in value]
+    return value
 
 
 def _settling_in(topology: Topology, resources: Iterable[ResourceId]) -> bool:

@@ -149,3 +149,20 @@ def circuit_global_reach(local: Resource, remote: Resource, *, name: str = "gr")
             "properties": {"provisioningState": "Succeeded", "circuitConnectionStatus": "Connected",
                            "expressRouteCircuitPeering": {"id": local_peering},
                            "peerExpressRouteCircuitPeering": {"id": f"{remote['id']}/peerings/AzurePrivatePeering"}}}
+
+
+def recase_references(resources: list[Resource], recase: Any = str.upper) -> list[Resource]:
+    """A copy of `resources` with every reference (an object holding only an `id`) spelled by `recase`.
+
+    ARM ids are case-insensitive and real snapshots mix casings across references; the resources' own ids are kept.
+    """
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"id"} and isinstance(node["id"], str):
+                return {"id": recase(node["id"])}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return [walk(r) for r in resources]

@@ -21,6 +21,7 @@ from tests.builders import (
     hub_connection,
     lab,
     peering,
+    recase_references,
     virtual_hub,
     vnet,
     wan_gateway,
@@ -663,3 +664,10 @@ def test_circuit_deprovisioning_is_named_as_the_cause() -> None:
     assert [c.text for c in d.closed[0].causes] == [
         "circuit er-lab serviceProviderProvisioningState Provisioned -> Deprovisioning"]
 
+
+
+def test_a_reference_spelled_in_another_casing_is_not_a_cause() -> None:
+    before = lab(enabled=(2,))
+    after = recase_references(lab(enabled=(1, 2)), str.upper)
+    d = diff_of(before, after)
+    assert [c.text for c in d.opened[0].causes] == ["ergw-01 allowRemoteVnetTraffic false -> true"]
