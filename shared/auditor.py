@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import random
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -103,8 +105,10 @@ class Auditor:
     notify_info: bool = False  # accepted paths (severity info) are audited but not sent to chat by default
     recheck_delay_seconds: int = 120
     lease_seconds: int = 300
-    max_commit_attempts: int = 8
+    max_commit_attempts: int = 20
+    backoff_cap_seconds: float = 1.0
     clock: Callable[[], datetime] = _utcnow
+    sleep: Callable[[float], None] = time.sleep
 
     # ---- the run -------------------------------------------------------------------------------------------------
     def run(self, trigger: RunTrigger) -> RunResult:
@@ -116,6 +120,8 @@ class Auditor:
             except StateConflict:
                 conflicts += 1
                 logger.info("run %s lost a commit race (%d); re-reading and recomputing", run_id, conflicts)
+                # Jittered backoff spreads a burst of concurrent runs out instead of letting them collide again.
+                self.sleep(random.uniform(0, min(self.backoff_cap_seconds, 0.02 * 2**conflicts)))
                 continue
             return result
         self._append_direct(trigger, run_id, LOST_RACE, conflicts=conflicts,

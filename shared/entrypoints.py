@@ -56,6 +56,12 @@ def auditor() -> Auditor:
         return _cached["auditor"]
 
 
+def use(prebuilt: Auditor) -> None:
+    """Install an auditor built elsewhere (an embedding host, or tests wiring adapters to local stand-ins)."""
+    with _lock:
+        _cached["auditor"] = prebuilt
+
+
 def reset() -> None:
     """Forget the cached auditor (settings changed: tests, the local replay)."""
     with _lock:
