@@ -227,7 +227,7 @@ def test_refused_connection_keeps_the_alert_and_a_new_run_delivers_it_exactly_on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}{SLACK_PATH}"
-    outbox = [{"id": "a1", "alert": lab_alert()}]
+    outbox: list[dict[str, Any]] = [{"id": "a1", "alert": lab_alert()}]
     errors: list[DeliveryError] = []
 
     def run() -> None:  # what the auditor does with its outbox on each run

@@ -25,7 +25,7 @@ TEAMS_MAX_BYTES = 28 * 1024
 
 
 def lab_alert() -> dict[str, Any]:
-    return json.loads((GOLDEN / "lab-diff.json").read_text(encoding="utf-8"))
+    return dict(json.loads((GOLDEN / "lab-diff.json").read_text(encoding="utf-8")))
 
 
 def big_alert(opened: int = 400, closed: int = 100) -> dict[str, Any]:
