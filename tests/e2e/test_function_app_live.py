@@ -1,0 +1,136 @@
+"""The function entry points as the host calls them, over real protocols: Event Grid JSON decoded by the
+azure-functions converter, the real SDK clients against the fake ARM over HTTPS, Azurite for state/audit/queue,
+and a local HTTP server standing in for the chat webhook."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.meta import Datum
+from azure.functions.timer import TimerRequest
+from pytest_httpserver import HTTPServer
+
+import function_app
+from shared import entrypoints
+from shared.arm import ResourceGraphTopologyReader
+from shared.auditor import Auditor
+from shared.notify import WebhookNotifier
+from shared.store import AppendBlobAuditLog, BlobStateStore, StorageQueueRecheck, verify_audit
+from tests.builders import SUB, lab
+from tests.integration.fake_arm import FakeArmServer, arm_error, fake_arm  # noqa: F401
+
+STORY = Path(__file__).resolve().parents[2] / "examples" / "replay-lab"
+
+
+def host_events(path: Path) -> list[Any]:
+    """Decode an Event Grid delivery exactly as the Functions host does."""
+    return [EventGridEventInConverter.decode(Datum(json.dumps(item), "json"), trigger_metadata=None)
+            for item in json.loads(path.read_text())]
+
+
+@pytest.fixture
+def webhook(httpserver: HTTPServer) -> HTTPServer:
+    httpserver.expect_request("/alerts", method="POST").respond_with_data("", status=202)
+    return httpserver
+
+
+@pytest.fixture
+def live(fake_arm: FakeArmServer, azurite: Any, webhook: HTTPServer) -> Iterator[dict[str, Any]]:  # noqa: F811
+    suffix = uuid.uuid4().hex[:8]
+    reader = ResourceGraphTopologyReader(fake_arm.credential, [SUB], **fake_arm.client_options())
+    conn = azurite.connection_string
+    audit = AppendBlobAuditLog(connection_string=conn, container=f"audit-{suffix}")
+    auditor = Auditor(
+        reader=reader,
+        state=BlobStateStore(connection_string=conn, container=f"state-{suffix}"),
+        audit=audit,
+        recheck=StorageQueueRecheck(connection_string=conn, queue=f"recheck-{suffix}"),
+        notifiers=[WebhookNotifier("json", webhook.url_for("/alerts"), name="json:JSON_WEBHOOK_URL",
+                                   max_attempts=2, sleep=lambda s: None)],
+    )
+    entrypoints.use(auditor)
+    yield {"arm": fake_arm, "reader": reader, "audit": audit, "auditor": auditor}
+    entrypoints.reset()
+
+
+def posted(server: HTTPServer) -> list[dict[str, Any]]:
+    return [json.loads(req.get_data()) for req, _ in server.log if req.path == "/alerts"]
+
+
+def test_the_lab_through_the_function_entry_points(live: dict[str, Any], webhook: HTTPServer) -> None:
+    arm: FakeArmServer = live["arm"]
+    arm.set_resources({SUB: lab(())})
+    function_app.reconcile(TimerRequest(past_due=False))  # baseline
+    arm.set_resources({SUB: lab((2,))})
+    for event in host_events(STORY / "02-enable-gw2" / "event.json"):
+        function_app.on_resource_event(event)
+    assert posted(webhook) == []  # only gateway 2 allows: nothing opens
+
+    arm.set_resources({SUB: lab((1, 2))})
+    arm.clear_requests()
+    started = time.perf_counter()
+    for event in host_events(STORY / "03-enable-gw1" / "event.json"):
+        function_app.on_resource_event(event)
+    elapsed = time.perf_counter() - started
+    calls = live["reader"].last_read_calls
+    print(f"\nper event: {elapsed * 1000:.0f} ms, {calls.resource_graph} Resource Graph + {calls.arm} ARM calls")
+
+    [alert] = posted(webhook)
+    assert [sorted(v.rsplit("/", 1)[-1] for v in p["vnets"]) for p in alert["opened"]] == [["hub-01", "hub-02"]]
+    assert alert["caller"] == "bob@contoso.example" and alert["correlationId"] == "c0rr-0003-bbbb"
+    assert calls.resource_graph >= 1 and calls.arm >= 1  # one scope query, one GET of the event's resource
+
+    # Event Grid redelivers the same event: nothing new is posted.
+    for event in host_events(STORY / "04-redelivered" / "event.json"):
+        function_app.on_resource_event(event)
+    assert len(posted(webhook)) == 1
+    audit: AppendBlobAuditLog = live["audit"]
+    outcomes = [r["outcome"] for r in audit.records()]
+    assert outcomes.count("duplicate") == 1
+    assert verify_audit(audit.lines()).ok
+
+
+def test_a_403_subscription_after_a_commit_closes_nothing(live: dict[str, Any], webhook: HTTPServer) -> None:
+    arm: FakeArmServer = live["arm"]
+    arm.set_resources({SUB: lab((1, 2))})
+    function_app.reconcile(TimerRequest(past_due=False))
+    state_before = live["auditor"].state.load()
+    arm.deny_subscription(SUB)
+    for event in host_events(STORY / "07-delete-conn-02" / "event.json"):
+        function_app.on_resource_event(event)  # must not raise: the host would retry it forever
+    assert posted(webhook) == []
+    assert live["auditor"].state.load()[1] == state_before[1]
+    last = list(live["audit"].records())[-1]
+    assert last["outcome"] == "incomplete read"
+
+
+def test_a_throttled_or_failing_focus_read_is_incomplete_not_closed(live: dict[str, Any],
+                                                                   webhook: HTTPServer) -> None:
+    arm: FakeArmServer = live["arm"]
+    arm.set_resources({SUB: lab((1, 2))})
+    function_app.reconcile(TimerRequest(past_due=False))
+    arm.script(r"/connections/conn-02$", arm_error(500, "InternalServerError"), repeat=True)
+    for event in host_events(STORY / "07-delete-conn-02" / "event.json"):
+        function_app.on_resource_event(event)
+    assert posted(webhook) == []
+    assert list(live["audit"].records())[-1]["outcome"] == "incomplete read"
+
+
+def test_malformed_and_irrelevant_events_are_acknowledged(live: dict[str, Any], webhook: HTTPServer) -> None:
+    arm: FakeArmServer = live["arm"]
+    arm.set_resources({SUB: lab((1, 2))})
+    for event in host_events(STORY / "08-unrelated-event" / "event.json"):
+        function_app.on_resource_event(event)
+    broken = EventGridEventInConverter.decode(Datum(json.dumps({
+        "id": "x", "topic": "/subscriptions/s", "subject": "", "eventType": "Microsoft.Resources.ResourceWriteSuccess",
+        "eventTime": "2026-11-20T00:00:00Z", "dataVersion": "2", "data": "not an object"}), "json"),
+        trigger_metadata=None)
+    function_app.on_resource_event(broken)
+    assert arm.count() == 0 and posted(webhook) == []
