@@ -727,14 +727,17 @@ def store_from_settings(settings: Mapping[str, str]) -> tuple[StateStore, AuditL
     `AuditorStorage` (a connection string) or `AuditorStorage__blobServiceUri` (+ optional `__queueServiceUri`,
     `__clientId`) select Azure Storage; otherwise a local folder `STORE_DIR` (default ./.er-transit-store).
     """
+    state_container = settings.get("STATE_CONTAINER") or DEFAULT_STATE_CONTAINER
+    audit_container = settings.get("AUDIT_CONTAINER") or DEFAULT_AUDIT_CONTAINER
+    queue_name = settings.get("RECHECK_QUEUE") or DEFAULT_RECHECK_QUEUE
     connection_string = settings.get("AuditorStorage") or None
     blob_uri = settings.get("AuditorStorage__blobServiceUri") or None
     if connection_string is not None:
         logger.info("store: Azure Storage via connection string")
         return (
-            BlobStateStore(connection_string=connection_string),
-            AppendBlobAuditLog(connection_string=connection_string),
-            StorageQueueRecheck(connection_string=connection_string),
+            BlobStateStore(connection_string=connection_string, container=state_container),
+            AppendBlobAuditLog(connection_string=connection_string, container=audit_container),
+            StorageQueueRecheck(connection_string=connection_string, queue=queue_name),
         )
     if blob_uri is not None:
         from azure.identity import DefaultAzureCredential
@@ -744,9 +747,9 @@ def store_from_settings(settings: Mapping[str, str]) -> tuple[StateStore, AuditL
         queue_uri = settings.get("AuditorStorage__queueServiceUri") or blob_uri.replace(".blob.", ".queue.", 1)
         logger.info("store: Azure Storage %s (identity)", blob_uri)
         return (
-            BlobStateStore(account_url=blob_uri, credential=credential),
-            AppendBlobAuditLog(account_url=blob_uri, credential=credential),
-            StorageQueueRecheck(account_url=queue_uri, credential=credential),
+            BlobStateStore(account_url=blob_uri, credential=credential, container=state_container),
+            AppendBlobAuditLog(account_url=blob_uri, credential=credential, container=audit_container),
+            StorageQueueRecheck(account_url=queue_uri, credential=credential, queue=queue_name),
         )
     folder = settings.get("STORE_DIR") or DEFAULT_STORE_DIR
     logger.info("store: local folder %s", folder)
