@@ -1,0 +1,307 @@
+"""Which ER-transit pairs are allowed, forbidden or accepted, and the severity of each opened or closed pair.
+
+Precedence: an accepted path (not expired) > forbidden > allowed > unexpected (the default). Within a list the first
+matching rule wins. A rule matches a pair when one VNet matches side `a` and the other side `b` (symmetric).
+Severity of an opening: forbidden = critical, unexpected = warning (or the file's `unexpected:`), accepted and
+allowed = info. Of a closing: an allowed (or accepted) path that closed = warning, anything else = info.
+Info is audited but not sent to chat unless the file says `notifyInfo: true`. See examples/policy.yaml.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from shared.model import ResourceId
+
+SEVERITIES = ("info", "warning", "critical")
+KINDS = ("accepted", "forbidden", "allowed")
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message is `FILE:LINE: what is wrong`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """VNets matching every criterion given (each criterion a list of alternatives)."""
+
+    ids: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    resource_groups: tuple[str, ...] = ()
+    subscriptions: tuple[str, ...] = ()
+    tags: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    prefixes: tuple[IpNetwork, ...] = ()
+
+    def matches(self, endpoint: Mapping[str, Any]) -> bool:
+        checks = [(self.ids, endpoint.get("id")), (self.names, endpoint.get("name")),
+                  (self.resource_groups, endpoint.get("resourceGroup")),
+                  (self.subscriptions, endpoint.get("subscription"))]
+        for patterns, value in checks:
+            if patterns and not any(fnmatch.fnmatchcase(str(value or "").lower(), p.lower()) for p in patterns):
+                return False
+        tags = {str(k).lower(): str(v) for k, v in (endpoint.get("tags") or {}).items()}
+        for key, patterns in self.tags:
+            if key.lower() not in tags or not any(fnmatch.fnmatchcase(tags[key.lower()], p) for p in patterns):
+                return False
+        return not self.prefixes or any(_inside(p, self.prefixes) for p in endpoint.get("addressPrefixes") or [])
+
+
+def _inside(prefix: str, networks: Sequence[IpNetwork]) -> bool:
+    try:
+        net = ipaddress.ip_network(prefix, strict=False)
+    except ValueError:
+        return False
+    return any(net.version == n.version and net.subnet_of(n) for n in networks)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    kind: str  # accepted | forbidden | allowed
+    name: str
+    a: tuple[Selector, ...]  # alternatives
+    b: tuple[Selector, ...]  # empty: any VNet
+    reason: str
+    expires: datetime | None
+    line: int
+
+    def matches(self, e1: Mapping[str, Any], e2: Mapping[str, Any]) -> bool:
+        def side(selectors: tuple[Selector, ...], e: Mapping[str, Any]) -> bool:
+            return not selectors or any(s.matches(e) for s in selectors)
+        return (side(self.a, e1) and side(self.b, e2)) or (side(self.a, e2) and side(self.b, e1))
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires is not None and now >= self.expires
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    rules: tuple[Rule, ...]
+    unexpected: str = "warning"
+    notify_info: bool = False
+    source: str = "policy"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The policy's reading of one pair: `severity` is the severity of it being open."""
+
+    severity: str
+    reason: str
+    rule: str | None
+    kind: str = "unexpected"  # accepted | forbidden | allowed | unexpected
+
+
+NO_POLICY = Policy(rules=(), source="(no policy)")
+
+
+def evaluate(policy: Policy, pair: Mapping[str, Any], *, now: datetime) -> Verdict:
+    """The verdict on a pair as `views.pair_json` (or `diff --json`) gives it."""
+    e1, e2 = _endpoints(pair)
+    when = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    expired = [r for r in policy.rules if r.kind == "accepted" and r.expired(when) and r.matches(e1, e2)]
+    note = "".join(f"; acceptance {r.name!r} expired on {r.expires:%Y-%m-%d %H:%M} UTC" for r in expired
+                   if r.expires is not None)
+    for kind in KINDS:
+        for rule in policy.rules:
+            if rule.kind != kind or rule.expired(when) or not rule.matches(e1, e2):
+                continue
+            if kind == "accepted":
+                until = f" (until {rule.expires:%Y-%m-%d %H:%M} UTC)" if rule.expires is not None else ""
+                return Verdict("info", f"accepted by {rule.name!r}: {rule.reason}{until}", rule.name, kind)
+            if kind == "forbidden":
+                return Verdict("critical", f"forbidden by {rule.name!r}" + (f": {rule.reason}" if rule.reason else "")
+                               + note, rule.name, kind)
+            return Verdict("info", f"allowed by {rule.name!r}" + (f": {rule.reason}" if rule.reason else "") + note,
+                           rule.name, kind)
+    return Verdict(policy.unexpected, "not covered by the policy (unexpected)" + note, None, "unexpected")
+
+
+def severity_for(verdict: Verdict, opened: bool) -> str:
+    """Severity of the pair opening (`opened`) or closing: a closed allowed or accepted path is a warning."""
+    if opened:
+        return verdict.severity
+    return "warning" if verdict.kind in ("allowed", "accepted") else "info"
+
+
+def should_notify(policy: Policy, severity: str) -> bool:
+    """Whether an alert of this severity goes to chat (every one is audited regardless)."""
+    return severity != "info" or policy.notify_info
+
+
+def _endpoints(pair: Mapping[str, Any]) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    eps = pair.get("endpoints")
+    if isinstance(eps, list) and len(eps) == 2 and all(isinstance(e, dict) for e in eps):
+        return eps[0], eps[1]
+    vnets = pair.get("vnets")
+    if not (isinstance(vnets, list) and len(vnets) == 2):
+        raise ValueError("pair has neither 'endpoints' nor two 'vnets'")
+    ids = [ResourceId.parse(str(v)) for v in vnets]
+    return tuple({"id": i.value, "name": i.name, "subscription": i.subscription,  # type: ignore[return-value]
+                  "resourceGroup": i.resource_group, "addressPrefixes": [], "tags": {}} for i in ids)
+
+
+# ------------------------------------------------------------------------------------------------ reading the file
+
+class _Reader:
+    """Turns composed YAML nodes into a Policy, naming the line of anything wrong."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, node: Node | None, message: str) -> PolicyError:
+        line = node.start_mark.line + 1 if node is not None else 1
+        return PolicyError(f"{self.source}:{line}: {message}")
+
+    def mapping(self, node: Node, what: str, allowed: Sequence[str]) -> dict[str, tuple[Node, Node]]:
+        if not isinstance(node, MappingNode):
+            raise self.fail(node, f"{what} must be a mapping")
+        out: dict[str, tuple[Node, Node]] = {}
+        for key, value in node.value:
+            name = self.scalar(key, f"a key of {what}")
+            if name in out:
+                raise self.fail(key, f"duplicate key {name!r} in {what}")
+            if name not in allowed:
+                raise self.fail(key, f"unknown key {name!r} in {what} (expected one of: {', '.join(allowed)})")
+            out[name] = (key, value)
+        return out
+
+    def scalar(self, node: Node, what: str) -> str:
+        if not isinstance(node, ScalarNode):
+            raise self.fail(node, f"{what} must be a single value")
+        return str(node.value)
+
+    def strings(self, node: Node, what: str) -> tuple[str, ...]:
+        items = node.value if isinstance(node, SequenceNode) else [node]
+        out = tuple(self.scalar(n, what) for n in items)
+        if not out or any(not s.strip() for s in out):
+            raise self.fail(node, f"{what} must not be empty")
+        return out
+
+    def boolean(self, node: Node, what: str) -> bool:
+        value = self.scalar(node, what).lower()
+        if value not in ("true", "false"):
+            raise self.fail(node, f"{what} must be true or false, not {value!r}")
+        return value == "true"
+
+    def selector(self, node: Node, what: str) -> Selector:
+        if isinstance(node, ScalarNode) and node.value in ("*", "any"):
+            return Selector()
+        keys = self.mapping(node, what, ("id", "name", "resourceGroup", "subscription", "tag", "addressPrefix"))
+        if not keys:
+            raise self.fail(node, f"{what} has no criterion (use '*' for any VNet)")
+        tags: list[tuple[str, tuple[str, ...]]] = []
+        if "tag" in keys:
+            tag_node = keys["tag"][1]
+            for k, (_, v) in self.mapping(tag_node, f"{what} tag", self._keys_of(tag_node)).items():
+                tags.append((k, self.strings(v, f"tag {k!r}")))
+            if not tags:
+                raise self.fail(tag_node, f"{what} tag must name at least one tag")
+        prefixes: list[IpNetwork] = []
+        if "addressPrefix" in keys:
+            node_p = keys["addressPrefix"][1]
+            for text in self.strings(node_p, "addressPrefix"):
+                try:
+                    prefixes.append(ipaddress.ip_network(text, strict=True))
+                except ValueError as exc:
+                    raise self.fail(node_p, f"addressPrefix {text!r} is not a network prefix: {exc}") from None
+
+        def get(key: str) -> tuple[str, ...]:
+            return self.strings(keys[key][1], key) if key in keys else ()
+        return Selector(ids=get("id"), names=get("name"), resource_groups=get("resourceGroup"),
+                        subscriptions=get("subscription"), tags=tuple(tags), prefixes=tuple(prefixes))
+
+    def _keys_of(self, node: Node) -> tuple[str, ...]:
+        return tuple(str(k.value) for k, _ in node.value) if isinstance(node, MappingNode) else ()
+
+    def side(self, node: Node, what: str) -> tuple[Selector, ...]:
+        if isinstance(node, SequenceNode):
+            if not node.value:
+                raise self.fail(node, f"{what} must list at least one selector")
+            return tuple(self.selector(n, what) for n in node.value)
+        return (self.selector(node, what),)
+
+    def expires(self, node: Node) -> datetime:
+        text = self.scalar(node, "expires").strip()
+        try:
+            if len(text) == 10:
+                day = date.fromisoformat(text)
+                return datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)  # valid through that day
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise self.fail(node, f"expires {text!r} is not a date (YYYY-MM-DD) or an ISO date-time") from None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+    def rule(self, kind: str, index: int, node: Node) -> Rule:
+        allowed = ("name", "a", "b", "reason", "expires") if kind == "accepted" else ("name", "a", "b", "reason")
+        keys = self.mapping(node, f"{kind} rule", allowed)
+        if "a" not in keys:
+            raise self.fail(node, f"{kind} rule needs side 'a' (a selector; 'b' defaults to any VNet)")
+        name = self.scalar(keys["name"][1], "name") if "name" in keys else f"{kind}[{index}]"
+        reason = self.scalar(keys["reason"][1], "reason").strip() if "reason" in keys else ""
+        if kind == "accepted" and not reason:
+            raise self.fail(node, f"accepted rule {name!r} needs a 'reason'")
+        return Rule(kind=kind, name=name, a=self.side(keys["a"][1], f"{kind} rule {name!r} side a"),
+                    b=self.side(keys["b"][1], f"{kind} rule {name!r} side b") if "b" in keys else (),
+                    reason=reason, expires=self.expires(keys["expires"][1]) if "expires" in keys else None,
+                    line=node.start_mark.line + 1)
+
+    def policy(self, root: Node | None) -> Policy:
+        if root is None:
+            raise self.fail(None, "empty policy file (an empty file would allow everything silently)")
+        keys = self.mapping(root, "the policy", ("version", "unexpected", "notifyInfo", *KINDS))
+        if "version" in keys and self.scalar(keys["version"][1], "version") != "1":
+            raise self.fail(keys["version"][1], "unsupported version (expected 1)")
+        unexpected = "warning"
+        if "unexpected" in keys:
+            unexpected = self.scalar(keys["unexpected"][1], "unexpected")
+            if unexpected not in SEVERITIES:
+                raise self.fail(keys["unexpected"][1], f"unexpected must be one of {', '.join(SEVERITIES)}")
+        notify_info = self.boolean(keys["notifyInfo"][1], "notifyInfo") if "notifyInfo" in keys else False
+        rules: list[Rule] = []
+        for kind in KINDS:
+            if kind not in keys:
+                continue
+            node = keys[kind][1]
+            if isinstance(node, ScalarNode) and node.value in ("", "~", "null"):
+                continue
+            if not isinstance(node, SequenceNode):
+                raise self.fail(node, f"{kind} must be a list of rules")
+            rules += [self.rule(kind, i, n) for i, n in enumerate(node.value)]
+        if not rules and "unexpected" not in keys:
+            raise self.fail(root, "the policy has no rules (forbidden, allowed or accepted)")
+        return Policy(rules=tuple(rules), unexpected=unexpected, notify_info=notify_info, source=self.source)
+
+
+def parse_policy(text: str, *, source: str = "policy") -> Policy:
+    """A policy from YAML text; PolicyError `SOURCE:LINE: message` on anything wrong."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        raise PolicyError(f"{source}:{line}: not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"{source}:1: not valid YAML: {exc}") from None
+    return _Reader(source).policy(root)
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and check a policy file; PolicyError `FILE:LINE: message` (never a silent allow-all)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PolicyError(f"{p}:0: cannot read policy file: {exc.strerror or exc.__class__.__name__}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{p}:0: cannot read policy file: not UTF-8 text") from None
+    return parse_policy(text, source=str(p))
