@@ -94,7 +94,8 @@ def facets_of(topology: Topology, rid: ResourceId) -> tuple[str, str, dict[str, 
     if (wgw := topology.wan_gateways.get(rid)) is not None:
         return "vwanGateway", f"Virtual WAN gateway {rid.name}", {
             "allowNonVirtualWanTraffic": wgw.allow_non_virtual_wan_traffic,
-            "circuits": sorted((c.name for c in wgw.circuits), key=str.lower), "provisioningState": wgw.provisioning_state}
+            "circuits": sorted((c.name for c in wgw.circuits), key=str.lower),
+            "provisioningState": wgw.provisioning_state}
     if (hub := topology.hubs.get(rid)) is not None:
         return "hub", f"hub {rid.name}", {"virtualWan": hub.virtual_wan.name if hub.virtual_wan else None}
     if (hc := topology.hub_connections.get(rid)) is not None:
