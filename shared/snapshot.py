@@ -65,7 +65,8 @@ def resources_of(doc: Any, *, source: str = "snapshot") -> list[dict[str, Any]]:
         items, where = doc["data"], "data"
     else:
         raise SnapshotError(
-            f"{source}: expected a JSON array of resources or an object with a 'value' or 'data' array"
+            f"{source}: at the top level: expected a JSON array of resources or an object with a 'value' or "
+            "'data' array"
         )
     for i, item in enumerate(items):
         position = f"{where}[{i}]" if where else f"[{i}]"
@@ -91,6 +92,11 @@ def _ref(value: Any) -> ResourceId | None:
     if isinstance(value, dict) and isinstance(value.get("id"), str) and value["id"].strip():
         return ResourceId.parse(value["id"])
     return None
+
+
+def _list(value: Any) -> list[Any]:
+    """A JSON array, or nothing when the field is absent or of another type (never a crash on odd input)."""
+    return value if isinstance(value, list) else []
 
 
 def _opt_bool(value: Any) -> bool | None:
@@ -137,15 +143,16 @@ def _circuit(raw: Mapping[str, Any], rid: ResourceId, extra_gr: Iterable[Resourc
     peerings = props.get("peerings")
     private_state: str | None = None
     global_reach: set[ResourceId] = set(extra_gr)
-    if isinstance(peerings, list):
-        for p in peerings:
-            pp = _props(p) if isinstance(p, dict) else {}
-            if str(pp.get("peeringType", (p or {}).get("name", ""))).lower() == "azureprivatepeering":
-                private_state = _opt_str(pp.get("state"))
-            for conn in pp.get("connections") or []:
-                other = _ref(_props(conn).get("peerExpressRouteCircuitPeering")) if isinstance(conn, dict) else None
-                if other is not None:
-                    global_reach.add(_strip_to(other, "peerings"))
+    for p in _list(peerings):
+        if not isinstance(p, dict):
+            continue
+        pp = _props(p)
+        if str(pp.get("peeringType", p.get("name", ""))).lower() == "azureprivatepeering":
+            private_state = _opt_str(pp.get("state"))
+        for conn in _list(pp.get("connections")):
+            other = _ref(_props(conn).get("peerExpressRouteCircuitPeering")) if isinstance(conn, dict) else None
+            if other is not None:
+                global_reach.add(_strip_to(other, "peerings"))
     global_reach.discard(rid)
     return Circuit(
         id=rid,
@@ -164,10 +171,12 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
     """
     warnings: list[str] = []
     by_type: dict[str, dict[ResourceId, Mapping[str, Any]]] = {t: {} for t in TRANSIT_TYPES}
-    for raw in resources:
-        rtype = str(raw.get("type", "")).lower()
+    for i, raw in enumerate(resources):
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or not isinstance(raw.get("type"), str):
+            raise SnapshotError(f"{source}: resource at [{i}] is not an object with an 'id' and a 'type'")
+        rtype = raw["type"].lower()
         if rtype in by_type:
-            by_type[rtype][ResourceId.parse(str(raw["id"]))] = raw
+            by_type[rtype][ResourceId.parse(raw["id"])] = raw
 
     standalone_peerings: dict[ResourceId, list[Mapping[str, Any]]] = {}
     for pid, raw in by_type[PEERING].items():
@@ -177,8 +186,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
     for vid, raw in by_type[VNET].items():
         props = _props(raw)
         merged: dict[ResourceId, Peering] = {}
-        embedded = props.get("virtualNetworkPeerings")
-        for p in [*(embedded if isinstance(embedded, list) else []), *standalone_peerings.pop(vid, [])]:
+        for p in [*_list(props.get("virtualNetworkPeerings")), *standalone_peerings.pop(vid, [])]:
             if isinstance(p, dict) and (peering := _peering(p, vid, source, warnings)) is not None:
                 merged[peering.id] = peering
         space = props.get("addressSpace")
@@ -200,7 +208,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
     for gid, raw in by_type[GATEWAY].items():
         props = _props(raw)
         home: ResourceId | None = None
-        for ipc in props.get("ipConfigurations") or []:
+        for ipc in _list(props.get("ipConfigurations")):
             subnet = _ref(_props(ipc).get("subnet")) if isinstance(ipc, dict) else None
             if subnet is not None:
                 home = _strip_to(subnet, "subnets")
@@ -259,7 +267,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
         props = _props(raw)
         hubs[hid] = VirtualHub(id=hid, virtual_wan=_ref(props.get("virtualWan")),
                                provisioning_state=_opt_str(props.get("provisioningState")))
-        for embedded in props.get("virtualNetworkConnections") or []:
+        for embedded in _list(props.get("virtualNetworkConnections")):
             if isinstance(embedded, dict) and isinstance(embedded.get("id"), str):
                 by_type[HUB_CONNECTION].setdefault(ResourceId.parse(embedded["id"]), embedded)
     for hcid, raw in by_type[HUB_CONNECTION].items():
@@ -278,8 +286,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
     for wid, raw in by_type[WAN_GATEWAY].items():
         props = _props(raw)
         links: dict[ResourceId, str | None] = {}
-        embedded = props.get("expressRouteConnections")
-        for conn in [*(embedded if isinstance(embedded, list) else []), *wan_conn_by_gateway.pop(wid, [])]:
+        for conn in [*_list(props.get("expressRouteConnections")), *wan_conn_by_gateway.pop(wid, [])]:
             cprops = _props(conn) if isinstance(conn, dict) else {}
             circuit_peering = _ref(cprops.get("expressRouteCircuitPeering"))
             if circuit_peering is not None:
