@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit setup bench clean
+.PHONY: demo test lint typecheck infra-check setup bench clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,16 @@ node_modules/.bin/azurite: package.json package-lock.json
 setup: $(STAMP) node_modules/.bin/azurite
 
 demo: $(STAMP)
+	@echo "== The article's lab, step 1: enable allowRemoteVnetTraffic on gateway 2 only"
 	$(PY) -m shared.cli diff examples/lab/01-baseline/topology.json examples/lab/02-enable-gw2/topology.json
+	@echo; echo "== Step 2: enable it on gateway 1 as well"
 	$(PY) -m shared.cli diff examples/lab/02-enable-gw2/topology.json examples/lab/03-enable-gw1/topology.json
+	@echo; echo "== Pairs after step 2 (hub-03 stays isolated)"
 	$(PY) -m shared.cli pairs examples/lab/03-enable-gw1/topology.json
+	@echo; echo "== The auditor (function entry points, local store) replaying the lab as Event Grid events"
+	@store=$$(mktemp -d /tmp/er-transit-demo.XXXXXX) && \
+	  $(PY) -m shared.cli replay examples/replay-lab --store $$store && \
+	  $(PY) -m shared.cli audit verify --store $$store
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -29,7 +36,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: setup lint typecheck
+infra-check:
+	bash infra/checks/checkov.sh
+
+test: setup lint typecheck infra-check
 	$(PY) -m pytest
 
 bench: $(STAMP)

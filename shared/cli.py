@@ -31,7 +31,7 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(doc)
     else:
-        print(pairs_table(doc))
+        print(pairs_table(doc, topology))
     return EXIT_OK
 
 

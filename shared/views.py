@@ -101,11 +101,17 @@ def _rows(pairs: Sequence[dict[str, Any]]) -> list[list[str]]:
 PAIR_HEADERS = ("VNet A", "", "VNet B", "circuit", "status")
 
 
-def pairs_table(doc: dict[str, Any]) -> str:
+def pairs_table(doc: dict[str, Any], topology: Topology | None = None) -> str:
     pairs = doc["pairs"]
     out = [f"{len(pairs)} ER-transit pair(s)"]
     if pairs:
         out.append(_table(PAIR_HEADERS, _rows(pairs)))
+    if topology is not None:
+        paired = {v.lower() for p in pairs for v in p["vnets"]}
+        alone = sorted(v.name for v in topology.vnets.values() if v.present and v.id.key not in paired)
+        if alone:
+            shown = ", ".join(alone[:20]) + (f" and {len(alone) - 20} more" if len(alone) > 20 else "")
+            out.append(f"VNets in no ER-transit pair: {shown}")
     out += [f"warning: {w}" for w in doc["warnings"]]
     return "\n".join(out)
 
