@@ -6,12 +6,17 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from shared.diff import diff_pairs
-from shared.snapshot import SnapshotError, read_snapshot
+from shared.explain import VnetLookupError, explain_pair, resolve_vnet
+from shared.policy import Policy, PolicyError, annotate_diff, forbidden_openings, load_policy, policy_lines
+from shared.snapshot import SnapshotError, load_snapshot_file, read_snapshot
 from shared.transit import compute_pairs
 from shared.views import diff_json, diff_table, pairs_json, pairs_table
+from shared.whatif import ChangeError, Scope, changes_from_template, parse_set, whatif
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -39,12 +44,108 @@ def cmd_diff(args: argparse.Namespace) -> int:
     before, after = read_snapshot(args.before), read_snapshot(args.after)
     before_pairs, after_pairs = compute_pairs(before), compute_pairs(after)
     diff = diff_pairs(before_pairs, after_pairs, before_topology=before, after_topology=after)
-    doc = diff_json(diff, warnings=after_pairs.warnings)
+    return _report_diff(diff_json(diff, warnings=after_pairs.warnings), args)
+
+
+def _report_diff(doc: dict[str, Any], args: argparse.Namespace) -> int:
+    """Print a diff document (annotated when --policy is given); exit 1 when a forbidden pair opens."""
+    policy = _policy(args.policy) if getattr(args, "policy", None) else None
+    if policy is not None:
+        doc = annotate_diff(doc, policy, now=datetime.now(UTC))
     if args.json:
         _print_json(doc)
     else:
         print(diff_table(doc))
+        if policy is not None and (doc["opened"] or doc["closed"]):
+            print("\npolicy " + policy.source + ":\n" + "\n".join("  " + line for line in policy_lines(doc)))
+    return EXIT_FINDING if policy is not None and forbidden_openings(doc) else EXIT_OK
+
+
+def _policy(path: str) -> Policy:
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    topology = read_snapshot(args.snapshot)
+    try:
+        a, b = resolve_vnet(topology, args.vnet_a), resolve_vnet(topology, args.vnet_b)
+    except VnetLookupError as exc:
+        raise UsageError(str(exc)) from None
+    explanation = explain_pair(topology, a, b)
+    if args.json:
+        _print_json(explanation.to_json())
+    else:
+        print(explanation.text())
     return EXIT_OK
+
+
+def _read_json(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read file: {exc.strerror or exc.__class__.__name__}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: cannot read file: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    resources = load_snapshot_file(args.snapshot)
+    try:
+        sets = [parse_set(ref, assignment) for ref, assignment in args.set or []]
+        puts: tuple[Any, ...] = ()
+        delete_ids: tuple[str, ...] = ()
+        if args.template:
+            scope = Scope.parse(args.scope) if args.scope else None
+            changes = changes_from_template(_read_json(args.template), scope=scope, resources=resources)
+            puts, delete_ids = changes.puts, changes.delete_ids
+        if not (sets or args.delete or puts or delete_ids) and not args.template:
+            raise UsageError("nothing to check: give --set, --delete or --template")
+        result = whatif(resources, sets, args.delete or [], puts=puts, delete_ids=delete_ids, source=args.snapshot)
+    except ChangeError as exc:
+        raise UsageError(f"{args.template}: {exc}" if args.template and not str(exc).startswith("--") else str(exc)
+                         ) from None
+    return _report_diff(diff_json(result.diff, warnings=result.after_pairs.warnings), args)
+
+
+def cmd_policy_check(args: argparse.Namespace) -> int:
+    policy = _policy(args.file)
+    kinds = {k: sum(1 for r in policy.rules if r.kind == k) for k in ("forbidden", "allowed", "accepted")}
+    print(f"{policy.source}: ok ({', '.join(f'{n} {k}' for k, n in kinds.items())}; unexpected = "
+          f"{policy.unexpected})")
+    return EXIT_OK
+
+
+def _register_explain_whatif_policy(sub: Any) -> None:
+    p = sub.add_parser("explain", help="why two VNets are (not) an ER-transit pair")
+    p.add_argument("snapshot")
+    p.add_argument("vnet_a", metavar="VNET_A", help="VNet id, or name when unique")
+    p.add_argument("vnet_b", metavar="VNET_B", help="VNet id, or name when unique")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("whatif", help="the pairs a change would open and close (exit 1: a forbidden pair opens)")
+    p.add_argument("snapshot")
+    p.add_argument("--set", nargs=2, action="append", metavar=("RESOURCE", "PROPERTY=VALUE"),
+                   help="set a property (path under properties, or tags.X); VALUE is JSON or a string")
+    p.add_argument("--delete", action="append", metavar="RESOURCE", help="delete a resource (id or name)")
+    p.add_argument("--template", metavar="DEPLOYMENT.json",
+                   help="a compiled ARM template, or the JSON of `az deployment group what-if`")
+    p.add_argument("--scope", metavar="/subscriptions/SUB/resourceGroups/RG",
+                   help="the template's target resource group (default: inferred from the snapshot)")
+    p.add_argument("--policy", metavar="FILE", help="policy file: severities, and exit 1 on a forbidden opening")
+    p.add_argument("--json", action="store_true", help="print JSON (the shape of diff --json)")
+    p.set_defaults(func=cmd_whatif)
+
+    p = sub.add_parser("policy", help="policy file commands")
+    policy_sub = p.add_subparsers(dest="policy_command", required=True)
+    c = policy_sub.add_parser("check", help="validate a policy file (exit 2 with FILE:LINE on an error)")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_policy_check)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("before")
     p.add_argument("after")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--policy", metavar="FILE", help="policy file: severities, and exit 1 on a forbidden opening")
     p.set_defaults(func=cmd_diff)
+    _register_explain_whatif_policy(sub)
 
     from shared import cli_ops
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -71,8 +71,10 @@ class Rule:
     a: tuple[Selector, ...]  # alternatives
     b: tuple[Selector, ...]  # empty: any VNet
     reason: str
-    expires: datetime | None
+    expires: datetime | None  # the first instant it no longer applies
     line: int
+    expires_label: str = ""  # as written in the file
+
 
     def matches(self, e1: Mapping[str, Any], e2: Mapping[str, Any]) -> bool:
         def side(selectors: tuple[Selector, ...], e: Mapping[str, Any]) -> bool:
@@ -109,14 +111,13 @@ def evaluate(policy: Policy, pair: Mapping[str, Any], *, now: datetime) -> Verdi
     e1, e2 = _endpoints(pair)
     when = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
     expired = [r for r in policy.rules if r.kind == "accepted" and r.expired(when) and r.matches(e1, e2)]
-    note = "".join(f"; acceptance {r.name!r} expired on {r.expires:%Y-%m-%d %H:%M} UTC" for r in expired
-                   if r.expires is not None)
+    note = "".join(f"; acceptance {r.name!r} expired ({r.expires_label})" for r in expired)
     for kind in KINDS:
         for rule in policy.rules:
             if rule.kind != kind or rule.expired(when) or not rule.matches(e1, e2):
                 continue
             if kind == "accepted":
-                until = f" (until {rule.expires:%Y-%m-%d %H:%M} UTC)" if rule.expires is not None else ""
+                until = f" (until {rule.expires_label})" if rule.expires is not None else ""
                 return Verdict("info", f"accepted by {rule.name!r}: {rule.reason}{until}", rule.name, kind)
             if kind == "forbidden":
                 return Verdict("critical", f"forbidden by {rule.name!r}" + (f": {rule.reason}" if rule.reason else "")
@@ -253,7 +254,8 @@ class _Reader:
         return Rule(kind=kind, name=name, a=self.side(keys["a"][1], f"{kind} rule {name!r} side a"),
                     b=self.side(keys["b"][1], f"{kind} rule {name!r} side b") if "b" in keys else (),
                     reason=reason, expires=self.expires(keys["expires"][1]) if "expires" in keys else None,
-                    line=node.start_mark.line + 1)
+                    line=node.start_mark.line + 1,
+                    expires_label=self.scalar(keys["expires"][1], "expires").strip() if "expires" in keys else "")
 
     def policy(self, root: Node | None) -> Policy:
         if root is None:
@@ -305,3 +307,47 @@ def load_policy(path: str | Path) -> Policy:
     except UnicodeDecodeError:
         raise PolicyError(f"{p}:0: cannot read policy file: not UTF-8 text") from None
     return parse_policy(text, source=str(p))
+
+
+Classifier = Callable[[Mapping[str, Any], bool], tuple[str, "str | None"]]
+
+
+def classifier(policy: Policy, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Classifier:
+    """The auditor's classifier: (pair json, opened?) -> (severity, policy reason)."""
+    def classify(pair: Mapping[str, Any], opened: bool) -> tuple[str, str | None]:
+        verdict = evaluate(policy, pair, now=clock())
+        return severity_for(verdict, opened), verdict.reason
+    return classify
+
+
+def classifier_from_file(path: str | Path) -> Classifier:
+    """Load the policy once (PolicyError `FILE:LINE: ...` at start-up) and classify with it."""
+    return classifier(load_policy(path))
+
+
+def annotate_diff(doc: Mapping[str, Any], policy: Policy, *, now: datetime) -> dict[str, Any]:
+    """A copy of a `diff --json` document with `severity` and `policy` {kind, rule, reason} on every pair."""
+    out = dict(doc)
+    for verb in ("opened", "closed"):
+        pairs = []
+        for pair in doc.get(verb) or []:
+            verdict = evaluate(policy, pair, now=now)
+            pairs.append({**pair, "severity": severity_for(verdict, verb == "opened"),
+                          "policy": {"kind": verdict.kind, "rule": verdict.rule, "reason": verdict.reason}})
+        out[verb] = pairs
+    return out
+
+
+def forbidden_openings(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The opened pairs of an annotated diff document that the policy forbids."""
+    return [p for p in doc.get("opened") or [] if (p.get("policy") or {}).get("kind") == "forbidden"]
+
+
+def policy_lines(doc: Mapping[str, Any]) -> list[str]:
+    """One readable line per annotated pair: `critical  opened  hub-01 <-> hub-03: forbidden by ...`."""
+    lines = []
+    for verb in ("opened", "closed"):
+        for p in doc.get(verb) or []:
+            names = " <-> ".join(ResourceId.parse(str(v)).name for v in p.get("vnets", []))
+            lines.append(f"{p.get('severity', '?'):<8}  {verb:<6}  {names}: {(p.get('policy') or {}).get('reason')}")
+    return lines
