@@ -133,11 +133,17 @@ class WebhookNotifier:
         return f"WebhookNotifier(channel={self.channel!r}, name={self.name!r})"
 
     def deliver(self, alert: JsonDict, *, alert_id: str) -> None:
-        """One bounded sequence of attempts; returns once accepted, else raises DeliveryError."""
+        """One bounded sequence of attempts; returns once accepted, else raises DeliveryError.
+
+        `alert_id` (the outbox's id) is the id shown in the message and sent as X-Alert-Id / Idempotency-Key.
+        """
+        body, unrenderable = {}, ""
         try:
-            body = render(self.channel, alert if alert.get("id") else {**alert, "id": alert_id})
+            body = render(self.channel, {**alert, "id": alert_id})
         except RenderError as exc:
-            raise DeliveryError(f"{self.name}: alert {alert_id} cannot be rendered: {exc}", retryable=False) from None
+            unrenderable = str(exc)
+        if unrenderable:  # raised outside the handler so no exception chain is attached
+            raise DeliveryError(f"{self.name}: alert {alert_id} cannot be rendered: {unrenderable}", retryable=False)
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {
             "Content-Type": "application/json; charset=utf-8",
@@ -188,7 +194,7 @@ class WebhookNotifier:
                 return _Attempt(False, True, f"no answer within {self._timeout:g} s ({type(exc).__name__})")
             except requests.ConnectionError as exc:
                 return _Attempt(False, True, f"connection failed ({type(exc).__name__})")
-            except requests.RequestException as exc:
+            except Exception as exc:  # InvalidURL, InvalidHeader, ...: their text may hold the URL too
                 return _Attempt(False, False, f"request failed ({type(exc).__name__})")
             finally:
                 self._pacer.posted(key, self._clock)
@@ -238,13 +244,14 @@ class ConsoleNotifier:
 
     def deliver(self, alert: JsonDict, *, alert_id: str) -> None:
         stream = self._stream or sys.stdout
-        stream.write(render_text(alert if alert.get("id") else {**alert, "id": alert_id}))
+        stream.write(render_text({**alert, "id": alert_id}))
         stream.flush()
 
 
 def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list[Notifier]:
     """A WebhookNotifier per `TEAMS_/SLACK_/JSON_WEBHOOK_URL*` setting holding a usable URL, in name order."""
     out: list[Notifier] = []
+    seen: dict[str, str] = {}
     for setting in sorted(settings):
         channel = next((c for p, c in SETTING_PREFIXES.items() if setting.upper().startswith(p)), None)
         value = (settings[setting] or "").strip()
@@ -257,6 +264,11 @@ def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list
         if not _usable_url(value):
             logger.error("setting %s does not hold an https webhook URL; skipped", setting)
             continue
+        if value in seen:
+            logger.warning("setting %s holds the same webhook as %s; skipped so alerts are not posted twice",
+                           setting, seen[value])
+            continue
+        seen[value] = setting
         out.append(WebhookNotifier(channel, value, name=f"{channel}:{setting}", **options))
     return out
 

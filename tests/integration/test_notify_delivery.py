@@ -165,7 +165,7 @@ def test_throttled_teams_post_waits_for_retry_after_then_is_delivered(
     notifier("teams", server.url(TEAMS_PATH), fake_time).deliver(lab_alert(), alert_id="a1")
     assert len(server.received) == 2 and len(server.accepted) == 1
     assert fake_time.sleeps == [7.0]
-    assert json.loads(server.received[1].body) == render("teams", lab_alert())
+    assert json.loads(server.received[1].body) == render("teams", {**lab_alert(), "id": "a1"})
     assert "throttled (HTTP 429)" in caplog.text
     assert_no_secret(caplog)
 
@@ -248,7 +248,8 @@ def test_refused_connection_keeps_the_alert_and_a_new_run_delivers_it_exactly_on
     run()
     assert outbox == [] and len(errors) == 1
     assert len(server.received) == 1 and len(server.accepted) == 1
-    assert json.loads(server.received[0].body) == render("slack", lab_alert())
+    assert json.loads(server.received[0].body) == render("slack", {**lab_alert(), "id": "a1"})
+    assert server.received[0].headers["X-Alert-Id"] == "a1"
     assert_no_secret(caplog, *errors)
 
 
@@ -305,6 +306,18 @@ def test_json_channel_posts_the_model_with_an_idempotency_header(
     assert json.loads(request.body) == render("json", {**alert, "id": "b2"})
 
 
+def test_a_rendering_failure_is_not_retryable_and_posts_nothing(
+    receivers: list[Receiver], fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = start(receivers)
+    n = notifier("teams", server.url(TEAMS_PATH), fake_time)
+    with pytest.raises(DeliveryError) as info:
+        n.deliver({"not": "an alert"}, alert_id="a1")
+    assert not info.value.retryable and "cannot be rendered" in str(info.value)
+    assert server.received == []
+    assert_no_secret(caplog, info.value)
+
+
 def test_slack_posts_to_one_webhook_are_at_least_a_second_apart(receivers: list[Receiver]) -> None:
     server = start(receivers, default=Reply(200, "ok"))
     url = server.url(SLACK_PATH)
@@ -337,6 +350,7 @@ def test_notifiers_come_from_webhook_settings_and_bad_ones_are_named_and_skipped
         "SLACK_WEBHOOK_URL_EMPTY": "",
         "TEAMS_WEBHOOK_URL_PLAIN": "http://example.com/workflows/SECRETxyz",
         "OTHER_SETTING": "https://example.com",
+        "SLACK_WEBHOOK_URL_SAME": "https://hooks.slack.com/services/T000/B000/SECRETxyz",
     }
     notifiers = notifiers_from_settings(settings, timeout=5.0)
     assert [(n.channel, getattr(n, "name", "")) for n in notifiers] == [
@@ -346,6 +360,7 @@ def test_notifiers_come_from_webhook_settings_and_bad_ones_are_named_and_skipped
     ]
     assert "JSON_WEBHOOK_URL_KV is an unresolved Key Vault reference" in caplog.text
     assert "TEAMS_WEBHOOK_URL_PLAIN does not hold an https webhook URL" in caplog.text
+    assert "SLACK_WEBHOOK_URL_SAME holds the same webhook as SLACK_WEBHOOK_URL_NETOPS" in caplog.text
     assert "SLACK_WEBHOOK_URL_EMPTY" not in caplog.text
     assert all("SECRET" not in repr(n) for n in notifiers)
     assert_no_secret(caplog)
