@@ -83,7 +83,6 @@ class _SecretFilter(logging.Filter):
 
 
 _URL_FILTER = _SecretFilter()
-logging.getLogger("urllib3.connectionpool").addFilter(_URL_FILTER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +127,7 @@ class WebhookNotifier:
         self._rng = rng or random.Random()
         self._pacer = pacer or _PROCESS_PACER
         _URL_FILTER.secrets.update(_secret_parts(url))
+        logging.getLogger("urllib3.connectionpool").addFilter(_URL_FILTER)  # no-op once added
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(channel={self.channel!r}, name={self.name!r})"
