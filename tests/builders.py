@@ -166,3 +166,26 @@ def recase_references(resources: list[Resource], recase: Any = str.upper) -> lis
         return node
 
     return [walk(r) for r in resources]
+
+
+def small_topology(hubs: list[dict[str, Any]], *, circuits: int = 2,
+                   circuit_states: dict[int, dict[str, Any]] | None = None) -> list[Resource]:
+    """Hubs `hub-<i>` with gateway `ergw-<i>` linked (`conn-<i>-<c>`) to circuits `er-<c>`, and spokes `spoke-<i><j>`.
+
+    Each hub spec: allow_remote (bool | None, default True), allow_wan, admin_state, circuits (indexes, default
+    (0,)), spokes: [{use_remote, gateway_transit, hub_state, spoke_state}] (default: full gateway transit).
+    `circuit_states`: circuit index -> keyword arguments of `circuit` (provider_state, private_peering, ...).
+    """
+    ers = [circuit(f"er-{c}", **(circuit_states or {}).get(c, {})) for c in range(circuits)]
+    out: list[Resource] = list(ers)
+    for i, spec in enumerate(hubs, 1):
+        hub = vnet(f"hub-{i}", f"10.{i}.0.0/16")
+        gw = gateway(f"ergw-{i}", hub, allow_remote=spec.get("allow_remote", True),
+                     allow_wan=spec.get("allow_wan", False), admin_state=spec.get("admin_state"))
+        out += [hub, gw]
+        out += [connection(f"conn-{i}-{c}", gw, ers[c]["id"]) for c in spec.get("circuits", (0,))]
+        for j, s in enumerate(spec.get("spokes", ()), 1):
+            spoke = vnet(f"spoke-{i}{j}", f"10.{100 + i}.{j}.0/24")
+            hub_and_spoke(hub, spoke, **s)
+            out.append(spoke)
+    return out
