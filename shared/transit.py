@@ -139,6 +139,7 @@ def endpoints_of(topology: Topology, warnings: list[str] | None = None) -> dict[
     sink = warnings if warnings is not None else []
     links: dict[ResourceId, dict[ResourceId, bool]] = {}
     failed_links: dict[ResourceId, dict[ResourceId, list[str]]] = {}
+    healthy_links: set[tuple[ResourceId, ResourceId]] = set()  # a healthy connection makes the link certain
     for conn in topology.connections.values():
         if conn.is_expressroute and conn.gateway is not None and conn.circuit is not None:
             circuit = _canonical(topology.circuits, conn.circuit)
@@ -146,15 +147,16 @@ def endpoints_of(topology: Topology, warnings: list[str] | None = None) -> dict[
             settling = is_settling(conn.provisioning_state)
             # Several connections to one circuit: settled as soon as one of them is.
             per_gw[circuit] = per_gw.get(circuit, True) and settling
-            doubts = failed_links.setdefault(conn.gateway, {})
             if is_failed(conn.provisioning_state):
-                doubts.setdefault(circuit, []).append(_failed(f"connection {conn.id.name}"))
+                failed_links.setdefault(conn.gateway, {}).setdefault(circuit, []).append(
+                    _failed(f"connection {conn.id.name}"))
             else:
-                doubts[circuit] = []  # a healthy connection to the circuit makes the link certain
+                healthy_links.add((conn.gateway, circuit))
     spokes: dict[ResourceId, dict[ResourceId, bool]] = {}
     out: dict[ResourceId, Endpoint] = {}
     for gw in topology.gateways.values():
-        link_doubts = {c: tuple(ws) for c, ws in failed_links.get(gw.id, {}).items() if ws}
+        link_doubts = {c: tuple(sorted(ws)) for c, ws in failed_links.get(gw.id, {}).items()
+                       if (gw.id, c) not in healthy_links}
         ep = _vnet_gateway_endpoint(topology, gw, links.get(gw.id, {}), link_doubts, spokes, sink)
         if ep is not None:
             out[ep.id] = ep
