@@ -671,3 +671,11 @@ def test_a_reference_spelled_in_another_casing_is_not_a_cause() -> None:
     after = recase_references(lab(enabled=(1, 2)), str.upper)
     d = diff_of(before, after)
     assert [c.text for c in d.opened[0].causes] == ["ergw-01 allowRemoteVnetTraffic false -> true"]
+
+
+@pytest.mark.parametrize("failed_first", [True, False])
+def test_a_healthy_second_connection_to_the_circuit_makes_the_link_certain(failed_first: bool) -> None:
+    res = two_hubs()
+    extra = connection("conn-02-old", by_name(res, "ergw-02"), by_name(res, "er-lab")["id"], state="Failed")
+    res = [extra, *res] if failed_first else [*res, extra]
+    assert pair(pairs_of(res), "hub-01", "hub-02").warnings == ()
