@@ -531,12 +531,15 @@ def _template_resources(doc: Mapping[str, Any], ctx: _Context, parent: tuple[str
     for item in items:
         if not isinstance(item, dict) or item.get("existing") is True:
             continue  # an `existing` resource is a reference, not something the deployment writes
-        rtype, name = str(_evaluate(item.get("type", ""), ctx)), _evaluate(item.get("name", ""), ctx)
-        if parent is not None and not rtype.lower().startswith(parent[0].lower() + "/"):
-            rtype, name = f"{parent[0]}/{rtype}", f"{parent[1]}/{name}"
-        relevant = rtype.lower() in RELEVANT_TYPES or rtype.lower() == "microsoft.resources/deployments"
-        if not relevant:
-            continue
+        rtype = str(_evaluate(item.get("type", ""), ctx))
+        nested = parent is not None and not rtype.lower().startswith(parent[0].lower() + "/")
+        if parent is not None and nested:
+            rtype = f"{parent[0]}/{rtype}"
+        if rtype.lower() not in RELEVANT_TYPES and rtype.lower() != "microsoft.resources/deployments":
+            continue  # only what can open or close a path is evaluated
+        name = _evaluate(item.get("name", ""), ctx)
+        if parent is not None and nested:
+            name = f"{parent[1]}/{name}"
         if "condition" in item and not _bool(_evaluate(item["condition"], ctx)):
             continue
         if "copy" in item:
