@@ -95,20 +95,23 @@ def _read_json(path: str) -> Any:
 
 def cmd_whatif(args: argparse.Namespace) -> int:
     resources = load_snapshot_file(args.snapshot)
+    if not (args.set or args.delete or args.template):
+        raise UsageError("nothing to check: give --set, --delete or --template")
+    puts: tuple[Any, ...] = ()
+    delete_ids: tuple[str, ...] = ()
+    if args.template:
+        doc = _read_json(args.template)
+        try:
+            scope = Scope.parse(args.scope) if args.scope else None
+            changes = changes_from_template(doc, scope=scope, resources=resources)
+        except ChangeError as exc:
+            raise UsageError(f"{args.template}: {exc}") from None
+        puts, delete_ids = changes.puts, changes.delete_ids
     try:
         sets = [parse_set(ref, assignment) for ref, assignment in args.set or []]
-        puts: tuple[Any, ...] = ()
-        delete_ids: tuple[str, ...] = ()
-        if args.template:
-            scope = Scope.parse(args.scope) if args.scope else None
-            changes = changes_from_template(_read_json(args.template), scope=scope, resources=resources)
-            puts, delete_ids = changes.puts, changes.delete_ids
-        if not (sets or args.delete or puts or delete_ids) and not args.template:
-            raise UsageError("nothing to check: give --set, --delete or --template")
         result = whatif(resources, sets, args.delete or [], puts=puts, delete_ids=delete_ids, source=args.snapshot)
     except ChangeError as exc:
-        raise UsageError(f"{args.template}: {exc}" if args.template and not str(exc).startswith("--") else str(exc)
-                         ) from None
+        raise UsageError(str(exc)) from None
     return _report_diff(diff_json(result.diff, warnings=result.after_pairs.warnings), args)
 
 
