@@ -1,4 +1,4 @@
-// ER-transit auditor: the whole deployment. `azd up`, or `az deployment sub create` (infra/DEPLOY.md).
+// ER-transit auditor: the whole deployment. `azd up`, or `az deployment sub create` (infra/README.md (Deploy)).
 // Creates, in one resource group of this subscription: the Flex Consumption function app and its
 // identity, storage (host, state, WORM audit log, recheck queue, dead letters), Key Vault with the
 // webhook URLs, Log Analytics + Application Insights + alerts. And in each watched subscription: Reader for
@@ -57,7 +57,7 @@ param policyFile string = ''
 @maxValue(146000)
 param auditRetentionDays int = 365
 
-@description('True once the audit immutability policy has been locked (DEPLOY.md): the deployment then leaves it alone.')
+@description('True once the audit immutability policy has been locked (README.md (Deploy)): the deployment then leaves it alone.')
 param auditPolicyLocked bool = false
 
 @description('Storage replication.')

@@ -175,7 +175,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     serverFarmId: plan.id
     httpsOnly: true
     // Event Grid delivers to the function's endpoint over the internet (with the function's system key);
-    // there is no HTTP trigger. Private endpoints would need VNet integration (DEPLOY.md, checkov skips).
+    // there is no HTTP trigger. Private endpoints would need VNet integration (README.md (Deploy), checkov skips).
     publicNetworkAccess: 'Enabled'
     clientCertEnabled: false
     // Key Vault references resolve with the user-assigned identity (the default would be a system identity).

@@ -33,7 +33,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
-    // Deleted secrets stay recoverable and unpurgeable for 90 days (irreversible; see DEPLOY.md, Tear down).
+    // Deleted secrets stay recoverable and unpurgeable for 90 days (irreversible; see README.md (Deploy), Tear down).
     enablePurgeProtection: true
     publicNetworkAccess: 'Enabled'
     networkAcls: {

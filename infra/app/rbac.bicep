@@ -1,6 +1,6 @@
 // Role assignments inside the auditor's resource group. Each grants data-plane access to one resource,
 // never a control-plane role on the group. The Reader assignments on watched subscriptions are in
-// watched-subscription.bicep. Why each role: infra/roles.json and DEPLOY.md.
+// watched-subscription.bicep. Why each role: infra/roles.json and README.md (Deploy).
 
 param storageAccountName string
 param deadLetterContainerName string

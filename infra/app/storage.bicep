@@ -61,7 +61,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       // The Flex Consumption app has no VNet integration here and Event Grid writes dead letters over the
-      // public endpoint; access is gated by Microsoft Entra ID and RBAC instead (see DEPLOY.md, checkov skips).
+      // public endpoint; access is gated by Microsoft Entra ID and RBAC instead (see README.md (Deploy), checkov skips).
       defaultAction: 'Allow'
       bypass: 'AzureServices'
     }
@@ -132,7 +132,7 @@ resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
 
 // Write once, read many: audit blobs cannot be overwritten or deleted until they are auditRetentionDays old.
 // allowProtectedAppendWrites lets the auditor append blocks to an append blob (never modify or remove them).
-// Deployed unlocked; lock it once you are happy with the period (DEPLOY.md), then set auditPolicyLocked.
+// Deployed unlocked; lock it once you are happy with the period (README.md (Deploy)), then set auditPolicyLocked.
 resource auditImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (!auditPolicyLocked) {
   parent: auditContainer
   name: 'default'

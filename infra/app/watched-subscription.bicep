@@ -31,7 +31,7 @@ var roles = loadJsonContent('../roles.json')
 
 // Reader on the watched subscription: the function reads the network topology through ARM GET and
 // Resource Graph. Reader has no actions (no listKeys), so it can read no secret and change nothing; there is
-// no built-in network-only read role (a custom one is possible, see DEPLOY.md).
+// no built-in network-only read role (a custom one is possible, see README.md (Deploy)).
 resource reader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(subscription().id, functionPrincipalId, roles.reader.id)
   properties: {
