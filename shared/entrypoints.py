@@ -35,17 +35,22 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
         reader = ResourceGraphTopologyReader(default_credential(settings.client_id), settings.subscriptions)
     state, audit, recheck = store_from_settings(env)
     notifiers: list[Notifier] = list(notifiers_from_settings(env)) or [ConsoleNotifier()]
+    classify, notify_info = _classification(settings)
     return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
-                   classify=_classifier(settings), notify_info=settings.notify_accepted,
-                   recheck_delay_seconds=settings.recheck_delay_seconds)
+                   classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds)
 
 
-def _classifier(settings: Settings) -> Classifier:
+def _classification(settings: Settings) -> tuple[Classifier, bool]:
+    """The severity classifier and whether accepted (info) paths go to chat, from the policy file if any.
+
+    A policy file with an error raises PolicyError (`FILE:LINE: ...`) here, at start-up: never "allow all".
+    """
     if not settings.policy_file:
-        return default_classifier
-    from shared.policy import classifier_from_file
+        return default_classifier, settings.notify_accepted
+    from shared.policy import classifier, load_policy
 
-    return classifier_from_file(settings.policy_file)
+    policy = load_policy(settings.policy_file)
+    return classifier(policy), settings.notify_accepted or policy.notify_info
 
 
 def auditor() -> Auditor:
