@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 SETTLING_STATES = frozenset({"updating", "creating", "deleting"})
@@ -228,6 +228,50 @@ class TransitPair:
         if any(not r.warnings for r in best):
             return ()
         return tuple(sorted({w for r in best for w in r.warnings}))
+
+
+class PairIndex(Mapping[tuple[str, str], TransitPair]):
+    """Transit pairs by key, in key order, each TransitPair made when it is read.
+
+    An enterprise topology has hundreds of thousands of pairs and most readers (the diff) look at keys only: a
+    pair is kept as the ranks of its two VNets (in key order) and its routes, which is cheap to build and to hold.
+    """
+
+    __slots__ = ("_vnets", "_rank", "_routes")
+
+    def __init__(self, vnets: Sequence[ResourceId], routes: Mapping[int, tuple[Route, ...]]) -> None:
+        """`vnets` sorted by key; `routes`: rank(a) * len(vnets) + rank(b) -> routes, for rank(a) < rank(b)."""
+        self._vnets = tuple(vnets)
+        self._rank = {v.key: i for i, v in enumerate(self._vnets)}
+        self._routes = {code: routes[code] for code in sorted(routes)}
+
+    def _code(self, key: object) -> int | None:
+        if not (isinstance(key, tuple) and len(key) == 2):
+            return None
+        ra, rb = self._rank.get(key[0]), self._rank.get(key[1])
+        return None if ra is None or rb is None else ra * len(self._vnets) + rb
+
+    def __getitem__(self, key: tuple[str, str]) -> TransitPair:
+        code = self._code(key)
+        if code is None or code not in self._routes:
+            raise KeyError(key)
+        ra, rb = divmod(code, len(self._vnets))
+        return TransitPair(a=self._vnets[ra], b=self._vnets[rb], routes=self._routes[code])
+
+    def __contains__(self, key: object) -> bool:
+        return self._code(key) in self._routes
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        width, vnets = len(self._vnets), self._vnets
+        for code in self._routes:
+            ra, rb = divmod(code, width)
+            yield vnets[ra].key, vnets[rb].key
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def __repr__(self) -> str:
+        return f"PairIndex({len(self)} pairs)"
 
 
 @dataclass(frozen=True, slots=True)

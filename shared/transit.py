@@ -9,11 +9,11 @@ from typing import Any
 
 from shared.model import (
     Gateway,
+    PairIndex,
     PairSet,
     ResourceId,
     Route,
     Topology,
-    TransitPair,
     WanGateway,
     is_failed,
     is_settling,
@@ -213,54 +213,68 @@ def compute_pairs(topology: Topology) -> PairSet:
     for ep in endpoints.values():
         for vnet in ep.domain:
             member_of.setdefault(vnet, set()).add(ep.id)
+    # Enterprise topologies have hundreds of thousands of pairs: a pair is one integer made of the ranks of its
+    # VNets in key order (cheap to hash, sort and hold); PairIndex makes the TransitPair when it is read.
+    vnets = sorted(member_of)
+    rank = {v: i for i, v in enumerate(vnets)}
+    width = len(vnets)
+    members = {ep.id: _members_by_state(ep, rank) for ep in endpoints.values()}
 
-    routes: dict[tuple[str, str], list[Route]] = {}
-    ids: dict[str, ResourceId] = {}
+    routes: dict[int, tuple[Route, ...]] = {}
     for circuit_id, eps in sorted(by_circuit.items()):
-        if len(eps) < 2:
+        circuit_warnings = _circuit_doubts(topology, circuit_id)
+        if len(eps) < 2 or circuit_warnings is None:
             continue
         circuit_res = topology.circuits.get(circuit_id)
-        circuit_warnings: list[str] = []
-        circuit_settling = False
-        if circuit_res is None:
-            circuit_warnings.append(f"circuit {circuit_id.name} is not in the snapshot (another subscription?); "
-                                    "assumed usable")
-        else:
-            if not circuit_res.usable:
-                continue
-            if not circuit_res.peerings_reported:
-                circuit_warnings.append(f"circuit {circuit_id.name} reports no peerings; private peering assumed "
-                                        "enabled")
-            circuit_settling = is_settling(circuit_res.provisioning_state)
-            if is_failed(circuit_res.provisioning_state):
-                circuit_warnings.append(_failed(f"circuit {circuit_id.name}"))
+        circuit_settling = circuit_res is not None and is_settling(circuit_res.provisioning_state)
         for e1, e2 in combinations(eps, 2):
             allowed, doubts = route_verdict(e1, e2)
             if not allowed:
                 continue
-            route_warnings = [*circuit_warnings, *doubts]
-            route_warnings += [_failed(f"gateway {e.id.name}") for e in (e1, e2) if e.failed]
-            route_warnings += [*e1.link_doubts.get(circuit_id, ()), *e2.link_doubts.get(circuit_id, ())]
+            route_warnings = (*circuit_warnings, *doubts, *(_failed(f"gateway {e.id.name}") for e in (e1, e2)
+                                                            if e.failed),
+                              *e1.link_doubts.get(circuit_id, ()), *e2.link_doubts.get(circuit_id, ()))
             base_pending = (circuit_settling or e1.settling or e2.settling or e1.circuits[circuit_id]
                             or e2.circuits[circuit_id])
-            cache: dict[tuple[bool, tuple[str, ...]], Route] = {}
-            for va, pa in e1.domain.items():
-                for vb, pb in e2.domain.items():
-                    if va == vb or not member_of[va].isdisjoint(member_of[vb]):
-                        continue
-                    pending = base_pending or pa or pb
-                    member_doubts = e1.member_doubts.get(va, ()) + e2.member_doubts.get(vb, ())
-                    route = cache.get((pending, member_doubts))
-                    if route is None:
-                        route = cache[pending, member_doubts] = Route(
-                            circuit=circuit_id, gateways=(e1.id, e2.id), pending=pending,
-                            warnings=tuple(route_warnings) + member_doubts)
-                    key = (va.key, vb.key) if va.key < vb.key else (vb.key, va.key)
-                    ids[va.key], ids[vb.key] = va, vb
-                    routes.setdefault(key, []).append(route)
+            # A VNet behind both gateways (two gateways in one hub) pairs with neither side's VNets.
+            overlap = any(len(member_of[v]) > 1 for v in (*e1.domain, *e2.domain))
+            for (pending_a, doubts_a), ranks_a in members[e1.id].items():
+                for (pending_b, doubts_b), ranks_b in members[e2.id].items():
+                    one_route = (Route(circuit=circuit_id, gateways=(e1.id, e2.id),
+                                       pending=base_pending or pending_a or pending_b,
+                                       warnings=route_warnings + doubts_a + doubts_b),)
+                    for ra in ranks_a:
+                        for rb in ranks_b:
+                            if overlap and not member_of[vnets[ra]].isdisjoint(member_of[vnets[rb]]):
+                                continue
+                            key = ra * width + rb if ra < rb else rb * width + ra
+                            known = routes.get(key)
+                            routes[key] = one_route if known is None else known + one_route
     warnings += _global_reach_warnings(topology, by_circuit)
-    pairs = {key: TransitPair(a=ids[key[0]], b=ids[key[1]], routes=tuple(rs)) for key, rs in sorted(routes.items())}
-    return PairSet(pairs=pairs, warnings=tuple(dict.fromkeys(warnings)))
+    return PairSet(pairs=PairIndex(vnets, routes), warnings=tuple(dict.fromkeys(warnings)))
+
+
+def _circuit_doubts(topology: Topology, circuit_id: ResourceId) -> tuple[str, ...] | None:
+    """None when the circuit carries nothing; else the warnings every route over it carries."""
+    circuit = topology.circuits.get(circuit_id)
+    if circuit is None:
+        return (f"circuit {circuit_id.name} is not in the snapshot (another subscription?); assumed usable",)
+    if not circuit.usable:
+        return None
+    doubts = []
+    if not circuit.peerings_reported:
+        doubts.append(f"circuit {circuit_id.name} reports no peerings; private peering assumed enabled")
+    if is_failed(circuit.provisioning_state):
+        doubts.append(_failed(f"circuit {circuit_id.name}"))
+    return tuple(doubts)
+
+
+def _members_by_state(ep: Endpoint, rank: Mapping[ResourceId, int]) -> dict[tuple[bool, tuple[str, ...]], list[int]]:
+    """The ranks of the VNets behind a gateway, grouped by (membership settling, membership warnings)."""
+    groups: dict[tuple[bool, tuple[str, ...]], list[int]] = {}
+    for vnet, settling in ep.domain.items():
+        groups.setdefault((settling, tuple(ep.member_doubts.get(vnet, ()))), []).append(rank[vnet])
+    return groups
 
 
 def _global_reach_warnings(topology: Topology, by_circuit: Mapping[ResourceId, Iterable[Endpoint]]) -> list[str]:
