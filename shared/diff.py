@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +73,10 @@ class Diff:
         return [grouped[k] for k in sorted(grouped)]
 
 
-def facets_of(topology: Topology, rid: ResourceId) -> tuple[str, str, dict[str, Any]] | None:
+Facets = tuple[str, str, dict[str, Any]]  # (kind, label, the transit-relevant properties)
+
+
+def facets_of(topology: Topology, rid: ResourceId) -> Facets | None:
     """(kind, label, the transit-relevant properties) of one resource, or None when it is absent."""
     if (gw := topology.gateways.get(rid)) is not None:
         return "gateway", rid.name, {
@@ -113,7 +116,26 @@ def facets_of(topology: Topology, rid: ResourceId) -> tuple[str, str, dict[str, 
     return None
 
 
-def _membership(topology: Topology, ep: Endpoint, vnet: ResourceId) -> list[ResourceId]:
+@dataclass(frozen=True, slots=True)
+class _LinkIndex:
+    """Who links what in one topology, indexed once: a diff looks up the same gateways for thousands of pairs."""
+
+    connections: Mapping[tuple[ResourceId, ResourceId], tuple[ResourceId, ...]]  # (gateway, circuit) -> connections
+    hub_connections: Mapping[tuple[ResourceId, ResourceId], tuple[ResourceId, ...]]  # (hub, VNet) -> hub connections
+
+    @classmethod
+    def of(cls, topology: Topology) -> _LinkIndex:
+        connections: dict[tuple[ResourceId, ResourceId], list[ResourceId]] = {}
+        for conn in topology.connections.values():
+            if conn.is_expressroute and conn.gateway is not None and conn.circuit is not None:
+                connections.setdefault((conn.gateway, conn.circuit), []).append(conn.id)
+        hub_connections: dict[tuple[ResourceId, ResourceId], list[ResourceId]] = {}
+        for hc in topology.hub_connections.values():
+            hub_connections.setdefault((hc.hub, hc.remote_vnet), []).append(hc.id)
+        return cls({k: tuple(v) for k, v in connections.items()}, {k: tuple(v) for k, v in hub_connections.items()})
+
+
+def _membership(topology: Topology, ep: Endpoint, vnet: ResourceId, index: _LinkIndex) -> list[ResourceId]:
     """The resources that put `vnet` behind the gateway `ep`."""
     if ep.kind == VNET_GATEWAY:
         gw = topology.gateways[ep.id]
@@ -124,13 +146,14 @@ def _membership(topology: Topology, ep: Endpoint, vnet: ResourceId) -> list[Reso
         spoke = topology.vnets.get(vnet)
         spoke_side = [p.id for p in spoke.peerings if p.remote_vnet == home] if spoke else []
         return [vnet, *hub_side, *spoke_side]
-    wgw = topology.wan_gateways[ep.id]
-    return [vnet, *(hc.id for hc in topology.hub_connections.values()
-                    if hc.hub == wgw.hub and hc.remote_vnet == vnet)]
+    hub = topology.wan_gateways[ep.id].hub
+    return [vnet, *(index.hub_connections.get((hub, vnet), ()) if hub is not None else ())]
 
 
-def dependencies(topology: Topology, pair: TransitPair, endpoints: dict[ResourceId, Endpoint]) -> list[ResourceId]:
+def dependencies(topology: Topology, pair: TransitPair, endpoints: Mapping[ResourceId, Endpoint], *,
+                 index: _LinkIndex | None = None) -> list[ResourceId]:
     """Every resource whose state the pair depends on, in `topology`."""
+    links = index if index is not None else _LinkIndex.of(topology)
     deps: dict[ResourceId, None] = {}
     for route in pair.routes:
         deps[route.circuit] = None
@@ -140,34 +163,38 @@ def dependencies(topology: Topology, pair: TransitPair, endpoints: dict[Resource
             if ep is None:
                 continue
             if ep.kind == VNET_GATEWAY:
-                for conn in topology.connections.values():
-                    if conn.gateway == gid and conn.circuit == route.circuit and conn.is_expressroute:
-                        deps[conn.id] = None
+                deps.update(dict.fromkeys(links.connections.get((gid, route.circuit), ())))
             else:
                 hub = topology.wan_gateways[gid].hub
                 if hub is not None:
                     deps[hub] = None
             for vnet in (pair.a, pair.b):
                 if vnet in ep.domain:
-                    deps.update(dict.fromkeys(_membership(topology, ep, vnet)))
+                    deps.update(dict.fromkeys(_membership(topology, ep, vnet, links)))
     return list(deps)
 
 
-def changes_between(before: Topology, after: Topology, resources: Iterable[ResourceId]) -> tuple[Cause, ...]:
+def _resource_changes(rid: ResourceId, old: Facets | None, new: Facets | None) -> tuple[Cause, ...]:
+    if old is None and new is None:
+        return ()
+    if old is None:
+        assert new is not None
+        return (Cause(rid, new[0], new[1], "added"),)
+    if new is None:
+        return (Cause(rid, old[0], old[1], "removed"),)
+    return tuple(Cause(rid, new[0], new[1], "modified", prop, old[2].get(prop), value)
+                 for prop, value in new[2].items() if _comparable(old[2].get(prop)) != _comparable(value))
+
+
+def changes_between(before: Topology, after: Topology, resources: Iterable[ResourceId], *,
+                    memo: dict[ResourceId, tuple[Cause, ...]] | None = None) -> tuple[Cause, ...]:
+    """The changes of `resources` from `before` to `after`; `memo` remembers them per resource across calls."""
+    known = memo if memo is not None else {}
     causes: list[Cause] = []
     for rid in resources:
-        old, new = facets_of(before, rid), facets_of(after, rid)
-        if old is None and new is None:
-            continue
-        if old is None:
-            assert new is not None
-            causes.append(Cause(rid, new[0], new[1], "added"))
-        elif new is None:
-            causes.append(Cause(rid, old[0], old[1], "removed"))
-        else:
-            for prop, value in new[2].items():
-                if _comparable(old[2].get(prop)) != _comparable(value):
-                    causes.append(Cause(rid, new[0], new[1], "modified", prop, old[2].get(prop), value))
+        if rid not in known:
+            known[rid] = _resource_changes(rid, facets_of(before, rid), facets_of(after, rid))
+        causes += known[rid]
     # A provisioning-state transition only explains a change when nothing else about the pair changed.
     decisive = [c for c in causes if c.prop != "provisioningState"]
     return tuple(sorted(decisive or causes, key=lambda c: (c.text.lower(), c.resource)))
@@ -182,10 +209,12 @@ def _comparable(value: Any) -> Any:
     return value
 
 
-def _settling_in(topology: Topology, resources: Iterable[ResourceId]) -> bool:
+def _settling_in(topology: Topology, resources: Iterable[ResourceId], memo: dict[ResourceId, bool]) -> bool:
     for rid in resources:
-        facets = facets_of(topology, rid)
-        if facets is not None and is_settling(facets[2].get("provisioningState")):
+        if rid not in memo:
+            facets = facets_of(topology, rid)
+            memo[rid] = facets is not None and is_settling(facets[2].get("provisioningState"))
+        if memo[rid]:
             return True
     return False
 
@@ -199,20 +228,24 @@ def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, af
     closed_keys = [k for k in before.pairs if k not in after.pairs]
     opened: list[PairChange] = []
     closed: list[PairChange] = []
+    causes: dict[ResourceId, tuple[Cause, ...]] = {}  # per resource, shared by every pair that depends on it
     if opened_keys:
-        endpoints = endpoints_of(after_topology)
+        endpoints, index = endpoints_of(after_topology), _LinkIndex.of(after_topology)
         for key in sorted(opened_keys):
             pair = after.pairs[key]
-            deps = dependencies(after_topology, pair, endpoints)
-            opened.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps)),
+            deps = dependencies(after_topology, pair, endpoints, index=index)
+            opened.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps,
+                                                                       memo=causes)),
                                      pair.pending, after_topology))
     if closed_keys:
-        endpoints = endpoints_of(before_topology)
+        endpoints, index = endpoints_of(before_topology), _LinkIndex.of(before_topology)
+        settling: dict[ResourceId, bool] = {}
         for key in sorted(closed_keys):
             pair = before.pairs[key]
-            deps = dependencies(before_topology, pair, endpoints)
-            closed.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps)),
-                                     _settling_in(after_topology, deps), before_topology))
+            deps = dependencies(before_topology, pair, endpoints, index=index)
+            closed.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps,
+                                                                       memo=causes)),
+                                     _settling_in(after_topology, deps, settling), before_topology))
     return Diff(opened=tuple(opened), closed=tuple(closed))
 
 
