@@ -1,0 +1,26 @@
+"""The benchmark script keeps working (no timing assertions: benchmarks are scripts, not tests)."""
+
+from __future__ import annotations
+
+from benchmarks.bench_transit import generate, measure, table
+from shared.snapshot import parse_resources
+from shared.transit import compute_pairs
+
+
+def test_generator_builds_hubs_spokes_and_flag_flips_at_a_small_size() -> None:
+    before, after = generate(200)
+    topology = parse_resources(before)
+    assert len(topology.vnets) == 200
+    assert len(topology.gateways) == 20
+    assert topology.warnings == ()
+    assert compute_pairs(topology).pairs
+    assert before != after
+
+
+def test_measure_reports_every_column_and_renders_a_markdown_table() -> None:
+    row = measure(300, repeat=1)
+    assert row["vnets"] == 300 and row["pairs"] > 0
+    assert row["opened"] + row["closed"] > 0
+    lines = table([row]).splitlines()
+    assert lines[0].startswith("| VNets |") and lines[1].startswith("|---:|")
+    assert lines[2].startswith("| 300 |")
