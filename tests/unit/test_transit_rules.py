@@ -679,3 +679,26 @@ def test_a_healthy_second_connection_to_the_circuit_makes_the_link_certain(faile
     extra = connection("conn-02-old", by_name(res, "ergw-02"), by_name(res, "er-lab")["id"], state="Failed")
     res = [extra, *res] if failed_first else [*res, extra]
     assert pair(pairs_of(res), "hub-01", "hub-02").warnings == ()
+
+
+def test_two_gateways_in_one_hub_never_pair_the_hub_with_itself_or_its_spokes() -> None:
+    res = hubs_with_spokes()
+    hub1, er = by_name(res, "hub-01"), by_name(res, "er-lab")
+    twin = gateway("ergw-01b", hub1, allow_remote=True)
+    res += [twin, connection("conn-01b", twin, er["id"])]
+    result = pairs_of(res)
+    assert names(result) == names(pairs_of(hubs_with_spokes()))
+    assert [g.name for g in pair(result, "hub-01", "hub-02").gateways] == ["ergw-01", "ergw-01b", "ergw-02"]
+
+
+def test_pairs_read_as_a_mapping_in_key_order() -> None:
+    result = pairs_of(hubs_with_spokes())
+    keys = list(result.pairs)
+    assert keys == sorted(keys) and len(result.pairs) == len(keys) == 4
+    for key in keys:
+        assert key in result.pairs and result.pairs[key].key == key
+        assert (key[1], key[0]) not in result.pairs  # one entry per pair, a before b
+        assert result.pairs.get((key[1], key[0])) is None
+    assert dict(result.pairs) == {p.key: p for p in result.pairs.values()}
+    with pytest.raises(KeyError):
+        result.pairs["not", "a pair"]
