@@ -34,7 +34,7 @@ from shared.ports import (
 )
 from shared.snapshot import SnapshotError, parse_resources
 from shared.transit import compute_pairs
-from shared.views import change_json, pair_json
+from shared.views import change_json
 
 logger = logging.getLogger(__name__)
 
@@ -332,31 +332,36 @@ class Decision:
     basis: str  # what the alert id is derived from (the committed sequence it builds on)
 
 
+def _compact(a: str, b: str) -> JsonDict:
+    """A committed pair: just its two VNet ids (names and prefixes come from the committed topology)."""
+    return {"vnets": [a, b]}
+
+
 def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_topology: Topology,
            trigger: RunTrigger, classify: Classifier, *, now: datetime) -> Decision:
     """Compare the live pairs with the committed ones; only confirmed changes are announced (pure)."""
     after = compute_pairs(after_topology)
     warnings = list(after.warnings)
     if state is None:  # first run: the baseline is recorded, not announced
-        confirmed = [p for p in after.pairs.values() if not p.pending]
-        return Decision(pairs=[pair_json(p, after_topology) for p in confirmed], opened=[], closed=[],
-                        pending=[], warnings=warnings, basis="baseline")
+        confirmed = [_compact(p.a.value, p.b.value) for p in after.pairs.values() if not p.pending]
+        return Decision(pairs=confirmed, opened=[], closed=[], pending=[], warnings=warnings, basis="baseline")
     before_topology = parse_resources(state.resources, source="committed state")
     before_all = compute_pairs(before_topology)
-    committed = {_pair_key(p): p for p in state.pairs}
-    before = PairSet(pairs={k: v for k, v in before_all.pairs.items() if k in committed})
+    committed = {_pair_key(p): _compact(*p["vnets"]) for p in state.pairs}
+    before = PairSet(pairs={k: before_all.pairs[k] for k in committed if k in before_all.pairs})
     diff = diff_pairs(before, after, before_topology=before_topology, after_topology=after_topology)
     earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
 
     opened: list[JsonDict] = []
     closed: list[JsonDict] = []
     pending: list[JsonDict] = []
-    keep: dict[tuple[str, str], JsonDict] = {}
+    # Unchanged pairs stay; confirmed openings join; confirmed closings leave; settling ones wait.
+    keep = {k: v for k, v in committed.items() if k in after.pairs}
     for change in diff.opened:
         doc = _annotated(change, earlier_pending.get(("opened", *change.pair.key)), trigger, now, classify, True)
         (pending if change.pending else opened).append(doc)
         if not change.pending:
-            keep[change.pair.key] = _strip(doc)
+            keep[change.pair.key] = _compact(change.pair.a.value, change.pair.b.value)
     closed_keys = {c.pair.key for c in diff.closed}
     for change in diff.closed:
         doc = _annotated(change, earlier_pending.get(("closed", *change.pair.key)), trigger, now, classify, False)
@@ -365,21 +370,14 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
             keep[change.pair.key] = committed[change.pair.key]
     # Committed pairs that the committed topology no longer yields (kept while their closing was settling).
     for key, old in committed.items():
-        if key in before.pairs or key in closed_keys:
-            continue
-        if key in after.pairs:
-            keep[key] = old
+        if key in before.pairs or key in closed_keys or key in after.pairs:
             continue
         earlier = earlier_pending.get(("closed", *key))
-        doc = {**old, "cause": earlier["cause"] if earlier else [_unexplained()], "status": "confirmed"}
+        doc = {**(earlier or old), "cause": earlier["cause"] if earlier else [_unexplained()], "status": "confirmed"}
+        for transient in ("direction", "since", "caller"):
+            doc.pop(transient, None)
         doc.update(_severity(classify, doc, False))
         closed.append(doc)
-    for key in after.pairs:
-        if key in committed and key not in keep:
-            keep[key] = committed[key]
-    for key in list(keep):
-        if key in after.pairs and not after.pairs[key].pending:
-            keep[key] = pair_json(after.pairs[key], after_topology)
     pairs = [keep[k] for k in sorted(keep)]
     return Decision(pairs=pairs, opened=opened, closed=closed, pending=pending, warnings=warnings,
                     basis=f"seq={state.sequence}")
@@ -388,11 +386,6 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
 def _unexplained() -> JsonDict:
     return {"resource": None, "name": None, "kind": "unknown", "change": "modified", "property": None, "old": None,
             "new": None, "text": "the pair's resources are no longer in the topology"}
-
-
-def _strip(doc: JsonDict) -> JsonDict:
-    return {k: v for k, v in doc.items() if k not in ("cause", "severity", "policy", "since", "direction",
-                                                      "trigger", "caller")}
 
 
 def _severity(classify: Classifier, doc: JsonDict, opened: bool) -> JsonDict:

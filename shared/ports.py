@@ -29,7 +29,7 @@ class DeliveryError(Exception):
 class CommittedState:
     """What the last committed run knew.
 
-    pairs: confirmed ER-transit pairs, each as in `pairs --json`.
+    pairs: the committed ER-transit pairs, each `{"vnets": [A, B]}` (details come from `resources`).
     resources: the raw ARM resources those pairs were computed from (so the next diff can name causes).
     topology_digest: SHA-256 of the canonical JSON of `resources`.
     processed_event_ids: the most recent Event Grid event ids already decided (bounded list, newest last).
