@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.diff import PairChange, diff_pairs
-from shared.model import PairSet, Topology
+from shared.model import PairSet, ResourceId, Topology
 from shared.ports import (
     AuditLog,
     CommittedState,
@@ -33,7 +33,7 @@ from shared.ports import (
     bounded_ids,
 )
 from shared.snapshot import SnapshotError, parse_resources
-from shared.transit import compute_pairs
+from shared.transit import Endpoint, compute_pairs, endpoints_of
 from shared.views import change_json
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,8 @@ class Auditor:
                               closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
                               extra={"baseline": state is None, "pairs": len(decision.pairs),
                                      "topologyDigest": digest, "stateSequence": (state.sequence if state else 0) + 1})
-        items = [self._item("audit", record["runId"] + ":audit", record, run_id, now)]
+        items = [self._item("audit", f"{run_id}:audit:{part.get('part', 1)}", part, run_id, now)
+                 for part in split_record(record)]
         alert = self._alert(decision, trigger, run_id, now)
         if alert is not None:
             items += [self._item("alert", f"{alert['id']}:{n.name}", alert, run_id, now, notifier=n.name)
@@ -214,46 +215,56 @@ class Auditor:
         return [], []
 
     def _process_outbox(self, run_id: str, items: list[JsonDict]) -> tuple[list[str], list[str]]:
-        """Append claimed audit records (oldest first), then deliver claimed alerts; settle each in the state."""
+        """Append claimed audit records (oldest first), then deliver claimed alerts, settling them in the state.
+
+        Audit records are settled together (appending one twice after a crash is visible by its runId); an
+        alert is settled the moment its service accepted it, so it is never posted twice.
+        """
         by_name = {n.name: n for n in self.notifiers}
+        ordered = sorted(items, key=lambda i: (i["kind"] != "audit", i["payload"].get("time", "")))
+        audit_done = []
+        for item in (i for i in ordered if i["kind"] == "audit"):
+            self.audit.append(item["payload"])
+            audit_done.append(item["id"])
+        if audit_done:
+            self._settle(run_id, {i: None for i in audit_done})
         delivered: list[str] = []
-        undelivered: list[str] = []
-        for item in sorted(items, key=lambda i: (i["kind"] != "audit", i["payload"].get("time", ""))):
-            if item["kind"] == "audit":
-                self.audit.append(item["payload"])
-                self._settle(item["id"], run_id, done=True)
-                continue
+        failures: dict[str, tuple[str, bool]] = {}
+        for item in (i for i in ordered if i["kind"] == "alert"):
             notifier = by_name.get(str(item.get("notifier")))
             if notifier is None:
                 logger.warning("alert %s waits for notifier %s, which is not configured", item["id"],
                                item.get("notifier"))
-                self._settle(item["id"], run_id, done=False, error="notifier not configured")
-                undelivered.append(item["id"])
+                failures[item["id"]] = ("notifier not configured", False)
                 continue
             try:
                 notifier.deliver(item["payload"], alert_id=item["payload"]["id"])
             except DeliveryError as exc:
                 logger.warning("alert %s not delivered by %s: %s", item["id"], item.get("notifier"), exc)
-                self._settle(item["id"], run_id, done=False, error=str(exc), dead=not exc.retryable)
-                undelivered.append(item["id"])
+                failures[item["id"]] = (str(exc), not exc.retryable)
                 continue
-            self._settle(item["id"], run_id, done=True)
+            self._settle(run_id, {item["id"]: None})
             delivered.append(item["id"])
-        if delivered or undelivered:
-            self._append_delivery(run_id, delivered, undelivered)
-        return delivered, undelivered
+        if failures:
+            self._settle(run_id, failures)
+        if delivered or failures:
+            self._append_delivery(run_id, delivered, list(failures))
+        return delivered, list(failures)
 
-    def _settle(self, item_id: str, run_id: str, *, done: bool, error: str | None = None, dead: bool = False) -> None:
-        """Remove a finished item from the outbox (or release a failed one), with the ETag condition."""
+    def _settle(self, run_id: str, outcomes: Mapping[str, tuple[str, bool] | None]) -> None:
+        """Remove finished items (None) from the outbox, or release failed ones ((error, dead)), with the ETag."""
         while True:
             state, etag = self.state.load()
             if state is None:
                 return
             outbox: list[JsonDict] = []
             for item in state.outbox:
-                if item["id"] != item_id or item.get("claimedBy") != run_id:
+                if item["id"] not in outcomes or item.get("claimedBy") != run_id:
                     outbox.append(item)
-                elif not done:
+                    continue
+                failure = outcomes[item["id"]]
+                if failure is not None:
+                    error, dead = failure
                     outbox.append({**item, "claimedBy": None, "claimedUntil": 0, "attempts": item["attempts"] + 1,
                                    "lastError": error, "dead": dead})
             try:
@@ -312,6 +323,35 @@ class Auditor:
             logger.exception("could not schedule a re-check; the next reconcile will pick the change up")
 
 
+# An audit record is one append block (at most 4 MiB); a large change is recorded in several parts.
+AUDIT_PART_BUDGET = 3 * 1024 * 1024
+
+
+def split_record(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[JsonDict]:
+    """The record itself, or parts of it (`part` i of `parts`) each under `budget` bytes of JSON."""
+    def size(value: object) -> int:
+        return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+
+    if size(record) <= budget:
+        return [record]
+    lists = ("opened", "closed", "pending")
+    head = {k: v for k, v in record.items() if k not in lists}
+    parts: list[JsonDict] = [{**head, **{k: [] for k in lists}}]
+    used = size(parts[0])
+    for key in lists:
+        for item in record[key]:
+            cost = size(item) + 2
+            if used + cost > budget and any(parts[-1][k] for k in lists):
+                parts.append({"runId": record["runId"], "time": record["time"], "trigger": record["trigger"],
+                              "outcome": record["outcome"], "continued": True, **{k: [] for k in lists}})
+                used = size(parts[-1])
+            parts[-1][key].append(item)
+            used += cost
+    for i, part in enumerate(parts, start=1):
+        part.update({"part": i, "parts": len(parts)})
+    return parts
+
+
 def _groups(opened: Sequence[JsonDict], closed: Sequence[JsonDict]) -> list[JsonDict]:
     grouped: dict[tuple[str, ...], JsonDict] = {}
     for verb, pairs in (("opened", opened), ("closed", closed)):
@@ -351,6 +391,11 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     before = PairSet(pairs={k: before_all.pairs[k] for k in committed if k in before_all.pairs})
     diff = diff_pairs(before, after, before_topology=before_topology, after_topology=after_topology)
     earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
+    endpoints = {id(after_topology): endpoints_of(after_topology), id(before_topology): endpoints_of(before_topology)}
+
+    def annotated(change: PairChange, opened_now: bool) -> JsonDict:
+        earlier = earlier_pending.get(("opened" if opened_now else "closed", *change.pair.key))
+        return _annotated(change, earlier, trigger, now, classify, opened_now, endpoints[id(change.topology)])
 
     opened: list[JsonDict] = []
     closed: list[JsonDict] = []
@@ -358,13 +403,13 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     # Unchanged pairs stay; confirmed openings join; confirmed closings leave; settling ones wait.
     keep = {k: v for k, v in committed.items() if k in after.pairs}
     for change in diff.opened:
-        doc = _annotated(change, earlier_pending.get(("opened", *change.pair.key)), trigger, now, classify, True)
+        doc = annotated(change, True)
         (pending if change.pending else opened).append(doc)
         if not change.pending:
             keep[change.pair.key] = _compact(change.pair.a.value, change.pair.b.value)
     closed_keys = {c.pair.key for c in diff.closed}
     for change in diff.closed:
-        doc = _annotated(change, earlier_pending.get(("closed", *change.pair.key)), trigger, now, classify, False)
+        doc = annotated(change, False)
         (pending if change.pending else closed).append(doc)
         if change.pending:
             keep[change.pair.key] = committed[change.pair.key]
@@ -394,9 +439,9 @@ def _severity(classify: Classifier, doc: JsonDict, opened: bool) -> JsonDict:
 
 
 def _annotated(change: PairChange, earlier: JsonDict | None, trigger: RunTrigger, now: datetime,
-               classify: Classifier, opened: bool) -> JsonDict:
+               classify: Classifier, opened: bool, endpoints: Mapping[ResourceId, Endpoint]) -> JsonDict:
     """The pair as announced: causes (merged with those recorded while it was settling) and severity."""
-    doc = change_json(change)
+    doc = change_json(change, endpoints)
     if earlier is not None:
         seen = {c["text"] for c in doc["cause"]}
         merged = [c for c in earlier.get("cause", []) if c["text"] not in seen] + doc["cause"]
