@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.diff import PairChange, diff_pairs
+from shared.explain import explain_pair
 from shared.model import PairSet, ResourceId, Topology
 from shared.ports import (
     AuditLog,
@@ -423,9 +424,22 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
             doc.pop(transient, None)
         doc.update(_severity(classify, doc, False))
         closed.append(doc)
+    _explain_closings(closed, after_topology, after, endpoints[id(after_topology)])
     pairs = [keep[k] for k in sorted(keep)]
     return Decision(pairs=pairs, opened=opened, closed=closed, pending=pending, warnings=warnings,
                     basis=f"seq={state.sequence}")
+
+
+# Explaining a closed pair costs a little per pair; a change closing thousands keeps the causes, which say it all.
+EXPLAINED_CLOSINGS = 50
+
+
+def _explain_closings(closed: list[JsonDict], topology: Topology, pairs: PairSet,
+                      endpoints: Mapping[ResourceId, Endpoint]) -> None:
+    """Add to each closed pair what is now missing (the same text as `explain`), for the alert and the audit."""
+    for doc in closed[:EXPLAINED_CLOSINGS]:
+        a, b = (ResourceId.parse(v) for v in doc["vnets"])
+        doc["explanation"] = list(explain_pair(topology, a, b, pairs=pairs, endpoints=endpoints).missing)
 
 
 def _unexplained() -> JsonDict:

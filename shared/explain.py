@@ -5,12 +5,12 @@ The conditions mirror DESIGN.md "Transit rules" and DOMAIN.md; `compute_pairs` s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.model import ResourceId, Topology, VirtualNetwork
-from shared.transit import WAN_GATEWAY, compute_pairs, endpoints_of
+from shared.model import PairSet, ResourceId, Topology, VirtualNetwork
+from shared.transit import WAN_GATEWAY, Endpoint, compute_pairs, endpoints_of
 
 
 class VnetLookupError(ValueError):
@@ -220,11 +220,15 @@ def _names(ids: Iterable[ResourceId]) -> str:
     return ", ".join(names) if names else "no circuit"
 
 
-def explain_pair(topology: Topology, a: ResourceId, b: ResourceId) -> Explanation:
-    """Whether A and B form an ER-transit pair; if so what carries it, if not every condition that is missing."""
-    pairs = compute_pairs(topology)
+def explain_pair(topology: Topology, a: ResourceId, b: ResourceId, *, pairs: PairSet | None = None,
+                 endpoints: Mapping[ResourceId, Endpoint] | None = None) -> Explanation:
+    """Whether A and B form an ER-transit pair; if so what carries it, if not every condition that is missing.
+
+    `pairs` and `endpoints` may be passed when already computed for `topology` (explaining many pairs).
+    """
+    pairs = pairs if pairs is not None else compute_pairs(topology)
     key = (a.key, b.key) if a.key < b.key else (b.key, a.key)
-    endpoints = endpoints_of(topology)
+    endpoints = endpoints if endpoints is not None else endpoints_of(topology)
     pair = pairs.pairs.get(key)
     if pair is not None:
         carriers = []

@@ -58,6 +58,7 @@ def render_text(alert: Mapping[str, Any]) -> str:
                 lines.append(f"           via circuit {', '.join(c.name for c in p.circuits)}; "
                              f"gateways {', '.join(g.name for g in p.gateways)}")
             lines.extend(f"           warning: {w}" for w in p.warnings)
+            lines.extend(f"           now missing: {m}" for m in p.missing)
     lines.extend(f"  warning: {w}" for w in view.warnings)
     return "\n".join(lines) + "\n"
 

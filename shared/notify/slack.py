@@ -97,6 +97,7 @@ def _pair_text(p: Pair) -> str:
     if via:
         lines.append("• via " + " · ".join(via))
     lines.extend(f"• :grey_exclamation: {_esc(w)}" for w in p.warnings[:3])
+    lines.extend(f"• now missing: {_esc(m)}" for m in p.missing[:3])
     return _cut("\n".join(lines), MAX_SECTION_TEXT)
 
 

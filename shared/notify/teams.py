@@ -93,8 +93,9 @@ def _pair(p: Pair) -> list[dict[str, Any]]:
         _text(head, spacing="Medium"),
         {"type": "FactSet", "spacing": "Small", "facts": [_endpoint_fact(p.a), _endpoint_fact(p.b)]},
     ]
-    if via or p.warnings:
+    if via or p.warnings or p.missing:
         lines = (["via " + " · ".join(via)] if via else []) + [f"⚠ {w}" for w in p.warnings[:3]]
+        lines += [f"now missing: {m}" for m in p.missing[:3]]
         out.append(_text("\n\n".join(lines), spacing="Small", isSubtle=True))
     return out
 

@@ -40,6 +40,7 @@ class Pair:
     circuits: tuple[Ref, ...]
     gateways: tuple[Ref, ...]
     warnings: tuple[str, ...]
+    missing: tuple[str, ...] = ()  # for a closed pair: what now keeps it closed (the `explain` text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,7 @@ def _pair(raw: Mapping[str, Any], direction: str) -> Pair:
         circuits=tuple(ref(c) for c in _strs(raw.get("circuits"))),
         gateways=tuple(ref(g) for g in _strs(raw.get("gateways"))),
         warnings=tuple(_strs(raw.get("warnings"))),
+        missing=tuple(_strs(raw.get("explanation"))),
     )
 
 

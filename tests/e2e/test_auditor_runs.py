@@ -182,6 +182,11 @@ def test_settling_removal_keeps_the_pair_until_it_is_gone(tmp_path: Path) -> Non
     [alert] = notifier.accepted
     assert pair_names(alert["closed"]) == [("hub-01", "hub-02")]
     assert "connection conn-02 removed" in [c["text"] for c in alert["closed"][0]["cause"]]
+    # The alert also says what now keeps the pair closed (the `explain` text), and the renderers show it.
+    assert "ergw-02 has no ExpressRoute connection to a circuit" in alert["closed"][0]["explanation"]
+    from shared.notify import render_text
+
+    assert "now missing: ergw-02 has no ExpressRoute connection to a circuit" in render_text(alert)
 
 
 @pytest.mark.parametrize("workers", [8])
