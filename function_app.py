@@ -1,12 +1,16 @@
 """Azure Functions entry points (v2 programming model): wiring only; the work is in shared/."""
 
 import logging
+import os
 
 import azure.functions as func
 
 from shared import entrypoints
 
 app = func.FunctionApp()
+
+# The timer's schedule is fixed when the host indexes the app; an app-setting change restarts the app anyway.
+RECONCILE_SCHEDULE = os.environ.get("RECONCILE_SCHEDULE") or "0 */15 * * * *"
 
 
 @app.function_name("on_resource_event")
@@ -16,7 +20,7 @@ def on_resource_event(event: func.EventGridEvent) -> None:
 
 
 @app.function_name("reconcile")
-@app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=True)
+@app.timer_trigger(arg_name="timer", schedule=RECONCILE_SCHEDULE, run_on_startup=False, use_monitor=True)
 def reconcile(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.getLogger(__name__).info("reconcile is past due; running now")

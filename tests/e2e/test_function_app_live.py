@@ -134,3 +134,29 @@ def test_malformed_and_irrelevant_events_are_acknowledged(live: dict[str, Any], 
         trigger_metadata=None)
     function_app.on_resource_event(broken)
     assert arm.count() == 0 and posted(webhook) == []
+
+
+def test_burst_of_50_concurrent_events_on_azure_storage(azurite: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shared.auditor import RunTrigger
+    from tests.auditor_support import FakeReader, RecordingNotifier, event_trigger, pair_names
+    from tests.builders import rid
+
+    suffix = uuid.uuid4().hex[:8]
+    conn = azurite.connection_string
+    reader, notifier = FakeReader(lab(())), RecordingNotifier()
+    audit = AppendBlobAuditLog(connection_string=conn, container=f"audit-{suffix}")
+    state = BlobStateStore(connection_string=conn, container=f"state-{suffix}")
+    auditor = Auditor(reader=reader, state=state, audit=audit, notifiers=[notifier])
+    auditor.run(RunTrigger(kind="reconcile"))
+    reader.resources = lab((1, 2))
+    gw1 = rid("virtualNetworkGateways", "ergw-01")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(lambda i: auditor.run(event_trigger(f"b-{i}", gw1)).outcome, range(50)))
+    assert "lost race" not in outcomes
+    assert len(notifier.accepted) == 1 and pair_names(notifier.accepted[0]["opened"]) == [("hub-01", "hub-02")]
+    committed, _ = state.load()
+    assert committed is not None and committed.outbox == [] and len(committed.pairs) == 1
+    assert len([i for i in committed.processed_event_ids if i.startswith("b-")]) == 50
+    assert verify_audit(audit.lines()).ok
