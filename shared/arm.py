@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
@@ -154,6 +155,12 @@ class ResourceGraphTopologyReader:
         self._graph: ResourceGraphClient | None = None
         self._network: dict[str, NetworkManagementClient] = {}
         self.last_read_calls = ReadCalls()
+        self._per_thread = threading.local()  # one reader serves concurrent invocations: count calls per read
+
+    @property
+    def _calls(self) -> dict[str, int]:
+        calls: dict[str, int] = self._per_thread.calls
+        return calls
 
     @property
     def subscriptions(self) -> list[str]:
@@ -161,7 +168,7 @@ class ResourceGraphTopologyReader:
 
     def read(self, *, focus_resource_id: str | None = None) -> list[JsonDict]:
         """Every relevant resource of the scope, sorted by id; IncompleteReadError when any part failed."""
-        self._calls = {"resource_graph": 0, "arm": 0}
+        self._per_thread.calls = {"resource_graph": 0, "arm": 0}
         try:
             resources = self._query_graph()
             if focus_resource_id:
