@@ -12,14 +12,14 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.diff import PairChange, diff_pairs
+from shared.diff import PairChange, diff_pairs, settling_in
 from shared.explain import explain_pair
-from shared.model import PairSet, ResourceId, Topology
+from shared.model import PairSet, ResourceId, Topology, TransitPair
 from shared.ports import (
     AuditLog,
     CommittedState,
@@ -162,7 +162,7 @@ class Auditor:
         now = self.clock()
         record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
                               closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
-                              extra={"baseline": state is None, "pairs": len(decision.pairs),
+                              extra={"baseline": state is None, "pairs": decision.committed_count,
                                      "topologyDigest": digest, "stateSequence": (state.sequence if state else 0) + 1})
         items = [self._item("audit", f"{run_id}:audit:{part.get('part', 1)}", part, run_id, now)
                  for part in split_record(record)]
@@ -371,25 +371,62 @@ class Decision:
     pending: list[JsonDict]  # still settling: not announced, re-checked later
     warnings: list[str]
     basis: str  # what the alert id is derived from (the committed sequence it builds on)
+    committed_count: int = 0  # how many pairs the committed set holds after this decision
 
 
-def _compact(a: str, b: str) -> JsonDict:
-    """A committed pair: just its two VNet ids (names and prefixes come from the committed topology)."""
-    return {"vnets": [a, b]}
+class _Without(Mapping[tuple[str, str], TransitPair]):
+    """A pair mapping less some keys, without materialising the (possibly huge) rest."""
+
+    def __init__(self, base: Mapping[tuple[str, str], TransitPair], excluded: Set[tuple[str, str]]) -> None:
+        self._base, self._excluded = base, excluded
+
+    def __getitem__(self, key: tuple[str, str]) -> TransitPair:
+        if key in self._excluded:
+            raise KeyError(key)
+        return self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key not in self._excluded and key in self._base
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return (k for k in self._base if k not in self._excluded)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _deviation(a: str, b: str, delta: str) -> JsonDict:
+    return {"vnets": [a, b], "delta": delta}
+
+
+def committed_pair_ids(state: CommittedState) -> list[tuple[str, str]]:
+    """The committed pairs as VNet id pairs: the committed topology's settled pairs, adjusted by the deviations."""
+    pairs = compute_pairs(parse_resources(state.resources, source="committed state")).pairs
+    minus = {_pair_key(d) for d in state.pairs if d.get("delta") == "-"}
+    out = {k: (p.a.value, p.b.value) for k, p in pairs.items() if k not in minus}
+    out.update({_pair_key(d): (d["vnets"][0], d["vnets"][1]) for d in state.pairs if d.get("delta") == "+"})
+    return [out[k] for k in sorted(out)]
 
 
 def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_topology: Topology,
            trigger: RunTrigger, classify: Classifier, *, now: datetime) -> Decision:
-    """Compare the live pairs with the committed ones; only confirmed changes are announced (pure)."""
+    """Compare the live pairs with the committed ones; only confirmed changes are announced (pure).
+
+    The committed pair set is stored as its deviation from the pairs of the committed topology: pairs that are
+    still settling into existence ("-": not committed yet) and pairs whose removal is still settling ("+": still
+    committed). Both lists are short; the full set of an enterprise topology is not stored twice.
+    """
     after = compute_pairs(after_topology)
     warnings = list(after.warnings)
     if state is None:  # first run: the baseline is recorded, not announced
-        confirmed = [_compact(p.a.value, p.b.value) for p in after.pairs.values() if not p.pending]
-        return Decision(pairs=confirmed, opened=[], closed=[], pending=[], warnings=warnings, basis="baseline")
+        unsettled = [_deviation(p.a.value, p.b.value, "-") for p in after.pairs.values() if p.pending]
+        return Decision(pairs=unsettled, opened=[], closed=[], pending=[], warnings=warnings, basis="baseline",
+                        committed_count=len(after.pairs) - len(unsettled))
     before_topology = parse_resources(state.resources, source="committed state")
     before_all = compute_pairs(before_topology)
-    committed = {_pair_key(p): _compact(*p["vnets"]) for p in state.pairs}
-    before = PairSet(pairs={k: before_all.pairs[k] for k in committed if k in before_all.pairs})
+    minus_old = {_pair_key(d) for d in state.pairs if d.get("delta") == "-"}
+    plus_old = {_pair_key(d): d for d in state.pairs if d.get("delta") == "+"}
+    before = PairSet(pairs=_Without(before_all.pairs, minus_old))
     diff = diff_pairs(before, after, before_topology=before_topology, after_topology=after_topology)
     earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
     endpoints = {id(after_topology): endpoints_of(after_topology), id(before_topology): endpoints_of(before_topology)}
@@ -401,33 +438,48 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     opened: list[JsonDict] = []
     closed: list[JsonDict] = []
     pending: list[JsonDict] = []
-    # Unchanged pairs stay; confirmed openings join; confirmed closings leave; settling ones wait.
-    keep = {k: v for k, v in committed.items() if k in after.pairs}
+    deviations: dict[tuple[str, str], JsonDict] = {}
     for change in diff.opened:
+        if change.pair.key in plus_old:
+            continue  # it never stopped being committed: its removal was still settling and did not happen
         doc = annotated(change, True)
-        (pending if change.pending else opened).append(doc)
-        if not change.pending:
-            keep[change.pair.key] = _compact(change.pair.a.value, change.pair.b.value)
-    closed_keys = {c.pair.key for c in diff.closed}
+        if change.pending:
+            pending.append(doc)
+            deviations[change.pair.key] = _deviation(change.pair.a.value, change.pair.b.value, "-")
+        else:
+            opened.append(doc)
     for change in diff.closed:
         doc = annotated(change, False)
-        (pending if change.pending else closed).append(doc)
         if change.pending:
-            keep[change.pair.key] = committed[change.pair.key]
-    # Committed pairs that the committed topology no longer yields (kept while their closing was settling).
-    for key, old in committed.items():
-        if key in before.pairs or key in closed_keys or key in after.pairs:
+            pending.append(doc)
+            deviations[change.pair.key] = _deviation(change.pair.a.value, change.pair.b.value, "+")
+        else:
+            closed.append(doc)
+    # Pairs kept while their removal was settling, and that the live topology still does not yield.
+    for key, kept in plus_old.items():
+        if key in after.pairs:
             continue
         earlier = earlier_pending.get(("closed", *key))
-        doc = {**(earlier or old), "cause": earlier["cause"] if earlier else [_unexplained()], "status": "confirmed"}
-        for transient in ("direction", "since", "caller"):
+        if earlier is not None and _still_settling(after_topology, earlier):
+            pending.append(earlier)
+            deviations[key] = kept
+            continue
+        doc = {**(earlier or kept), "cause": earlier["cause"] if earlier else [_unexplained()], "status": "confirmed"}
+        for transient in ("direction", "since", "caller", "delta"):
             doc.pop(transient, None)
         doc.update(_severity(classify, doc, False))
         closed.append(doc)
     _explain_closings(closed, after_topology, after, endpoints[id(after_topology)])
-    pairs = [keep[k] for k in sorted(keep)]
-    return Decision(pairs=pairs, opened=opened, closed=closed, pending=pending, warnings=warnings,
-                    basis=f"seq={state.sequence}")
+    plus = sum(1 for d in deviations.values() if d["delta"] == "+")
+    return Decision(pairs=[deviations[k] for k in sorted(deviations)], opened=opened, closed=closed,
+                    pending=pending, warnings=warnings, basis=f"seq={state.sequence}",
+                    committed_count=len(after.pairs) - (len(deviations) - plus) + plus)
+
+
+def _still_settling(topology: Topology, doc: JsonDict) -> bool:
+    ids = [*doc.get("gateways", []), *doc.get("circuits", []),
+           *(c["resource"] for c in doc.get("cause", []) if c.get("resource"))]
+    return settling_in(topology, (ResourceId.parse(i) for i in ids))
 
 
 # Explaining a closed pair costs a little per pair; a change closing thousands keeps the causes, which say it all.

@@ -209,7 +209,10 @@ def _comparable(value: Any) -> Any:
     return value
 
 
-def _settling_in(topology: Topology, resources: Iterable[ResourceId], memo: dict[ResourceId, bool]) -> bool:
+def settling_in(topology: Topology, resources: Iterable[ResourceId],
+                memo: dict[ResourceId, bool] | None = None) -> bool:
+    """Whether any of `resources` is Updating / Creating / Deleting in `topology` (`memo` caches the answers)."""
+    memo = {} if memo is None else memo
     for rid in resources:
         if rid not in memo:
             facets = facets_of(topology, rid)
@@ -245,7 +248,7 @@ def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, af
             deps = dependencies(before_topology, pair, endpoints, index=index)
             closed.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps,
                                                                        memo=causes)),
-                                     _settling_in(after_topology, deps, settling), before_topology))
+                                     settling_in(after_topology, deps, settling), before_topology))
     return Diff(opened=tuple(opened), closed=tuple(closed))
 
 

@@ -29,7 +29,9 @@ class DeliveryError(Exception):
 class CommittedState:
     """What the last committed run knew.
 
-    pairs: the committed ER-transit pairs, each `{"vnets": [A, B]}` (details come from `resources`).
+    pairs: how the committed pair set deviates from the pairs of `resources`: `{"vnets": [A, B], "delta": "+"}`
+        (committed though the topology no longer yields it: its removal is settling) or `"-"` (yielded but not
+        committed yet: still settling into existence). See auditor.committed_pair_ids.
     resources: the raw ARM resources those pairs were computed from (so the next diff can name causes).
     topology_digest: SHA-256 of the canonical JSON of `resources`.
     processed_event_ids: the most recent Event Grid event ids already decided (bounded list, newest last).

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.auditor import COMMITTED, DUPLICATE, INCOMPLETE, NO_CHANGE, Auditor, RunTrigger
+from shared.auditor import COMMITTED, DUPLICATE, INCOMPLETE, NO_CHANGE, Auditor, RunTrigger, committed_pair_ids
 from shared.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore, verify_audit
 from tests.auditor_support import FakeReader, RecordingNotifier, event_trigger, pair_names
 from tests.builders import connection, lab, rid
@@ -23,6 +23,10 @@ def make(tmp_path: Path, resources: list[dict], **kwargs: object) -> tuple[Audit
     return auditor, reader, notifier
 
 
+def committed_pairs(state: object) -> list[dict]:
+    return [{"vnets": list(ids)} for ids in committed_pair_ids(state)]  # type: ignore[arg-type]
+
+
 def records(tmp_path: Path) -> list[dict]:
     return list(LocalAuditLog(tmp_path).records())
 
@@ -33,7 +37,7 @@ def test_first_run_is_a_baseline_that_announces_nothing(tmp_path: Path) -> None:
     assert result.outcome == COMMITTED and not result.opened
     assert notifier.accepted == []
     state, _ = LocalStateStore(tmp_path).load()
-    assert state is not None and pair_names(state.pairs) == [("hub-01", "hub-02")]
+    assert state is not None and pair_names(committed_pairs(state)) == [("hub-01", "hub-02")]
     assert records(tmp_path)[0]["baseline"] is True
 
 
@@ -176,7 +180,7 @@ def test_settling_removal_keeps_the_pair_until_it_is_gone(tmp_path: Path) -> Non
     auditor.run(event_trigger("e1", rid("connections", "conn-02")))
     assert notifier.accepted == []
     state, _ = LocalStateStore(tmp_path).load()
-    assert state is not None and pair_names(state.pairs) == [("hub-01", "hub-02")]
+    assert state is not None and pair_names(committed_pairs(state)) == [("hub-01", "hub-02")]
     reader.resources = [r for r in lab((1, 2)) if r["name"] != "conn-02"]
     auditor.run(RunTrigger(kind="reconcile"))
     [alert] = notifier.accepted
@@ -202,7 +206,7 @@ def test_burst_of_50_concurrent_events_gives_one_alert_and_an_intact_chain(tmp_p
     assert sum(r.outcome == COMMITTED and bool(r.opened) for r in results) == 1
     assert sum(r.outcome == DUPLICATE for r in results) == 10  # 40 distinct ids, 10 redelivered
     state, _ = LocalStateStore(tmp_path).load()
-    assert state is not None and len(state.pairs) == 3 and state.outbox == []
+    assert state is not None and len(committed_pairs(state)) == 3 and state.outbox == []
     assert len({i for i in state.processed_event_ids if i.startswith("burst-")}) == 40
     assert verify_audit(LocalAuditLog(tmp_path).lines()).ok
 
@@ -213,3 +217,23 @@ def test_unchanged_reconcile_does_not_rewrite_state(tmp_path: Path) -> None:
     _, etag = LocalStateStore(tmp_path).load()
     assert auditor.run(RunTrigger(kind="reconcile")).outcome == NO_CHANGE
     assert LocalStateStore(tmp_path).load()[1] == etag
+
+
+def test_a_settling_removal_that_is_reverted_announces_nothing(tmp_path: Path) -> None:
+    auditor, reader, notifier = make(tmp_path, lab((1, 2)))
+    auditor.run(RunTrigger(kind="reconcile"))
+    deleting = lab((1, 2))
+    for r in deleting:
+        if r["name"] == "conn-02":
+            r["properties"]["provisioningState"] = "Deleting"
+    reader.resources = [r for r in deleting if r["name"] != "ergw-02"] + [
+        {**r, "properties": {**r["properties"], "allowRemoteVnetTraffic": False}}
+        for r in deleting if r["name"] == "ergw-02"]
+    auditor.run(event_trigger("e1", rid("connections", "conn-02")))
+    state, _ = LocalStateStore(tmp_path).load()
+    assert state is not None and [d["delta"] for d in state.pairs] == ["+"]  # still committed, removal settling
+    reader.resources = lab((1, 2))  # the delete failed and the flag was turned back on
+    auditor.run(RunTrigger(kind="reconcile"))
+    assert notifier.accepted == []
+    state, _ = LocalStateStore(tmp_path).load()
+    assert state is not None and state.pairs == [] and pair_names(committed_pairs(state)) == [("hub-01", "hub-02")]
