@@ -33,7 +33,7 @@ from shared.ports import (
     TopologyReader,
     bounded_ids,
 )
-from shared.snapshot import SnapshotError, parse_resources
+from shared.snapshot import SnapshotError, parse_resources, transit_projection
 from shared.transit import Endpoint, compute_pairs, endpoints_of
 from shared.views import change_json
 
@@ -148,7 +148,8 @@ class Auditor:
             return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
 
         decision = decide(state, resources, after_topology, trigger, self.classify, now=self.clock())
-        digest = canonical_digest(resources)
+        relevant = transit_projection(resources)  # what is committed and digested: only what can move a pair
+        digest = canonical_digest(relevant)
         unchanged = (state is not None and not decision.opened and not decision.closed
                      and decision.pending == state.pending and digest == state.topology_digest)
         if unchanged and not trigger.event_id:
@@ -173,7 +174,7 @@ class Auditor:
         previous = state or CommittedState()
         outbox = [self._claim(i, run_id, now) for i in previous.outbox] + items
         new_state = CommittedState(
-            pairs=decision.pairs, resources=list(resources), topology_digest=digest,
+            pairs=decision.pairs, resources=relevant, topology_digest=digest,
             processed_event_ids=(bounded_ids(previous.processed_event_ids, trigger.event_id)
                                  if trigger.event_id else previous.processed_event_ids),
             outbox=outbox, pending=decision.pending, sequence=previous.sequence + 1,

@@ -304,3 +304,58 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
         vnets=vnets, gateways=gateways, connections=connections, circuits=circuits, hubs=hubs,
         hub_connections=hub_connections, wan_gateways=wan_gateways, warnings=tuple(warnings),
     )
+
+
+# What the parser reads of each type: the rest of a resource (subnets, SKUs, BGP settings...) never changes a pair.
+_REF = {"id": True}
+_PEERING_PROPS = {"remoteVirtualNetwork": _REF, "allowGatewayTransit": True, "useRemoteGateways": True,
+                  "peeringState": True, "provisioningState": True}
+_CIRCUIT_PEERING_PROPS = {"peeringType": True, "state": True,
+                          "connections": [{"properties": {"peerExpressRouteCircuitPeering": _REF}}]}
+_HUB_CONNECTION_PROPS = {"remoteVirtualNetwork": _REF, "provisioningState": True}
+_WAN_CONNECTION_PROPS = {"expressRouteCircuitPeering": _REF, "provisioningState": True}
+_PROPERTIES: dict[str, Any] = {
+    VNET: {"addressSpace": {"addressPrefixes": True}, "provisioningState": True,
+           "virtualNetworkPeerings": [{"id": True, "name": True, "properties": _PEERING_PROPS}]},
+    PEERING: _PEERING_PROPS,
+    GATEWAY: {"gatewayType": True, "ipConfigurations": [{"properties": {"subnet": _REF}}],
+              "allowRemoteVnetTraffic": True, "allowVirtualWanTraffic": True, "adminState": True,
+              "provisioningState": True},
+    CONNECTION: {"connectionType": True, "virtualNetworkGateway1": _REF, "peer": _REF, "provisioningState": True},
+    CIRCUIT: {"serviceProviderProvisioningState": True, "provisioningState": True,
+              "peerings": [{"name": True, "properties": _CIRCUIT_PEERING_PROPS}]},
+    CIRCUIT_CONNECTION: {"peerExpressRouteCircuitPeering": _REF},
+    HUB: {"virtualWan": _REF, "provisioningState": True,
+          "virtualNetworkConnections": [{"id": True, "properties": _HUB_CONNECTION_PROPS}]},
+    HUB_CONNECTION: _HUB_CONNECTION_PROPS,
+    WAN_GATEWAY: {"virtualHub": _REF, "allowNonVirtualWanTraffic": True, "provisioningState": True,
+                  "expressRouteConnections": [{"properties": _WAN_CONNECTION_PROPS}]},
+    WAN_GATEWAY_CONNECTION: _WAN_CONNECTION_PROPS,
+}
+
+
+def _prune(value: Any, spec: Any) -> Any:
+    if spec is True:
+        return value
+    if isinstance(spec, dict) and isinstance(value, dict):
+        return {k: _prune(value[k], sub) for k, sub in spec.items() if k in value}
+    if isinstance(spec, list) and isinstance(value, list):
+        return [_prune(v, spec[0]) for v in value]
+    return value  # an unexpected shape is kept as it is, so the parser judges it exactly as before
+
+
+def transit_projection(resources: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The transit-relevant part of each resource (still ARM-shaped; `parse_resources` reads it the same way).
+
+    Used to keep the committed topology small and its digest blind to changes that cannot open or close a path.
+    """
+    out: list[dict[str, Any]] = []
+    for raw in resources:
+        rtype = str(raw.get("type", "")).lower()
+        if rtype not in _PROPERTIES:
+            continue
+        kept = {k: raw[k] for k in ("id", "name", "type", "location", "tags") if k in raw}
+        if "properties" in raw:
+            kept["properties"] = _prune(raw["properties"], _PROPERTIES[rtype])
+        out.append(kept)
+    return out

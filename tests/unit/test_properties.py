@@ -257,3 +257,12 @@ def test_a_single_flag_flip_is_named_as_the_cause(spec: TopologySpec, data: st.D
     assert d.closed == ()
     for change in d.opened:
         assert [c.text for c in change.causes] == [f"ergw-{index} allowRemoteVnetTraffic false -> true"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(topology_specs())
+def test_the_transit_projection_parses_to_the_same_topology(spec: TopologySpec) -> None:
+    from shared.snapshot import transit_projection
+
+    resources = render(spec)
+    assert parse_resources(transit_projection(resources)) == parse_resources(resources)
