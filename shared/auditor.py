@@ -305,6 +305,17 @@ class Auditor:
         opened, closed = sendable(decision.opened), sendable(decision.closed)
         if not opened and not closed:
             return None
+        omitted: JsonDict = {}
+        if len(opened) + len(closed) > MAX_ALERT_PAIRS:
+            # A huge change (a gateway serving hundreds of spokes flips) is summarised: the most severe pairs,
+            # and the counts of the rest, which the audit record holds in full.
+            ranked = sorted([("opened", p) for p in opened] + [("closed", p) for p in closed],
+                            key=lambda item: -SEVERITY_RANK.get(str(item[1].get("severity")), 0))
+            kept = ranked[:MAX_ALERT_PAIRS]
+            omitted = {"opened": len(opened) - sum(1 for d, _ in kept if d == "opened"),
+                       "closed": len(closed) - sum(1 for d, _ in kept if d == "closed")}
+            opened = [p for d, p in kept if d == "opened"]
+            closed = [p for d, p in kept if d == "closed"]
         keys = sorted(["+" + "|".join(_pair_key(p)) for p in opened] + ["-" + "|".join(_pair_key(p)) for p in closed])
         alert_id = hashlib.sha256(f"{decision.basis}\n{chr(10).join(keys)}".encode()).hexdigest()[:32]
         # A change confirmed by a later run is attributed to whoever started it.
@@ -314,6 +325,7 @@ class Auditor:
             "id": alert_id, "runId": run_id, "caller": ", ".join(callers) or None, "time": now.isoformat(),
             "eventTime": trigger.event_time, "correlationId": trigger.correlation_id, "trigger": trigger.to_json(),
             "opened": opened, "closed": closed, "groups": _groups(opened, closed), "warnings": decision.warnings,
+            **({"omitted": omitted} if omitted else {}),
         }
 
     def _schedule_recheck(self, trigger: RunTrigger, *, reason: str) -> None:
@@ -324,6 +336,10 @@ class Auditor:
         except Exception:  # the timer reconcile still catches it; never lose the run for this
             logger.exception("could not schedule a re-check; the next reconcile will pick the change up")
 
+
+# An alert carries at most this many pairs (the chat services show far fewer); the audit record has them all.
+MAX_ALERT_PAIRS = 500
+SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
 
 # An audit record is one append block (at most 4 MiB); a large change is recorded in several parts.
 AUDIT_PART_BUDGET = 3 * 1024 * 1024

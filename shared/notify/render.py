@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.notify import slack, teams
-from shared.notify.view import AlertView, read_alert, short_time
+from shared.notify.view import AlertView, more_line, read_alert, short_time
 
 CHANNELS = ("teams", "slack", "json")
 JSON_SCHEMA = "er-transit-auditor/alert/v1"
@@ -59,6 +59,8 @@ def render_text(alert: Mapping[str, Any]) -> str:
                              f"gateways {', '.join(g.name for g in p.gateways)}")
             lines.extend(f"           warning: {w}" for w in p.warnings)
             lines.extend(f"           now missing: {m}" for m in p.missing)
+    if view.omitted:
+        lines.append("  " + more_line(view.omitted, "pairs not included in this alert", view.id))
     lines.extend(f"  warning: {w}" for w in view.warnings)
     return "\n".join(lines) + "\n"
 

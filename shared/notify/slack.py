@@ -32,6 +32,8 @@ def render_slack(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[st
         n = sum(len(g.pairs) for g in hidden)
         blocks.append({"type": "divider"})
         blocks.append(_section(f"_{_esc(_more_line(len(hidden), 'causes', view.id, pairs=n))}_"))
+    if view.omitted:
+        blocks.append(_section(f"_{_esc(_more_line(view.omitted, 'pairs not included in this alert', view.id))}_"))
     if view.warnings:
         blocks.append(_section(_cut("*Warnings*\n" + "\n".join(f"• {_esc(w)}" for w in view.warnings),
                                     MAX_SECTION_TEXT)))

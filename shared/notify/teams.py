@@ -25,6 +25,9 @@ def render_teams(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[st
     if hidden:
         n = sum(len(g.pairs) for g in hidden)
         body.append(_text(more_line(len(hidden), "causes", view.id, pairs=n), isSubtle=True, separator=True))
+    if view.omitted:
+        body.append(_text(more_line(view.omitted, "pairs not included in this alert", view.id), isSubtle=True,
+                          separator=True))
     if view.warnings:
         body.append(_text("**Warnings**\n\n" + "\n\n".join(f"- {w}" for w in view.warnings),
                           color="Warning", separator=True))

@@ -73,11 +73,12 @@ class AlertView:
     pending: int
     groups: tuple[Group, ...]
     warnings: tuple[str, ...]
+    omitted: int = 0  # pairs the alert itself leaves out (a very large change); the audit log has them all
 
     @property
     def title(self) -> str:
         pairs = [p for g in self.groups for p in g.pairs]
-        if len(pairs) == 1:
+        if len(pairs) == 1 and not self.omitted:
             p = pairs[0]
             return f"ER transit {p.direction}: {p.a.ref.name} ⇄ {p.b.ref.name}"
         return f"ER transit changed: {self.opened} opened, {self.closed} closed"
@@ -107,6 +108,9 @@ def read_alert(alert: Mapping[str, Any]) -> AlertView:
     all_pairs = [p for _, p in raw]
     opened = [p for p in all_pairs if p.direction == "opened"]
     groups = _groups(alert, raw)
+    raw_omitted = alert.get("omitted")
+    omitted: Mapping[str, Any] = raw_omitted if isinstance(raw_omitted, dict) else {}
+    more_opened, more_closed = (int(omitted.get(k) or 0) for k in ("opened", "closed"))
     return AlertView(
         id=_str(alert.get("id")),
         caller=_str(alert.get("caller")),
@@ -114,11 +118,12 @@ def read_alert(alert: Mapping[str, Any]) -> AlertView:
         correlation_id=_str(alert.get("correlationId")),
         trigger=_trigger_text(alert.get("trigger")),
         severity=max_severity(p.severity for p in all_pairs),
-        opened=len(opened),
-        closed=len(all_pairs) - len(opened),
+        opened=len(opened) + more_opened,
+        closed=len(all_pairs) - len(opened) + more_closed,
         pending=sum(1 for p in all_pairs if p.status == "pending"),
         groups=tuple(sorted(groups, key=lambda g: -SEVERITY_RANK.get(g.severity, 0))),
         warnings=tuple(_strs(alert.get("warnings"))),
+        omitted=more_opened + more_closed,
     )
 
 

@@ -237,3 +237,36 @@ def test_a_settling_removal_that_is_reverted_announces_nothing(tmp_path: Path) -
     assert notifier.accepted == []
     state, _ = LocalStateStore(tmp_path).load()
     assert state is not None and state.pairs == [] and pair_names(committed_pairs(state)) == [("hub-01", "hub-02")]
+
+
+def test_a_huge_change_is_summarised_in_the_alert_and_recorded_in_full(tmp_path: Path) -> None:
+    from shared.auditor import MAX_ALERT_PAIRS
+    from shared.notify import render, render_text
+    from tests.builders import circuit, gateway, hub_and_spoke, vnet
+
+    def estate(flag: bool) -> list[dict]:
+        er = circuit("er-big")
+        out: list[dict] = [er]
+        for h in (1, 2):
+            hub = vnet(f"hub-{h}", f"10.{h}.0.0/16")
+            for s in range(30):
+                spoke = vnet(f"spoke-{h}-{s:02d}", f"10.{h}.{s + 1}.0/24")
+                hub_and_spoke(hub, spoke)
+                out.append(spoke)
+            gw = gateway(f"gw-{h}", hub, allow_remote=flag or h == 2)
+            out += [hub, gw, connection(f"conn-{h}", gw, er["id"])]
+        return out
+
+    auditor, reader, notifier = make(tmp_path, estate(False))
+    auditor.run(RunTrigger(kind="reconcile"))
+    reader.resources = estate(True)
+    result = auditor.run(event_trigger("big", rid("virtualNetworkGateways", "gw-1")))
+    assert len(result.opened) == 31 * 31
+    [alert] = notifier.accepted
+    assert len(alert["opened"]) == MAX_ALERT_PAIRS and alert["omitted"] == {"opened": 961 - MAX_ALERT_PAIRS,
+                                                                             "closed": 0}
+    assert "961 opened" in render_text(alert) and f"{961 - MAX_ALERT_PAIRS} more pairs not included" in render_text(
+        alert)
+    assert len(render("slack", alert)["blocks"]) <= 50
+    recorded = [r for r in records(tmp_path) if r["outcome"] == "committed" and not r.get("baseline")]
+    assert sum(len(r["opened"]) for r in recorded) == 961  # the audit log has every pair
