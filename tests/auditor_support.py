@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from shared.ports import DeliveryError, IncompleteReadError, JsonDict
@@ -16,16 +16,12 @@ class FakeReader:
         self.resources = list(resources)
         self.failure: str | None = None
         self.calls: list[str | None] = []
-        self.before_return: Callable[[], None] | None = None
 
     def read(self, *, focus_resource_id: str | None = None) -> list[JsonDict]:
         self.calls.append(focus_resource_id)
         if self.failure:
             raise IncompleteReadError(self.failure)
-        snapshot = list(self.resources)
-        if self.before_return is not None:
-            self.before_return()
-        return snapshot
+        return list(self.resources)
 
 
 class RecordingNotifier:
