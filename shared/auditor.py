@@ -147,9 +147,14 @@ class Auditor:
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
 
-        decision = decide(state, resources, after_topology, trigger, self.classify, now=self.clock())
         relevant = transit_projection(resources)  # what is committed and digested: only what can move a pair
         digest = canonical_digest(relevant)
+        if state is not None and digest == state.topology_digest:
+            # Nothing that can move a pair changed since the commit: the committed decision still holds.
+            decision = Decision(pairs=state.pairs, opened=[], closed=[], pending=state.pending,
+                                warnings=list(after_topology.warnings), basis=f"seq={state.sequence}")
+        else:
+            decision = decide(state, resources, after_topology, trigger, self.classify, now=self.clock())
         unchanged = (state is not None and not decision.opened and not decision.closed
                      and decision.pending == state.pending and digest == state.topology_digest)
         if unchanged and not trigger.event_id:
@@ -163,8 +168,10 @@ class Auditor:
         now = self.clock()
         record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
                               closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
-                              extra={"baseline": state is None, "pairs": decision.committed_count,
-                                     "topologyDigest": digest, "stateSequence": (state.sequence if state else 0) + 1})
+                              extra={"baseline": state is None, "topologyDigest": digest,
+                                     "stateSequence": (state.sequence if state else 0) + 1,
+                                     **({"pairs": decision.committed_count}
+                                        if decision.committed_count is not None else {})})
         items = [self._item("audit", f"{run_id}:audit:{part.get('part', 1)}", part, run_id, now)
                  for part in split_record(record)]
         alert = self._alert(decision, trigger, run_id, now)
@@ -388,7 +395,7 @@ class Decision:
     pending: list[JsonDict]  # still settling: not announced, re-checked later
     warnings: list[str]
     basis: str  # what the alert id is derived from (the committed sequence it builds on)
-    committed_count: int = 0  # how many pairs the committed set holds after this decision
+    committed_count: int | None = None  # how many pairs the committed set holds after this decision
 
 
 class _Without(Mapping[tuple[str, str], TransitPair]):
