@@ -357,21 +357,27 @@ def split_record(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[J
     def size(value: object) -> int:
         return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
 
-    if size(record) <= budget:
+    total = size(record)
+    if total <= budget:
         return [record]
     lists = ("opened", "closed", "pending")
+    items = [(key, item) for key in lists for item in record[key]]
     head = {k: v for k, v in record.items() if k not in lists}
-    parts: list[JsonDict] = [{**head, **{k: [] for k in lists}}]
-    used = size(parts[0])
-    for key in lists:
-        for item in record[key]:
-            cost = size(item) + 2
-            if used + cost > budget and any(parts[-1][k] for k in lists):
-                parts.append({"runId": record["runId"], "time": record["time"], "trigger": record["trigger"],
-                              "outcome": record["outcome"], "continued": True, **{k: [] for k in lists}})
-                used = size(parts[-1])
-            parts[-1][key].append(item)
-            used += cost
+    count = -(-total // budget)  # start from an even split by size, add parts until each fits
+    while True:
+        chunk = -(-len(items) // count)
+        parts: list[JsonDict] = []
+        for start in range(0, len(items), chunk):
+            base = head if not parts else {"runId": record["runId"], "time": record["time"],
+                                            "trigger": record["trigger"], "outcome": record["outcome"],
+                                            "continued": True}
+            part: JsonDict = {**base, **{k: [] for k in lists}}
+            for key, item in items[start:start + chunk]:
+                part[key].append(item)
+            parts.append(part)
+        if all(size(p) <= budget for p in parts) or chunk == 1:
+            break
+        count += max(1, count // 4)
     for i, part in enumerate(parts, start=1):
         part.update({"part": i, "parts": len(parts)})
     return parts
@@ -507,7 +513,7 @@ def _still_settling(topology: Topology, doc: JsonDict) -> bool:
 
 
 # Explaining a closed pair costs a little per pair; a change closing thousands keeps the causes, which say it all.
-EXPLAINED_CLOSINGS = 50
+EXPLAINED_CLOSINGS = 20
 
 
 def _explain_closings(closed: list[JsonDict], topology: Topology, pairs: PairSet,
