@@ -24,8 +24,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    import os
+
     from shared.store import audit_verify_main
 
+    if args.from_settings:
+        return audit_verify_main(None, settings=os.environ)
     return audit_verify_main(args.store)
 
 
@@ -50,7 +54,11 @@ def register(sub: Any) -> None:
     p = sub.add_parser("audit", help="audit log commands")
     audit_sub = p.add_subparsers(dest="audit_command", required=True)
     v = audit_sub.add_parser("verify", help="walk the audit chain; exit 1 at the first broken or missing record")
-    v.add_argument("--store", required=True, help="local store folder")
+    where = v.add_mutually_exclusive_group(required=True)
+    where.add_argument("--store", help="local store folder")
+    where.add_argument("--from-settings", action="store_true",
+                       help="the store the app settings in the environment select (AuditorStorage, "
+                            "AuditorStorage__blobServiceUri, AUDIT_CONTAINER), as the function uses it")
     v.set_defaults(func=cmd_audit_verify)
 
     p = sub.add_parser("render", help="print the chat payload a diff would produce")

@@ -756,12 +756,21 @@ def store_from_settings(settings: Mapping[str, str]) -> tuple[StateStore, AuditL
     return LocalStateStore(folder), LocalAuditLog(folder), LocalRecheckQueue(folder)
 
 
-def audit_verify_main(store_dir: str) -> int:
-    """`audit verify` for a local store folder: prints one line, returns 0 when the chain is intact, else 1."""
-    if not Path(store_dir).is_dir():
-        print(f"audit chain broken: no store folder {store_dir}")
-        return 1
-    result = verify_audit(LocalAuditLog(store_dir).lines())
+def audit_verify_main(store_dir: str | None, *, settings: Mapping[str, str] | None = None) -> int:
+    """`audit verify`: walk the chain of a local store folder, or of the store the app settings select.
+
+    Prints one line; returns 0 when the chain is intact, else 1.
+    """
+    if settings is not None:
+        _, log, _ = store_from_settings(settings)
+        lines = log.lines()  # type: ignore[attr-defined]  # both audit logs expose their raw lines
+    else:
+        assert store_dir is not None
+        if not Path(store_dir).is_dir():
+            print(f"audit chain broken: no store folder {store_dir}")
+            return 1
+        lines = LocalAuditLog(store_dir).lines()
+    result = verify_audit(lines)
     if result.ok:
         print(f"audit chain intact: {result.count} records")
         return 0

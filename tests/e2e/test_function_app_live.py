@@ -163,3 +163,20 @@ def test_burst_of_50_concurrent_events_on_azure_storage(azurite: Any) -> None:
     assert len(committed_pair_ids(committed)) == 1
     assert len([i for i in committed.processed_event_ids if i.startswith("b-")]) == 50
     assert verify_audit(audit.lines()).ok
+
+
+def test_audit_verify_reads_the_azure_audit_log_from_the_app_settings(azurite: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    container = f"audit-{uuid.uuid4().hex[:8]}"
+    log = AppendBlobAuditLog(connection_string=azurite.connection_string, container=container)
+    for i in range(3):
+        log.append({"runId": f"r{i}", "outcome": "no change"})
+    env = {**os.environ, "AuditorStorage": azurite.connection_string, "AUDIT_CONTAINER": container}
+    done = subprocess.run([sys.executable, "-m", "shared.cli", "audit", "verify", "--from-settings"], env=env,
+                          capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "audit chain intact: 3 records"
+    assert "AccountKey" not in done.stdout + done.stderr
