@@ -761,18 +761,38 @@ def audit_verify_main(store_dir: str | None, *, settings: Mapping[str, str] | No
 
     Prints one line; returns 0 when the chain is intact, else 1.
     """
+    state_store: StateStore
     if settings is not None:
-        _, log, _ = store_from_settings(settings)
-        lines = log.lines()  # type: ignore[attr-defined]  # both audit logs expose their raw lines
+        state_store, log, _ = store_from_settings(settings)
+        lines = list(log.lines())  # type: ignore[attr-defined]  # both audit logs expose their raw lines
     else:
         assert store_dir is not None
         if not Path(store_dir).is_dir():
             print(f"audit chain broken: no store folder {store_dir}")
             return 1
-        lines = LocalAuditLog(store_dir).lines()
+        state_store, lines = LocalStateStore(store_dir), list(LocalAuditLog(store_dir).lines())
     result = verify_audit(lines)
-    if result.ok:
-        print(f"audit chain intact: {result.count} records")
-        return 0
-    print(f"audit chain broken at {result.problem}")
-    return 1
+    if not result.ok:
+        print(f"audit chain broken at {result.problem}")
+        return 1
+    missing = missing_tail(state_store.load()[0], _parse_lines(lines))
+    if missing:
+        print(f"audit chain broken: {missing}")
+        return 1
+    print(f"audit chain intact: {result.count} records")
+    return 0
+
+
+def missing_tail(state: CommittedState | None, records: Iterable[Mapping[str, Any]]) -> str | None:
+    """Cross-check with the committed state: the last committed run must be in the log (or still in the outbox).
+
+    The hash chain cannot show records cut from its end; the state's sequence can.
+    """
+    if state is None or state.sequence == 0:
+        return None
+    recorded = max((int(r.get("stateSequence") or 0) for r in records), default=0)
+    queued = {int(i["payload"].get("stateSequence") or 0) for i in state.outbox if i.get("kind") == "audit"}
+    if recorded >= state.sequence or state.sequence in queued:
+        return None
+    return (f"the committed state is at run {state.sequence} but the last audited run is {recorded}: records "
+            "at the end of the log are missing")
