@@ -9,8 +9,10 @@ from shared import entrypoints
 
 app = func.FunctionApp()
 
-# The timer's schedule is fixed when the host indexes the app; an app-setting change restarts the app anyway.
+# Binding settings are fixed when the host indexes the app (an app-setting change restarts it anyway); the
+# defaults keep the app indexable when a setting is missing.
 RECONCILE_SCHEDULE = os.environ.get("RECONCILE_SCHEDULE") or "0 */15 * * * *"
+RECHECK_QUEUE = os.environ.get("RECHECK_QUEUE") or "er-transit-recheck"
 
 
 @app.function_name("on_resource_event")
@@ -28,7 +30,7 @@ def reconcile(timer: func.TimerRequest) -> None:
 
 
 @app.function_name("recheck")
-@app.queue_trigger(arg_name="message", queue_name="%RECHECK_QUEUE%", connection="AuditorStorage")
+@app.queue_trigger(arg_name="message", queue_name=RECHECK_QUEUE, connection="AuditorStorage")
 def recheck(message: func.QueueMessage) -> None:
     try:
         body = message.get_json()

@@ -93,3 +93,16 @@ def test_missing_settings_are_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(ConfigurationError, match="WATCHED_SUBSCRIPTIONS"):
         Settings.from_env({})
     assert Settings.from_env({"WATCHED_SUBSCRIPTIONS": "a, b;c"}).subscriptions == ("a", "b", "c")
+
+
+def test_the_recheck_queue_trigger_runs_the_auditor(env: dict[str, Any]) -> None:
+    import azure.functions as func
+
+    run(env, lab(()), None)
+    env["live"].write_text(json.dumps(lab((1, 2))))
+    message = func.QueueMessage(body=json.dumps({"reason": "settling", "after": {"kind": "event"}}).encode())
+    function_app.recheck(message)
+    function_app.recheck(func.QueueMessage(body=b"not json"))  # a garbled message is still a re-check
+    outcomes = [(r["trigger"]["kind"], r["outcome"]) for r in LocalAuditLog(env["store"]).records()
+                if r["outcome"] != "delivery"]
+    assert outcomes == [("reconcile", "committed"), ("recheck", "committed"), ("recheck", "no change")]
