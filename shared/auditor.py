@@ -149,14 +149,13 @@ class Auditor:
 
         relevant = transit_projection(resources)  # what is committed and digested: only what can move a pair
         digest = canonical_digest(relevant)
-        if state is not None and digest == state.topology_digest:
+        unchanged = state is not None and digest == state.topology_digest
+        if state is not None and unchanged:
             # Nothing that can move a pair changed since the commit: the committed decision still holds.
             decision = Decision(pairs=state.pairs, opened=[], closed=[], pending=state.pending,
                                 warnings=list(after_topology.warnings), basis=f"seq={state.sequence}")
         else:
             decision = decide(state, resources, after_topology, trigger, self.classify, now=self.clock())
-        unchanged = (state is not None and not decision.opened and not decision.closed
-                     and decision.pending == state.pending and digest == state.topology_digest)
         if unchanged and not trigger.event_id:
             # A reconcile that found nothing new: record it, but do not rewrite the state.
             self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
