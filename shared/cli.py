@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -175,8 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_sdk_logging() -> None:
+    """Our warnings on stderr, one line each; the Azure SDKs' own (multi-line credential reports) only on error."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_sdk_logging()
     try:
         return int(args.func(args))
     except (SnapshotError, UsageError) as exc:
