@@ -290,12 +290,17 @@ class Auditor:
                 opened: Sequence[JsonDict] = (), closed: Sequence[JsonDict] = (), pending: Sequence[JsonDict] = (),
                 warnings: Sequence[str] = (), detail: str | None = None,
                 extra: Mapping[str, Any] | None = None) -> JsonDict:
+        lists = {"opened": list(opened), "closed": list(closed), "pending": list(pending)}
         record: JsonDict = {
             "runId": run_id, "time": self.clock().isoformat(), "trigger": trigger.to_json(),
             "caller": trigger.caller, "correlationId": trigger.correlation_id, "eventTime": trigger.event_time,
-            "outcome": outcome, "opened": list(opened), "closed": list(closed), "pending": list(pending),
-            "warnings": list(warnings), "commitConflicts": conflicts,
+            "outcome": outcome, **lists, "warnings": list(warnings), "commitConflicts": conflicts,
         }
+        if sum(len(v) for v in lists.values()) > AUDIT_FULL_DETAIL_PAIRS:
+            # A very large change: each pair without its endpoint details (names are in the ids; prefixes and
+            # tags are in the committed topology), which halves the record.
+            record.update({k: [{f: x for f, x in p.items() if f != "endpoints"} for p in v] for k, v in lists.items()})
+            record["pairDetail"] = "compact"
         if detail:
             record["detail"] = detail
         record.update(extra or {})
@@ -346,6 +351,9 @@ class Auditor:
 # An alert carries at most this many pairs (the chat services show far fewer); the audit record has them all.
 MAX_ALERT_PAIRS = 500
 SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
+
+# Over this many pairs, the audit record leaves out each pair's endpoint details.
+AUDIT_FULL_DETAIL_PAIRS = 1000
 
 # An audit record is one append block (at most 4 MiB); a large change is recorded in several parts.
 AUDIT_PART_BUDGET = 3 * 1024 * 1024

@@ -249,7 +249,7 @@ def test_a_huge_change_is_summarised_in_the_alert_and_recorded_in_full(tmp_path:
         out: list[dict] = [er]
         for h in (1, 2):
             hub = vnet(f"hub-{h}", f"10.{h}.0.0/16")
-            for s in range(30):
+            for s in range(32):
                 spoke = vnet(f"spoke-{h}-{s:02d}", f"10.{h}.{s + 1}.0/24")
                 hub_and_spoke(hub, spoke)
                 out.append(spoke)
@@ -261,12 +261,14 @@ def test_a_huge_change_is_summarised_in_the_alert_and_recorded_in_full(tmp_path:
     auditor.run(RunTrigger(kind="reconcile"))
     reader.resources = estate(True)
     result = auditor.run(event_trigger("big", rid("virtualNetworkGateways", "gw-1")))
-    assert len(result.opened) == 31 * 31
+    assert len(result.opened) == 33 * 33 == 1089
     [alert] = notifier.accepted
-    assert len(alert["opened"]) == MAX_ALERT_PAIRS and alert["omitted"] == {"opened": 961 - MAX_ALERT_PAIRS,
+    assert len(alert["opened"]) == MAX_ALERT_PAIRS and alert["omitted"] == {"opened": 1089 - MAX_ALERT_PAIRS,
                                                                              "closed": 0}
-    assert "961 opened" in render_text(alert) and f"{961 - MAX_ALERT_PAIRS} more pairs not included" in render_text(
+    assert "1089 opened" in render_text(alert) and f"{1089 - MAX_ALERT_PAIRS} more pairs not included" in render_text(
         alert)
     assert len(render("slack", alert)["blocks"]) <= 50
     recorded = [r for r in records(tmp_path) if r["outcome"] == "committed" and not r.get("baseline")]
-    assert sum(len(r["opened"]) for r in recorded) == 961  # the audit log has every pair
+    assert sum(len(r["opened"]) for r in recorded) == 1089  # the audit log has every pair
+    assert all(r["pairDetail"] == "compact" and "endpoints" not in r["opened"][0] for r in recorded)
+    assert "endpoints" in alert["opened"][0]  # the alert keeps the details it shows
