@@ -464,9 +464,10 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     minus_old = {_pair_key(d) for d in state.pairs if d.get("delta") == "-"}
     plus_old = {_pair_key(d): d for d in state.pairs if d.get("delta") == "+"}
     before = PairSet(pairs=_Without(before_all.pairs, minus_old))
-    diff = diff_pairs(before, after, before_topology=before_topology, after_topology=after_topology)
-    earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
     endpoints = {id(after_topology): endpoints_of(after_topology), id(before_topology): endpoints_of(before_topology)}
+    diff = diff_pairs(before, after, before_topology=before_topology, after_topology=after_topology,
+                      before_endpoints=endpoints[id(before_topology)], after_endpoints=endpoints[id(after_topology)])
+    earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
 
     def annotated(change: PairChange, opened_now: bool) -> JsonDict:
         earlier = earlier_pending.get(("opened" if opened_now else "closed", *change.pair.key))

@@ -222,10 +222,13 @@ def settling_in(topology: Topology, resources: Iterable[ResourceId],
     return False
 
 
-def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, after_topology: Topology) -> Diff:
+def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, after_topology: Topology,
+               before_endpoints: Mapping[ResourceId, Endpoint] | None = None,
+               after_endpoints: Mapping[ResourceId, Endpoint] | None = None) -> Diff:
     """Pairs present only after (opened) or only before (closed), each with the changes that explain it.
 
     A closed pair is *pending* when a resource it depended on is still settling in `after_topology`.
+    `*_endpoints` may be passed when the caller already computed `endpoints_of` for those topologies.
     """
     opened_keys = [k for k in after.pairs if k not in before.pairs]
     closed_keys = [k for k in before.pairs if k not in after.pairs]
@@ -233,7 +236,8 @@ def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, af
     closed: list[PairChange] = []
     causes: dict[ResourceId, tuple[Cause, ...]] = {}  # per resource, shared by every pair that depends on it
     if opened_keys:
-        endpoints, index = endpoints_of(after_topology), _LinkIndex.of(after_topology)
+        endpoints = after_endpoints if after_endpoints is not None else endpoints_of(after_topology)
+        index = _LinkIndex.of(after_topology)
         for key in sorted(opened_keys):
             pair = after.pairs[key]
             deps = dependencies(after_topology, pair, endpoints, index=index)
@@ -241,7 +245,8 @@ def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, af
                                                                        memo=causes)),
                                      pair.pending, after_topology))
     if closed_keys:
-        endpoints, index = endpoints_of(before_topology), _LinkIndex.of(before_topology)
+        endpoints = before_endpoints if before_endpoints is not None else endpoints_of(before_topology)
+        index = _LinkIndex.of(before_topology)
         settling: dict[ResourceId, bool] = {}
         for key in sorted(closed_keys):
             pair = before.pairs[key]
