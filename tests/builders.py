@@ -189,3 +189,9 @@ def small_topology(hubs: list[dict[str, Any]], *, circuits: int = 2,
             hub_and_spoke(hub, spoke, **s)
             out.append(spoke)
     return out
+
+
+def with_state(resources: list[Resource], name: str, provisioning_state: str) -> list[Resource]:
+    """`resources` with the one named `name` in another provisioning state (Updating, Deleting, Failed...)."""
+    return [{**r, "properties": {**r["properties"], "provisioningState": provisioning_state}} if r["name"] == name
+            else r for r in resources]

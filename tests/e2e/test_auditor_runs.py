@@ -11,7 +11,7 @@ import pytest
 from shared.auditor import COMMITTED, DUPLICATE, INCOMPLETE, NO_CHANGE, Auditor, RunTrigger, committed_pair_ids
 from shared.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore, verify_audit
 from tests.auditor_support import FakeReader, RecordingNotifier, event_trigger, pair_names
-from tests.builders import connection, lab, rid
+from tests.builders import connection, lab, rid, with_state
 
 GW1 = rid("virtualNetworkGateways", "ergw-01")
 
@@ -150,11 +150,7 @@ def test_permanent_delivery_error_is_kept_as_dead_not_retried_forever(tmp_path: 
 def test_settling_gateway_is_pending_then_confirmed_with_the_original_caller(tmp_path: Path) -> None:
     auditor, reader, notifier = make(tmp_path, lab((1, 2)))
     auditor.run(RunTrigger(kind="reconcile"))
-    updating = lab((1, 2, 3))
-    for r in updating:
-        if r["name"] == "ergw-03":
-            r["properties"]["provisioningState"] = "Updating"
-    reader.resources = updating
+    reader.resources = with_state(lab((1, 2, 3)), "ergw-03", "Updating")
     result = auditor.run(event_trigger("e3", rid("virtualNetworkGateways", "ergw-03"), caller="carol@contoso.example"))
     assert notifier.accepted == [] and pair_names(result.pending) == [("hub-01", "hub-03"), ("hub-02", "hub-03")]
     queue = LocalRecheckQueue(tmp_path)
@@ -172,11 +168,7 @@ def test_settling_gateway_is_pending_then_confirmed_with_the_original_caller(tmp
 def test_settling_removal_keeps_the_pair_until_it_is_gone(tmp_path: Path) -> None:
     auditor, reader, notifier = make(tmp_path, lab((1, 2)))
     auditor.run(RunTrigger(kind="reconcile"))
-    deleting = lab((1, 2))
-    for r in deleting:
-        if r["name"] == "conn-02":
-            r["properties"]["provisioningState"] = "Deleting"
-    reader.resources = deleting
+    reader.resources = with_state(lab((1, 2)), "conn-02", "Deleting")
     auditor.run(event_trigger("e1", rid("connections", "conn-02")))
     assert notifier.accepted == []
     state, _ = LocalStateStore(tmp_path).load()
@@ -222,10 +214,7 @@ def test_unchanged_reconcile_does_not_rewrite_state(tmp_path: Path) -> None:
 def test_a_settling_removal_that_is_reverted_announces_nothing(tmp_path: Path) -> None:
     auditor, reader, notifier = make(tmp_path, lab((1, 2)))
     auditor.run(RunTrigger(kind="reconcile"))
-    deleting = lab((1, 2))
-    for r in deleting:
-        if r["name"] == "conn-02":
-            r["properties"]["provisioningState"] = "Deleting"
+    deleting = with_state(lab((1, 2)), "conn-02", "Deleting")
     reader.resources = [r for r in deleting if r["name"] != "ergw-02"] + [
         {**r, "properties": {**r["properties"], "allowRemoteVnetTraffic": False}}
         for r in deleting if r["name"] == "ergw-02"]
