@@ -174,7 +174,9 @@ def test_audit_verify_reads_the_azure_audit_log_from_the_app_settings(azurite: A
     log = AppendBlobAuditLog(connection_string=azurite.connection_string, container=container)
     for i in range(3):
         log.append({"runId": f"r{i}", "outcome": "no change"})
-    env = {**os.environ, "AuditorStorage": azurite.connection_string, "AUDIT_CONTAINER": container}
+    # A state container of its own too: `audit verify` cross-checks the committed state's run number.
+    env = {**os.environ, "AuditorStorage": azurite.connection_string, "AUDIT_CONTAINER": container,
+           "STATE_CONTAINER": f"state-{container}"}
     done = subprocess.run([sys.executable, "-m", "shared.cli", "audit", "verify", "--from-settings"], env=env,
                           capture_output=True, text=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
