@@ -430,6 +430,19 @@ def _create_if_missing(create: Callable[[], Any], what: str) -> None:
         logger.info("not allowed to create %s; assuming it exists", what)
 
 
+@dataclass(frozen=True, slots=True)
+class _StorageAccount:
+    """Where a Storage client connects: an account URL with a credential, or a connection string (Azurite)."""
+
+    account_url: str | None
+    credential: TokenCredential | str | None
+    connection_string: str | None
+
+    def __post_init__(self) -> None:
+        if (self.account_url is None) == (self.connection_string is None):
+            raise ValueError("pass exactly one of account_url or connection_string")
+
+
 class _LazyContainer:
     """A ContainerClient built on first use (never at import or construction), the container created if missing."""
 
@@ -441,11 +454,7 @@ class _LazyContainer:
         connection_string: str | None,
         container: str,
     ) -> None:
-        if (account_url is None) == (connection_string is None):
-            raise ValueError("pass exactly one of account_url or connection_string")
-        self._account_url = account_url
-        self._credential = credential
-        self._connection_string = connection_string
+        self._account = _StorageAccount(account_url, credential, connection_string)
         self.name = container
         self._client: ContainerClient | None = None
         self._lock = threading.Lock()
@@ -455,10 +464,11 @@ class _LazyContainer:
             if self._client is None:
                 from azure.storage.blob import BlobServiceClient
 
-                if self._connection_string is not None:
-                    service = BlobServiceClient.from_connection_string(self._connection_string)
+                account = self._account
+                if account.connection_string is not None:
+                    service = BlobServiceClient.from_connection_string(account.connection_string)
                 else:
-                    service = BlobServiceClient(self._account_url or "", credential=self._credential)
+                    service = BlobServiceClient(account.account_url or "", credential=account.credential)
                 client = service.get_container_client(self.name)
                 _create_if_missing(client.create_container, f"container {self.name}")
                 self._client = client
@@ -682,11 +692,7 @@ class StorageQueueRecheck:
         connection_string: str | None = None,
         queue: str = DEFAULT_RECHECK_QUEUE,
     ) -> None:
-        if (account_url is None) == (connection_string is None):
-            raise ValueError("pass exactly one of account_url or connection_string")
-        self._account_url = account_url
-        self._credential = credential
-        self._connection_string = connection_string
+        self._account = _StorageAccount(account_url, credential, connection_string)
         self._queue_name = queue
         self._client: QueueClient | None = None
         self._lock = threading.Lock()
@@ -696,15 +702,16 @@ class StorageQueueRecheck:
             if self._client is None:
                 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
-                if self._connection_string is not None:
+                account = self._account
+                if account.connection_string is not None:
                     client = QueueClient.from_connection_string(
-                        self._connection_string, self._queue_name, message_encode_policy=TextBase64EncodePolicy()
+                        account.connection_string, self._queue_name, message_encode_policy=TextBase64EncodePolicy()
                     )
                 else:
                     client = QueueClient(
-                        self._account_url or "",
+                        account.account_url or "",
                         self._queue_name,
-                        credential=self._credential,
+                        credential=account.credential,
                         message_encode_policy=TextBase64EncodePolicy(),
                     )
                 _create_if_missing(client.create_queue, f"queue {self._queue_name}")

@@ -548,7 +548,7 @@ def test_settings_with_service_uri_use_identity_and_build_nothing_eagerly() -> N
     assert isinstance(state, BlobStateStore)
     assert isinstance(audit, AppendBlobAuditLog)
     assert isinstance(recheck, StorageQueueRecheck)
-    assert recheck._account_url == "https://acct.queue.core.windows.net"
+    assert recheck._account.account_url == "https://acct.queue.core.windows.net"
 
 
 def test_rollover_seals_the_previous_day_blob_so_a_stale_writer_cannot_fork(azurite: Any) -> None:
