@@ -200,7 +200,13 @@ class ResourceGraphTopologyReader:
             try:
                 response = graph.resources(request)
             except AzureError as exc:
-                raise IncompleteReadError(f"Resource Graph query failed: {_describe(exc)}") from exc
+                detail = _describe(exc)
+                # None of the subscriptions is readable (see TOPOLOGY_QUERY): each is named in the health alert.
+                none_readable = getattr(exc, "status_code", None) in (400, 403) and "subscription" in detail.lower()
+                raise IncompleteReadError(
+                    f"Resource Graph query failed: {detail}",
+                    unreadable=dict.fromkeys(self._subscriptions, NO_READER) if none_readable else None,
+                ) from exc
             if str(getattr(response.result_truncated, "value", response.result_truncated)).lower() == "true":
                 raise IncompleteReadError("Resource Graph truncated the answer (resultTruncated=true)")
             page: Any = response.data  # objectArray: a JSON array (the SDK types it as a JSON object)
@@ -231,7 +237,8 @@ class ResourceGraphTopologyReader:
             raise IncompleteReadError(
                 "Resource Graph returned nothing for subscription(s) "
                 + ", ".join(missing)
-                + ": the identity cannot read them, or they do not exist (grant Reader on each subscription)"
+                + ": the identity cannot read them, or they do not exist (grant Reader on each subscription)",
+                unreadable=dict.fromkeys(missing, NO_READER),
             )
         return resources
 
@@ -353,6 +360,9 @@ def _to_arm_json(model: Any, subscription_id: str, resource_group: str) -> JsonD
     data.setdefault("subscriptionId", subscription_id)
     data.setdefault("resourceGroup", resource_group)
     return data
+
+
+NO_READER = "no Reader role for the auditor's identity, or not found (Resource Graph cannot tell which)"
 
 
 def _describe(exc: AzureError) -> str:

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from shared.auditor import Auditor, Classifier, RunResult, RunTrigger, default_classifier
@@ -34,10 +35,25 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
 
         reader = ResourceGraphTopologyReader(default_credential(settings.client_id), settings.subscriptions)
     state, audit, recheck = store_from_settings(env)
-    notifiers: list[Notifier] = list(notifiers_from_settings(env)) or [ConsoleNotifier()]
+    notifiers: list[Notifier] = list(notifiers_from_settings(
+        env, timeout=settings.webhook_timeout_seconds, max_total_wait=settings.webhook_max_wait_seconds,
+    )) or [ConsoleNotifier()]
     classify, notify_info = _classification(settings)
     return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
-                   classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds)
+                   classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds,
+                   **health_options(settings))
+
+
+def health_options(settings: Settings) -> dict[str, Any]:
+    """The auditor's health and outbox timings from the settings.
+
+    The claim lease covers one delivery call (4 attempts of WEBHOOK_TIMEOUT_SECONDS plus WEBHOOK_MAX_WAIT_SECONDS
+    of waits): a run that died leaves its outbox items to the next run after about a minute with the defaults.
+    """
+    call = 4 * settings.webhook_timeout_seconds + settings.webhook_max_wait_seconds
+    return {"health_limit": timedelta(minutes=settings.health_alert_after_minutes),
+            "max_wait_seconds": settings.webhook_max_wait_seconds,
+            "lease_seconds": int(max(60, call + 5))}
 
 
 def _classification(settings: Settings) -> tuple[Classifier, bool]:
