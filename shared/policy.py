@@ -346,7 +346,8 @@ def _refuse_aliases(text: str, source: str) -> None:
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         anchor = getattr(event, "anchor", None)
         if isinstance(event, yaml.AliasEvent) or anchor:
-            raise PolicyError(f"{source}:{event.start_mark.line + 1}: YAML anchors and aliases (&{anchor}, "
+            line = event.start_mark.line + 1 if event.start_mark is not None else 1
+            raise PolicyError(f"{source}:{line}: YAML anchors and aliases (&{anchor}, "
                               f"*{anchor}) are not allowed in a policy; write each rule out")
 
 
