@@ -152,3 +152,20 @@ def test_policy_check_warns_about_rules_naming_vnets_by_name_alone(tmp_path: Pat
     assert done.stderr.splitlines() == [f"warning: {policy}:2: forbidden rule 'n' side a selects VNets by name "
                                         "alone: a VNet of that name in any subscription matches, and owners choose "
                                         "names; add subscription, resourceGroup or id"]
+
+
+# -- 9: replay never touches an Azure store -------------------------------------------------------------------------
+
+def test_replay_ignores_azure_store_settings_and_writes_its_own_folder(tmp_path: Path, azurite: Any) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "AuditorStorage": azurite.connection_string,
+           "AuditorStorage__blobServiceUri": azurite.blob_url, "STATE_CONTAINER": "replay-must-not-state",
+           "AUDIT_CONTAINER": "replay-must-not-audit", "RECHECK_QUEUE": "replay-must-not-queue"}
+    done = cli("replay", "examples/replay-lab", "--store", tmp_path / "store", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 8
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    assert not [c.name for c in service.list_containers(name_starts_with="replay-must-not")]
+    assert sorted((tmp_path / "store").glob("audit-*.jsonl"))
+    assert cli("audit", "verify", "--store", tmp_path / "store", env=env).returncode == 0
