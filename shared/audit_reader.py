@@ -1,0 +1,207 @@
+"""Reading the audit log for questions: only the day files a time window needs (listed by name prefix), each line
+checked, records written in parts joined back; `find_record` for `audit show`, with the chain verified up to it."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
+
+from shared.audit_query import AuditQueryError, LoggedRecord, PartJoiner, Window, file_day, parse_recorded_at
+from shared.ports import JsonDict
+from shared.store import AuditLine, AuditVerification, record_hash, verify_audit
+
+
+class AuditDayFiles(Protocol):
+    """What the questions need from an audit log: its day files by name prefix, and one file's lines."""
+
+    def day_names(self, prefixes: Sequence[str] = ("audit-",)) -> list[str]:
+        """Names of the day files starting with one of `prefixes`, oldest first (listing reads no record)."""
+        ...
+
+    def day_lines(self, name: str) -> Iterator[AuditLine]:
+        """The non-empty lines of one day file, in order."""
+        ...
+
+
+def parse_record(line: AuditLine) -> tuple[JsonDict, datetime]:
+    """One line as a record, checked: a JSON object with seq, recordedAt and a hash that matches its content."""
+    where = f"{line.file} line {line.line}"
+    try:
+        record: Any = json.loads(line.text)
+    except ValueError:
+        raise AuditQueryError(f"{where} is not valid JSON (a damaged record); run `audit verify`") from None
+    if not isinstance(record, dict):
+        raise AuditQueryError(f"{where} is not a JSON object (a damaged record); run `audit verify`")
+    seq = record.get("seq")
+    recorded_at = parse_recorded_at(record.get("recordedAt"))
+    if not isinstance(seq, int) or isinstance(seq, bool) or recorded_at is None:
+        raise AuditQueryError(f"{where} is not an audit record (no seq or recordedAt); run `audit verify`")
+    try:
+        intact = record_hash(record) == record.get("hash")
+    except ValueError:
+        intact = False
+    if not intact:
+        raise AuditQueryError(f"{where}: record {seq} was modified (hash mismatch); run `audit verify`")
+    return record, recorded_at
+
+
+def read_records(log: AuditDayFiles, window: Window, *, today: date) -> Iterator[LoggedRecord]:
+    """The records of the files `window` needs, oldest first, parts joined (the caller keeps those inside it).
+
+    After the window's days it reads on into the next file only as far as records recorded inside the window (a
+    lagging clock, a full day blob) or the last parts of a record go. Raises AuditQueryError on a damaged line.
+    """
+    inside, after = window.split_files(log.day_names(window.name_prefixes(today=today)))
+    joiner = PartJoiner(skip_leading_orphans=window.since is not None)
+    for name in inside:
+        for line in log.day_lines(name):
+            logged = _feed(joiner, line)
+            if logged is not None:
+                yield logged
+    for name in after:
+        for line in log.day_lines(name):
+            record, recorded_at = parse_record(line)
+            if window.until is not None and recorded_at > window.until and not joiner.incomplete():
+                break
+            logged = joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
+            if logged is not None:
+                yield logged
+        else:
+            continue
+        break
+    error = joiner.missing_parts_error()
+    if error is not None:
+        raise error
+
+
+def _feed(joiner: PartJoiner, line: AuditLine) -> LoggedRecord | None:
+    record, recorded_at = parse_record(line)
+    return joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
+
+
+_ID_RE = re.compile(r"[0-9a-f]{8,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """`audit show`: the record, the records that name it (its deliveries), and the chain walked to its end."""
+
+    record: LoggedRecord
+    related: list[LoggedRecord]
+    chain: AuditVerification
+    files: int
+
+
+def find_record(log: AuditDayFiles, ident: str) -> Found:
+    """The record of a run id or alert id (a unique prefix of at least 8 hex digits will do), and its deliveries.
+
+    Reads the whole log once: the chain up to the record can only be verified from the log's first record.
+    """
+    key = ident.strip().lower()
+    if not _ID_RE.fullmatch(key):
+        raise AuditQueryError(f"{ident!r} is not a run id or alert id (8 to 64 hex digits)")
+    names = [n for n in log.day_names() if file_day(n) is not None]
+    keys = {key}  # grows by the run id and alert id of the record once found, to catch its later deliveries
+    matched: list[tuple[AuditLine, JsonDict, datetime]] = []
+
+    def stream() -> Iterator[JsonDict]:
+        for name in names:
+            for line in log.day_lines(name):
+                if not any(k in line.text for k in keys):
+                    yield _loads(line)
+                    continue
+                record, recorded_at = parse_record(line)
+                named = _names(record, keys)
+                if named:
+                    matched.append((line, record, recorded_at))
+                    if record.get("outcome") != "delivery" and key in named:
+                        keys.update(i for i in (record.get("runId"), record.get("alertId")) if isinstance(i, str))
+                yield record
+
+    records = stream()
+    chain = verify_audit(records)
+    for _ in records:  # past a broken link: still find the record and its deliveries
+        pass
+    primary, related = _primary(matched, key, len(names))
+    if primary is None:
+        # Records written before alert ids were recorded with the run: the run that first delivered the alert
+        # raised it; read once more for that run.
+        run = find_record(log, str(related[0].record.get("runId")))
+        return Found(run.record, _unique([*run.related, *related]), run.chain, run.files)
+    return Found(primary, related, chain, len(names))
+
+
+def _unique(records: list[LoggedRecord]) -> list[LoggedRecord]:
+    seen: dict[tuple[str, int], LoggedRecord] = {}
+    for r in records:
+        seen.setdefault((r.file, r.line), r)
+    return sorted(seen.values(), key=lambda r: r.seq)
+
+
+def _names(record: JsonDict, keys: set[str]) -> set[str]:
+    """The keys this record is about: as its run id or alert id, or (a delivery) as an alert it delivered."""
+    ids = {str(record.get(k) or "") for k in ("runId", "alertId")}
+    if record.get("outcome") == "delivery":
+        ids |= {str(i).partition(":")[0] for k in ("delivered", "undelivered") for i in record.get(k) or []}
+    return {k for k in keys if any(i.startswith(k) for i in ids if i)}
+
+
+def _loads(line: AuditLine) -> JsonDict:
+    try:
+        record = json.loads(line.text)
+    except ValueError:
+        raise AuditQueryError(f"{line.file} line {line.line} is not valid JSON (a damaged record); "
+                              "run `audit verify`") from None
+    if not isinstance(record, dict):
+        raise AuditQueryError(f"{line.file} line {line.line} is not a JSON object (a damaged record); "
+                              "run `audit verify`")
+    return record
+
+
+def _primary(matched: list[tuple[AuditLine, JsonDict, datetime]], key: str,
+             files: int) -> tuple[LoggedRecord | None, list[LoggedRecord]]:
+    joiner = PartJoiner()
+    records: list[LoggedRecord] = []
+    for line, record, recorded_at in matched:
+        logged = joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
+        if logged is not None:
+            records.append(logged)
+    error = joiner.missing_parts_error()
+    if error is not None:
+        raise error
+    primaries = [r for r in records if r.record.get("outcome") != "delivery" and key in _names(r.record, {key})]
+    distinct = sorted({str(r.record.get(k)) for r in primaries for k in ("runId", "alertId")
+                       if str(r.record.get(k) or "").startswith(key)})
+    if len(distinct) > 1:
+        raise AuditQueryError(f"{key!r} is the start of {len(distinct)} ids ({', '.join(distinct[:5])}): "
+                              "give more of it")
+    if primaries:
+        return primaries[0], [r for r in records if r is not primaries[0]]
+    deliveries = [r for r in records if r.record.get("outcome") == "delivery"]
+    if deliveries and len(key) == 32:
+        return None, deliveries
+    raise AuditQueryError(f"no run id or alert id {key!r} in the audit log ({files} day files searched)")
+
+class LocalDayFiles:
+    """Interim: the day files of a local store folder (moves into the store's LocalAuditLog)."""
+
+    def __init__(self, folder: Any) -> None:
+        from pathlib import Path
+
+        self._folder = Path(folder)
+
+    def day_names(self, prefixes: Sequence[str] = ("audit-",)) -> list[str]:
+        if not self._folder.is_dir():
+            return []
+        return sorted(p.name for p in self._folder.iterdir()
+                      if file_day(p.name) is not None and p.name.startswith(tuple(prefixes)) and p.is_file())
+
+    def day_lines(self, name: str) -> Iterator[AuditLine]:
+        content = (self._folder / name).read_bytes()
+        for number, raw in enumerate(content.decode("utf-8", errors="replace").split("\n"), start=1):
+            if raw.strip():
+                yield AuditLine(name, number, raw)
