@@ -27,8 +27,9 @@ class AuditDayFiles(Protocol):
         ...
 
 
-def parse_record(line: AuditLine) -> tuple[JsonDict, datetime]:
-    """One line as a record, checked: a JSON object with seq, recordedAt and a hash that matches its content."""
+def parse_record(line: AuditLine, *, check_hash: bool = False) -> tuple[JsonDict, datetime]:
+    """One line as a record: a JSON object with an integer seq and a recordedAt time (and, when asked, a hash that
+    matches its content); anything else is a damaged record, named by file and line."""
     where = f"{line.file} line {line.line}"
     try:
         record: Any = json.loads(line.text)
@@ -40,26 +41,47 @@ def parse_record(line: AuditLine) -> tuple[JsonDict, datetime]:
     recorded_at = parse_recorded_at(record.get("recordedAt"))
     if not isinstance(seq, int) or isinstance(seq, bool) or recorded_at is None:
         raise AuditQueryError(f"{where} is not an audit record (no seq or recordedAt); run `audit verify`")
-    try:
-        intact = record_hash(record) == record.get("hash")
-    except ValueError:
-        intact = False
-    if not intact:
-        raise AuditQueryError(f"{where}: record {seq} was modified (hash mismatch); run `audit verify`")
+    if check_hash:
+        try:
+            intact = record_hash(record) == record.get("hash")
+        except ValueError:
+            intact = False
+        if not intact:
+            raise AuditQueryError(f"{where}: record {seq} was modified (hash mismatch); run `audit verify`")
     return record, recorded_at
+
+
+@dataclass
+class _Sequence:
+    """Consecutive records must have consecutive seq numbers: a gap or a step back is a damaged log."""
+
+    seq: int | None = None
+    where: str = ""
+
+    def check(self, record: JsonDict, line: AuditLine) -> None:
+        seq = int(record["seq"])
+        if self.seq is not None and seq != self.seq + 1:
+            what = (f"records {self.seq + 1}-{seq - 1} are missing" if seq > self.seq + 1
+                    else f"record {seq} follows record {self.seq} (reordered or duplicated)")
+            raise AuditQueryError(f"{line.file} line {line.line}: {what} (after {self.where}); run `audit verify`")
+        self.seq, self.where = seq, f"{line.file} line {line.line}"
 
 
 def read_records(log: AuditDayFiles, window: Window, *, today: date) -> Iterator[LoggedRecord]:
     """The records of the files `window` needs, oldest first, parts joined (the caller keeps those inside it).
 
     After the window's days it reads on into the next file only as far as records recorded inside the window (a
-    lagging clock, a full day blob) or the last parts of a record go. Raises AuditQueryError on a damaged line.
+    lagging clock, a full day blob) or the last parts of a record go. Every line read must be a record, with
+    seq numbers without gaps (else AuditQueryError naming the line); hashes are `audit verify`'s and `show`'s job.
     """
     inside, after = window.split_files(log.day_names(window.name_prefixes(today=today)))
     joiner = PartJoiner(skip_leading_orphans=window.since is not None)
+    sequence = _Sequence()
     for name in inside:
         for line in log.day_lines(name):
-            logged = _feed(joiner, line)
+            record, recorded_at = parse_record(line)
+            sequence.check(record, line)
+            logged = joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
             if logged is not None:
                 yield logged
     for name in after:
@@ -67,6 +89,7 @@ def read_records(log: AuditDayFiles, window: Window, *, today: date) -> Iterator
             record, recorded_at = parse_record(line)
             if window.until is not None and recorded_at > window.until and not joiner.incomplete():
                 break
+            sequence.check(record, line)
             logged = joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
             if logged is not None:
                 yield logged
@@ -76,11 +99,6 @@ def read_records(log: AuditDayFiles, window: Window, *, today: date) -> Iterator
     error = joiner.missing_parts_error()
     if error is not None:
         raise error
-
-
-def _feed(joiner: PartJoiner, line: AuditLine) -> LoggedRecord | None:
-    record, recorded_at = parse_record(line)
-    return joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
 
 
 _ID_RE = re.compile(r"[0-9a-f]{8,64}")
@@ -99,33 +117,41 @@ class Found:
 def find_record(log: AuditDayFiles, ident: str) -> Found:
     """The record of a run id or alert id (a unique prefix of at least 8 hex digits will do), and its deliveries.
 
-    Reads the whole log once: the chain up to the record can only be verified from the log's first record.
+    Verifies the chain from the log's first record to the record's last part (nothing shorter can show it was not
+    altered), then scans the rest of the log for its deliveries (and, for a prefix, other ids it starts).
     """
     key = ident.strip().lower()
     if not _ID_RE.fullmatch(key):
         raise AuditQueryError(f"{ident!r} is not a run id or alert id (8 to 64 hex digits)")
     names = [n for n in log.day_names() if file_day(n) is not None]
+    lines = (line for name in names for line in log.day_lines(name))
     keys = {key}  # grows by the run id and alert id of the record once found, to catch its later deliveries
     matched: list[tuple[AuditLine, JsonDict, datetime]] = []
 
-    def stream() -> Iterator[JsonDict]:
-        for name in names:
-            for line in log.day_lines(name):
-                if not any(k in line.text for k in keys):
-                    yield _loads(line)
-                    continue
-                record, recorded_at = parse_record(line)
-                named = _names(record, keys)
-                if named:
-                    matched.append((line, record, recorded_at))
-                    if record.get("outcome") != "delivery" and key in named:
-                        keys.update(i for i in (record.get("runId"), record.get("alertId")) if isinstance(i, str))
-                yield record
+    def take(line: AuditLine) -> JsonDict | None:
+        """The line's record when it names one of the keys (kept), else None."""
+        if not any(k in line.text for k in keys):
+            return None
+        record, recorded_at = parse_record(line)
+        named = _names(record, keys)
+        if not named:
+            return None
+        matched.append((line, record, recorded_at))
+        if record.get("outcome") != "delivery" and key in named:
+            keys.update(i for i in (record.get("runId"), record.get("alertId")) if isinstance(i, str))
+        return record
 
-    records = stream()
-    chain = verify_audit(records)
-    for _ in records:  # past a broken link: still find the record and its deliveries
-        pass
+    def up_to_the_record() -> Iterator[JsonDict]:
+        for line in lines:
+            record = take(line)
+            yield record if record is not None else _loads(line)
+            if record is not None and key in _names(record, {key}) and record.get("outcome") != "delivery" \
+                    and record.get("part", 1) == record.get("parts", 1):
+                return  # its last part: the chain up to it is what `show` verifies
+
+    chain = verify_audit(up_to_the_record())
+    for line in lines:  # the rest: later deliveries (and ids a prefix also starts); read, not verified
+        take(line)
     primary, related = _primary(matched, key, len(names))
     if primary is None:
         # Records written before alert ids were recorded with the run: the run that first delivered the alert
