@@ -3,18 +3,18 @@ checked, records written in parts joined back; `find_record` for `audit show`, w
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Protocol, runtime_checkable
 
 from shared.audit_query import AuditQueryError, LoggedRecord, PartJoiner, Window, file_day, parse_recorded_at
 from shared.ports import JsonDict
-from shared.store import AuditLine, AuditVerification, record_hash, verify_audit
+from shared.store import AuditLine, AuditLogCorrupt, AuditVerification, parse_audit_line, record_hash, verify_audit
 
 
+@runtime_checkable
 class AuditDayFiles(Protocol):
     """What the questions need from an audit log: its day files by name prefix, and one file's lines."""
 
@@ -31,12 +31,7 @@ def parse_record(line: AuditLine, *, check_hash: bool = False) -> tuple[JsonDict
     """One line as a record: a JSON object with an integer seq and a recordedAt time (and, when asked, a hash that
     matches its content); anything else is a damaged record, named by file and line."""
     where = f"{line.file} line {line.line}"
-    try:
-        record: Any = json.loads(line.text)
-    except ValueError:
-        raise AuditQueryError(f"{where} is not valid JSON (a damaged record); run `audit verify`") from None
-    if not isinstance(record, dict):
-        raise AuditQueryError(f"{where} is not a JSON object (a damaged record); run `audit verify`")
+    record = _loads(line)
     seq = record.get("seq")
     recorded_at = parse_recorded_at(record.get("recordedAt"))
     if not isinstance(seq, int) or isinstance(seq, bool) or recorded_at is None:
@@ -178,14 +173,9 @@ def _names(record: JsonDict, keys: set[str]) -> set[str]:
 
 def _loads(line: AuditLine) -> JsonDict:
     try:
-        record = json.loads(line.text)
-    except ValueError:
-        raise AuditQueryError(f"{line.file} line {line.line} is not valid JSON (a damaged record); "
-                              "run `audit verify`") from None
-    if not isinstance(record, dict):
-        raise AuditQueryError(f"{line.file} line {line.line} is not a JSON object (a damaged record); "
-                              "run `audit verify`")
-    return record
+        return parse_audit_line(line)
+    except AuditLogCorrupt as exc:
+        raise AuditQueryError(f"{exc} (a damaged record); run `audit verify`") from None
 
 
 def _primary(matched: list[tuple[AuditLine, JsonDict, datetime]], key: str,
@@ -211,23 +201,3 @@ def _primary(matched: list[tuple[AuditLine, JsonDict, datetime]], key: str,
     if deliveries and len(key) == 32:
         return None, deliveries
     raise AuditQueryError(f"no run id or alert id {key!r} in the audit log ({files} day files searched)")
-
-class LocalDayFiles:
-    """Interim: the day files of a local store folder (moves into the store's LocalAuditLog)."""
-
-    def __init__(self, folder: Any) -> None:
-        from pathlib import Path
-
-        self._folder = Path(folder)
-
-    def day_names(self, prefixes: Sequence[str] = ("audit-",)) -> list[str]:
-        if not self._folder.is_dir():
-            return []
-        return sorted(p.name for p in self._folder.iterdir()
-                      if file_day(p.name) is not None and p.name.startswith(tuple(prefixes)) and p.is_file())
-
-    def day_lines(self, name: str) -> Iterator[AuditLine]:
-        content = (self._folder / name).read_bytes()
-        for number, raw in enumerate(content.decode("utf-8", errors="replace").split("\n"), start=1):
-            if raw.strip():
-                yield AuditLine(name, number, raw)

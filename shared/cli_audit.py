@@ -41,16 +41,13 @@ def _open(args: argparse.Namespace) -> tuple[AuditDayFiles, StateStore, str]:
 
     if args.from_settings:
         state, log, _ = store_from_settings(os.environ)
-        if not hasattr(log, "day_names"):
-            raise _Refused("the store the app settings select cannot be queried")
-        return log, state, "the audit log of the app settings"  # type: ignore[return-value]
+        if not isinstance(log, AuditDayFiles):
+            raise _Refused("the audit log the app settings select cannot be queried")
+        return log, state, "the audit log of the app settings"
     folder = Path(args.store)
     if not folder.is_dir():
         raise _Refused(f"no store folder {args.store}")
-    from shared.audit_reader import LocalDayFiles
-
-    del LocalAuditLog
-    return LocalDayFiles(folder), LocalStateStore(folder), str(folder)
+    return LocalAuditLog(folder), LocalStateStore(folder), str(folder)
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
