@@ -56,8 +56,12 @@ class _Sequence:
     def check(self, record: JsonDict, line: AuditLine) -> None:
         seq = int(record["seq"])
         if self.seq is not None and seq != self.seq + 1:
-            what = (f"records {self.seq + 1}-{seq - 1} are missing" if seq > self.seq + 1
-                    else f"record {seq} follows record {self.seq} (reordered or duplicated)")
+            if seq == self.seq + 2:
+                what = f"record {seq - 1} is missing"
+            elif seq > self.seq:
+                what = f"records {self.seq + 1}-{seq - 1} are missing"
+            else:
+                what = f"record {seq} follows record {self.seq} (reordered or duplicated)"
             raise AuditQueryError(f"{line.file} line {line.line}: {what} (after {self.where}); run `audit verify`")
         self.seq, self.where = seq, f"{line.file} line {line.line}"
 
