@@ -237,7 +237,8 @@ def _circuit(raw: Mapping[str, Any], rid: ResourceId, extra_gr: Iterable[Resourc
         pp = _props(p)
         if str(pp.get("peeringType", p.get("name", ""))).lower() == "azureprivatepeering":
             private_state = _opt_str(pp.get("state"))
-        for conn in [*_list(pp.get("connections")), *_list(pp.get("peerConnections"))]:
+        # `peeredConnections`: how the Azure CLI prints peerConnections (`az network express-route peering show`).
+        for conn in (c for k in ("connections", "peerConnections", "peeredConnections") for c in _list(pp.get(k))):
             global_reach.update(_global_reach_refs(conn))
     global_reach.discard(rid)
     return Circuit(
@@ -362,7 +363,10 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
 
     circuit_gr: dict[ResourceId, set[ResourceId]] = {}
     for ccid, raw in [*by_type[CIRCUIT_CONNECTION].items(), *by_type[CIRCUIT_PEER_CONNECTION].items()]:
-        circuit_gr.setdefault(ccid.parent(4), set()).update(_global_reach_refs(raw))
+        owner = ccid.parent(4)
+        for other in _global_reach_refs(raw):  # recorded on both circuits, so that either one alone shows it
+            circuit_gr.setdefault(owner, set()).add(other)
+            circuit_gr.setdefault(other, set()).add(owner)
     circuit_peerings: dict[ResourceId, list[Mapping[str, Any]]] = {}
     for cpid, raw in by_type[CIRCUIT_PEERING].items():
         circuit_peerings.setdefault(cpid.parent(), []).append(raw)
@@ -430,7 +434,8 @@ _PEERING_PROPS = {"remoteVirtualNetwork": _REF, "allowGatewayTransit": True, "us
 _GLOBAL_REACH_PROPS = {"expressRouteCircuitPeering": _REF, "peerExpressRouteCircuitPeering": _REF}
 _CIRCUIT_PEERING_PROPS = {"peeringType": True, "state": True,
                           "connections": [{"properties": _GLOBAL_REACH_PROPS}],
-                          "peerConnections": [{"properties": _GLOBAL_REACH_PROPS}]}
+                          "peerConnections": [{"properties": _GLOBAL_REACH_PROPS}],
+                          "peeredConnections": [{"properties": _GLOBAL_REACH_PROPS}]}
 _HUB_CONNECTION_PROPS = {"remoteVirtualNetwork": _REF, "provisioningState": True}
 _WAN_CONNECTION_PROPS = {"expressRouteCircuitPeering": _REF, "provisioningState": True}
 _PROPERTIES: dict[str, Any] = {
