@@ -96,7 +96,7 @@ def snapshot_files(path: str | Path) -> list[Path]:
     return files
 
 
-def load_snapshot_file(path: str | Path) -> list[dict[str, Any]]:
+def load_snapshot_file(path: str | Path, *, notes: list[str] | None = None) -> list[dict[str, Any]]:
     """The resources of a snapshot: a file (array, ARM `value`, Resource Graph `data`, one ARM GET body), or a
     folder of such files, merged in name order."""
     resources: list[dict[str, Any]] = []
@@ -111,19 +111,28 @@ def load_snapshot_file(path: str | Path) -> list[dict[str, Any]]:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SnapshotError(f"{p}: not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-        resources += resources_of(doc, source=str(p))
+        resources += resources_of(doc, source=str(p), notes=notes)
     return resources
 
 
-def load_snapshots(paths: str | Path | Sequence[str | Path]) -> list[dict[str, Any]]:
+def load_snapshots(paths: str | Path | Sequence[str | Path], *,
+                   notes: list[str] | None = None) -> list[dict[str, Any]]:
     """The resources of several snapshot files or folders, merged (a resource given twice: the later copy)."""
     if isinstance(paths, str | Path):
-        return load_snapshot_file(paths)
-    return [r for p in paths for r in load_snapshot_file(p)]
+        return load_snapshot_file(paths, notes=notes)
+    return [r for p in paths for r in load_snapshot_file(p, notes=notes)]
 
 
-def resources_of(doc: Any, *, source: str = "snapshot") -> list[dict[str, Any]]:
-    """The resources of one parsed document, each with a `type` (from its id when absent) and `properties`."""
+# Where a saved page says more pages exist: `az graph query` output (`skip_token`, the Resource Graph REST answer's
+# `$skipToken`) and an ARM list saved with `az rest` (`nextLink`).
+_MORE_PAGES = ("skip_token", "$skipToken", "skipToken", "nextLink")
+
+
+def resources_of(doc: Any, *, source: str = "snapshot", notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """The resources of one parsed document, each with a `type` (from its id when absent) and `properties`.
+
+    `notes` receives a warning when the document is one page of several (the rest is missing from the snapshot).
+    """
     if isinstance(doc, list):
         items, where = doc, ""
     elif isinstance(doc, dict) and isinstance(doc.get("value"), list):
@@ -137,6 +146,11 @@ def resources_of(doc: Any, *, source: str = "snapshot") -> list[dict[str, Any]]:
             f"{source}: at the top level: expected a JSON array of resources, an object with a 'value' or "
             "'data' array, or one resource (an object with an 'id')"
         )
+    if notes is not None and where in ("value", "data"):
+        more = next((k for k in _MORE_PAGES if isinstance(doc.get(k), str) and doc[k]), None)
+        if more is not None:
+            notes.append(f"{source}: its '{more}' says more pages exist; resources on the other pages are missing "
+                         "from this snapshot (page to the end: see README, Snapshots)")
     out: list[dict[str, Any]] = []
     for i, item in enumerate(items):
         position = "the top level" if where == "top level" else f"{where}[{i}]" if where else f"[{i}]"
@@ -156,7 +170,9 @@ def resources_of(doc: Any, *, source: str = "snapshot") -> list[dict[str, Any]]:
 def read_snapshot(path: str | Path | Sequence[str | Path]) -> Topology:
     """The topology of one snapshot file or folder, or of several merged."""
     source = str(path) if isinstance(path, str | Path) else ", ".join(str(p) for p in path)
-    return parse_resources(load_snapshots(path), source=source)
+    notes: list[str] = []
+    resources = load_snapshots(path, notes=notes)
+    return parse_resources(resources, source=source, notes=notes)
 
 
 def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -258,14 +274,16 @@ def _not_read(rtype: str) -> bool:
     return any(rtype.startswith(parent + "/") for parent in (VNET, GATEWAY, CONNECTION, CIRCUIT, HUB, WAN_GATEWAY))
 
 
-def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "snapshot") -> Topology:
+def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "snapshot",
+                    notes: Sequence[str] = ()) -> Topology:
     """Build a Topology; ids and types match case-insensitively, other types are ignored.
 
     A resource without `type` takes it from its id. Child resources given apart (VNet peerings, circuit peerings
     and Global Reach connections, Virtual WAN ER connections, hub connections) are merged into their parents.
-    Dangling references and resources of a child type the rules do not read become warnings, never errors.
+    Dangling references and resources of a child type the rules do not read become warnings, never errors;
+    `notes` (what the loader noticed, e.g. a missing page) lead the warnings.
     """
-    warnings: list[str] = []
+    warnings: list[str] = list(notes)
     by_type: dict[str, dict[ResourceId, Mapping[str, Any]]] = {t: {} for t in TRANSIT_TYPES}
     seen = 0
     for i, raw in enumerate(resources):

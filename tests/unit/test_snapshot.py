@@ -302,3 +302,29 @@ def test_gateway_and_connection_builders_round_trip_through_a_file(tmp_path: Pat
     topology = read_snapshot(write(tmp_path, [er, hub, gw, connection("conn-x", gw, er["id"])]))
     (g,) = topology.gateways.values()
     assert g.allow_remote_vnet_traffic is None and g.allow_virtual_wan_traffic is False
+
+
+@pytest.mark.parametrize(("doc", "key"), [
+    pytest.param(lambda rs: {"count": len(rs), "data": rs, "skip_token": "ew0KICAiJGlkIjogIjEiLA0K",
+                             "total_records": 5000}, "skip_token", id="az_graph_query"),
+    pytest.param(lambda rs: {"value": rs, "nextLink": "https://management.azure.com/x?$skiptoken=1"}, "nextLink",
+                 id="az_rest_list"),
+])
+def test_one_page_of_several_reads_with_a_warning_that_pages_are_missing(tmp_path: Path, doc: Any, key: str) -> None:
+    path = write(tmp_path, doc(lab(enabled=(1, 2))))
+    topology = read_snapshot(path)
+    assert len(topology.vnets) == 3
+    assert topology.warnings[0].startswith(f"{path}: its '{key}' says more pages exist")
+    assert compute_pairs(topology).warnings[0] == topology.warnings[0]
+
+
+def test_one_arm_get_body_per_file_in_a_folder_and_several_files_read_alike(tmp_path: Path) -> None:
+    resources = lab(enabled=(1, 2))
+    folder = tmp_path / "snap"
+    folder.mkdir()
+    for i, r in enumerate(resources):
+        write(folder, r, f"{i:02d}-{r['name']}.json")
+    (folder / "README.txt").write_text("not read", encoding="utf-8")
+    by_folder, by_files = read_snapshot(folder), read_snapshot(sorted(folder.glob("*.json")))
+    assert by_folder == by_files == parse_resources(resources)
+    assert pair_names(load_snapshot_file(folder)) == {("hub-01", "hub-02")}
