@@ -26,6 +26,7 @@ from shared.store.chain import (
     chain_next,
     chain_text,
     line_hash,
+    parse_audit_line,
     record_hash,
     verify_audit,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "chain_text",
     "line_hash",
     "missing_tail",
+    "parse_audit_line",
     "record_hash",
     "store_from_settings",
     "verify_audit",
