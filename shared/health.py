@@ -69,50 +69,45 @@ def _parse(value: Any) -> datetime | None:
 
 
 def refresh_interval(limit: timedelta) -> timedelta:
-    """How stale the stored last-reconcile time may get before a run rewrites it (saves a state write per run)."""
-    return min(limit / 4, timedelta(minutes=15))
+    """How stale a stored "last complete" time may get before a run rewrites it (saves a state write per run).
+
+    The alarms allow for it (they fire between `limit` and `limit` + this), so they never fire early.
+    """
+    return min(limit / 12, timedelta(minutes=5))
 
 
 def assess(health: Mapping[str, Any], seen: Observation, *, now: datetime, limit: timedelta = DEFAULT_LIMIT,
            ) -> tuple[JsonDict, list[Transition]]:
     """The health after this run's observation, and the conditions that started or cleared with it.
 
-    `health` (as stored in the state): {"conditions": {key: {"since", "title", "detail"}}, "incompleteSince",
-    "readError", "lastReconcile"}. Returns a new dict; the input is not changed.
+    `health` (as stored in the state): {"conditions": {key: {"since", "title", "detail"}}, "lastComplete",
+    "lastReconcile"}. Returns a new dict; the input is not changed. An incomplete read changes it only when an
+    alarm starts, so a failed read leaves the committed state alone.
     """
     conditions: dict[str, JsonDict] = {k: dict(v) for k, v in _conditions(health).items()}
     out: JsonDict = {k: v for k, v in health.items() if k != "conditions"}
+    slack = limit + refresh_interval(limit)  # the stored times may lag by one refresh interval: never alarm early
     if seen.read_complete is True:
-        out.pop("incompleteSince", None)
-        out.pop("readError", None)
+        _refresh(out, "lastComplete", now, limit)
+        conditions.pop(READS_INCOMPLETE, None)
         for key in [k for k in conditions if k.startswith(SUBSCRIPTION_UNREADABLE + ":")]:
             del conditions[key]
+        if seen.reconciled or "lastReconcile" not in out:  # count from the first run, so a dead timer is noticed
+            _refresh(out, "lastReconcile", now, limit)
     elif seen.read_complete is False:
-        out.setdefault("incompleteSince", _iso(now))
-        out["readError"] = seen.read_error[:500]
         for sub, why in seen.unreadable.items():
             key = f"{SUBSCRIPTION_UNREADABLE}:{sub.lower()}"
             conditions.setdefault(key, {"since": _iso(now), "title": f"Subscription {sub} cannot be read",
                                         "detail": f"subscription {sub}: {why}; its changes are not audited"})
-    if seen.reconciled:
-        last = _parse(out.get("lastReconcile"))
-        if last is None or now - last >= refresh_interval(limit):
-            out["lastReconcile"] = _iso(now)
-    elif "lastReconcile" not in out:
-        out["lastReconcile"] = _iso(now)  # count from the first run we see, so a timer that never ran is noticed
-
-    since = _parse(out.get("incompleteSince"))
-    if since is not None and now - since >= limit:
-        conditions.setdefault(READS_INCOMPLETE, {
-            "since": _iso(since), "title": "Topology reads have been incomplete for too long",
-            "detail": f"every read since {_iso(since)} was incomplete, so changes since then are not audited; "
-                      f"last error: {out.get('readError') or 'unknown'}"})
-    elif since is None:
-        conditions.pop(READS_INCOMPLETE, None)
+        since = _parse(out.get("lastComplete"))
+        if since is not None and now - since > slack:
+            conditions.setdefault(READS_INCOMPLETE, {
+                "since": _iso(since), "title": "Topology reads have been incomplete for too long",
+                "detail": f"no complete read since {_iso(since)}, so changes since then are not audited; "
+                          f"last error: {seen.read_error[:500] or 'unknown'}"})
 
     last = _parse(out.get("lastReconcile"))
-    # The stored time may lag the real last reconcile by up to one refresh interval: allow for it, never alarm early.
-    if last is not None and now - last > limit + refresh_interval(limit):
+    if last is not None and now - last > slack:
         conditions.setdefault(NO_RECONCILE, {
             "since": _iso(last), "title": "No complete reconcile for too long",
             "detail": f"the last complete reconcile was at {_iso(last)}: the timer may have stopped, or every "
@@ -142,6 +137,12 @@ def assess(health: Mapping[str, Any], seen: Observation, *, now: datetime, limit
     if conditions:
         out["conditions"] = conditions
     return out, sorted(transitions, key=lambda t: (t.status, t.condition))
+
+
+def _refresh(out: JsonDict, key: str, now: datetime, limit: timedelta) -> None:
+    last = _parse(out.get(key))
+    if last is None or now - last >= refresh_interval(limit):
+        out[key] = _iso(now)
 
 
 def _conditions(health: Mapping[str, Any]) -> dict[str, JsonDict]:

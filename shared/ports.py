@@ -55,9 +55,13 @@ class CommittedState:
     outbox: alerts committed but not yet accepted by a chat service: {"id", "channel", "alert"} each.
     pending: changes still settling, re-checked later (free-form records from the auditor).
     sequence: increases by one with every commit.
-    health: the auditor's own health (shared.health): raised conditions, since when reads are incomplete, the
+    health: the auditor's own health (shared.health): raised conditions, the last complete read and the
         last complete reconcile.
     webhooks: per notifier name, {"notBefore": epoch seconds}: no post to that webhook before then (Retry-After).
+    audit_tail: where the audit chain ended when this state was written ({"file", "size", "seq", "lineHash"}), so
+        the next append need not read the log's last line back (trusted only while the file has that size).
+    working_copy_ok: False when the store could not load `resources` intact (then they are empty): the run reads
+        the whole scope again and re-baselines instead of diffing against nothing. Not stored.
     """
 
     pairs: list[JsonDict] = field(default_factory=list)
@@ -69,6 +73,8 @@ class CommittedState:
     sequence: int = 0
     health: JsonDict = field(default_factory=dict)
     webhooks: JsonDict = field(default_factory=dict)
+    audit_tail: JsonDict | None = None
+    working_copy_ok: bool = True
 
     def to_json(self) -> JsonDict:
         return {
@@ -81,6 +87,7 @@ class CommittedState:
             "sequence": self.sequence,
             **({"health": self.health} if self.health else {}),
             **({"webhooks": self.webhooks} if self.webhooks else {}),
+            **({"auditTail": self.audit_tail} if self.audit_tail else {}),
         }
 
     @classmethod
@@ -95,6 +102,7 @@ class CommittedState:
             sequence=int(data.get("sequence", 0)),
             health=dict(data.get("health") or {}),
             webhooks=dict(data.get("webhooks") or {}),
+            audit_tail=dict(data["auditTail"]) if isinstance(data.get("auditTail"), dict) else None,
         )
 
 
@@ -112,8 +120,9 @@ class StateStore(Protocol):
 
 
 class AuditLog(Protocol):
-    def append(self, record: JsonDict) -> JsonDict:
-        """Append one record, chained to the previous one; returns it as stored (with seq, prevHash, hash)."""
+    def append(self, record: Any) -> JsonDict:
+        """Append one record (a JSON object, or a store.EncodedRecord already serialised), chained to the previous
+        one; returns it as stored (with seq, prevHash, hash)."""
         ...
 
     def records(self) -> Iterator[JsonDict]:
