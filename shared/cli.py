@@ -170,9 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_diff)
     _register_explain_whatif_policy(sub)
 
-    from shared import cli_ops
+    from shared import cli_ops, cli_report
 
     cli_ops.register(sub)
+    cli_report.register(sub)
     return parser
 
 
