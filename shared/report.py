@@ -26,7 +26,7 @@ from shared.explain import (
     _flag_gaps,
     explain_pair,
 )
-from shared.model import PairSet, ResourceId, Topology
+from shared.model import PairIndex, PairSet, ResourceId, Route, Topology, TransitPair
 from shared.policy import Policy, Selector, Verdict, evaluate
 from shared.report_assets import REPORT_CSS, REPORT_SCRIPT
 from shared.transit import VNET_GATEWAY, WAN_GATEWAY, Endpoint
@@ -48,12 +48,20 @@ _PRIVATE = re.compile("[\ue000-\ue0ff]")
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """One gateway pair on one circuit: `blocked_by` names the gateways whose flag (`flag`) blocks it."""
+    """One gateway pair on one circuit: `blocked_by` names the gateways whose flag blocks it.
+
+    The hover text is kept as a template over the cell's five names (see `_template`); `text` is the text itself.
+    """
 
     state: str
     blocked_by: tuple[ResourceId, ...] = ()
     by_circuit: bool = False
-    text: str = ""
+    template: str = ""
+    names: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return expand_template(self.template, self.names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,64 +116,131 @@ def _flag_checks(ea: Endpoint, eb: Endpoint) -> list[tuple[Endpoint, str, bool |
             for e in (ea, eb)]
 
 
-def _candidate(ep: Endpoint) -> _Candidate:
-    return _Candidate(gateway=ep.id, kind=ep.kind, membership=[], gateway_missing=[], circuits=list(ep.circuits),
+# Slot ids: explanations of closed routes are written once per kind of route, with these as the names.
+_SLOT_IDS = [ResourceId.parse("/" + slot) for slot in _SLOTS]
+
+
+def _candidate(ep: Endpoint, gateway: ResourceId) -> _Candidate:
+    return _Candidate(gateway=gateway, kind=ep.kind, membership=[], gateway_missing=[], circuits=list(ep.circuits),
                       allow_vnet=ep.allow_vnet, allow_wan=ep.allow_wan, virtual_wan=ep.virtual_wan)
 
 
-def _cell(topology: Topology, pairs: PairSet, endpoints: Mapping[ResourceId, Endpoint], circuit: ResourceId,
-          ea: Endpoint, eb: Endpoint, circuit_gaps: Sequence[str]) -> Cell:
-    a, b = _representative(ea), _representative(eb)
-    where = f"circuit {circuit.name}, {ea.id.name} <-> {eb.id.name}"
-    if a is None or b is None:
-        empty = ea if a is None else eb
-        return Cell(NOT_APPLICABLE, text=f"{where}: not applicable: no VNet is behind {empty.id.name}")
-    if a == b or set(ea.domain) & set(eb.domain):
-        return Cell(NOT_APPLICABLE, text=f"{where}: not applicable: the same VNets are behind both gateways\n"
-                    + explain_pair(topology, a, b, pairs=pairs, endpoints=endpoints).text())
-    key = (a.key, b.key) if a.key < b.key else (b.key, a.key)
-    pair = pairs.pairs.get(key)
-    route = None if pair is None else next(
-        (r for r in pair.routes if r.circuit == circuit and set(r.gateways) == {ea.id, eb.id}), None)
-    if route is not None:
-        state = PENDING if route.pending else OPEN
-        return Cell(state, text=f"{where}: {state}\n"
-                    + explain_pair(topology, a, b, pairs=pairs, endpoints=endpoints).text())
-    checks = _flag_checks(ea, eb)
-    blockers = tuple(e.id for e, _, value in checks or () if value is False)
-    flags = sorted({flag for e, flag, value in checks or () if value is False})
-    if checks is None:
-        head, state = "not applicable: hubs of one Virtual WAN talk over its backbone, not ExpressRoute", NOT_APPLICABLE
-    elif circuit_gaps:
-        head, state = "blocked by the circuit", BLOCKED
-    elif blockers:
-        head, state = f"blocked by {' and '.join(g.name for g in blockers)} ({', '.join(flags)})", BLOCKED
-    else:
-        head, state = "not applicable: no route between these domains", NOT_APPLICABLE
-    missing = tuple(_flag_gaps(_candidate(ea), _candidate(eb)))
-    if pair is not None:  # open over another route: the pair's own explanation says which
-        body = explain_pair(topology, a, b, pairs=pairs, endpoints=endpoints).text()
-    else:
-        # explain_pair restricted to this circuit and gateway pair (its full form scans every gateway of the
-        # estate; a matrix of an enterprise estate has ~100,000 cells).
-        attempt = CircuitAttempt(circuit, tuple(circuit_gaps), (RouteAttempt((ea.id, eb.id), missing),))
-        body = Explanation(a=a, b=b, open=False, missing=tuple(dict.fromkeys((*circuit_gaps, *missing))),
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """What a matrix needs of one gateway, worked out once (ids hashed by their key strings in the hot loop)."""
+
+    ep: Endpoint
+    key: str
+    name: str
+    rep: ResourceId | None
+    rep_name: str
+    members: frozenset[str]
+    odd: bool  # a name holds a private-use character, which would mix with the template slots
+    shape: tuple[Any, ...]  # what a closed route's explanation depends on, besides names and the circuit
+
+    @classmethod
+    def of(cls, ep: Endpoint) -> _Side:
+        rep = _representative(ep)
+        names = " ".join(r.name for r in (ep.id, rep, ep.virtual_wan) if r is not None)
+        return cls(ep=ep, key=ep.id.key, name=ep.id.name, rep=rep, rep_name=rep.name if rep is not None else "",
+                   members=frozenset(v.key for v in ep.domain), odd=bool(_PRIVATE.search(names)),
+                   shape=(ep.kind, ep.allow_vnet, ep.allow_wan, ep.virtual_wan.key if ep.virtual_wan else None))
+
+
+class _MatrixBuilder:
+    """The cells of every circuit; what repeats across ~100,000 cells of an enterprise estate is computed once."""
+
+    def __init__(self, topology: Topology, pairs: PairSet, endpoints: Mapping[ResourceId, Endpoint],
+                 routes: Mapping[tuple[str, str, str], bool]) -> None:
+        self.topology, self.pairs, self.endpoints, self.routes = topology, pairs, endpoints, routes
+        self.closed: dict[tuple[Any, ...], tuple[str, str, bool, tuple[int, ...]]] = {}
+
+    def explain(self, a: ResourceId, b: ResourceId) -> str:
+        return explain_pair(self.topology, a, b, pairs=self.pairs, endpoints=self.endpoints).text()
+
+    def cell(self, circuit: ResourceId, sa: _Side, sb: _Side, circuit_gaps: tuple[str, ...], circuit_name: str
+             ) -> Cell:
+        a, b, ea, eb = sa.rep, sb.rep, sa.ep, sb.ep
+        names = (sa.rep_name, sb.rep_name, sa.name, sb.name, circuit_name)
+        where = f"circuit {circuit_name}, {sa.name} <-> {sb.name}"
+        if a is None or b is None:
+            return Cell(NOT_APPLICABLE, template=_template(
+                f"{where}: not applicable: no VNet is behind {(sa if a is None else sb).name}", names), names=names)
+        route_pending = self.routes.get((circuit.key, sa.key, sb.key) if sa.key < sb.key else
+                                        (circuit.key, sb.key, sa.key))
+        if route_pending is not None:
+            state = PENDING if route_pending else OPEN
+            return Cell(state, template=_template(f"{where}: {state}\n{self.explain(a, b)}", names), names=names)
+        if a.key == b.key or not sa.members.isdisjoint(sb.members):
+            return Cell(NOT_APPLICABLE, template=_template(
+                f"{where}: not applicable: the same VNets are behind both gateways\n{self.explain(a, b)}", names),
+                names=names)
+        pair = ((a.key, b.key) if a.key < b.key else (b.key, a.key)) in self.pairs.pairs
+        if pair or sa.odd or sb.odd:
+            state, tpl, by_circuit, blockers = self._closed(circuit, ea, eb, circuit_gaps, literal=(a, b))
+            if pair:  # open over another route: the pair's own explanation says which
+                tpl = tpl.split("\n", 1)[0] + "\n" + self.explain(a, b)
+            template = _template(tpl, names)
+        else:
+            shape = (circuit.key, sa.shape, sb.shape)
+            found = self.closed.get(shape)
+            if found is None:
+                found = self.closed[shape] = self._closed(circuit, ea, eb, circuit_gaps, literal=None)
+            state, template, by_circuit, blockers = found
+        return Cell(state, blocked_by=tuple((ea.id, eb.id)[i] for i in blockers), by_circuit=by_circuit,
+                    template=template, names=names)
+
+    def _closed(self, circuit: ResourceId, ea: Endpoint, eb: Endpoint, circuit_gaps: tuple[str, ...], *,
+                literal: tuple[ResourceId, ResourceId] | None) -> tuple[str, str, bool, tuple[int, ...]]:
+        """A closed route's state, text (over slot names unless `literal` gives the VNets), whether the circuit
+        blocks it, and which sides' flags do (0: A, 1: B).
+
+        The text is explain_pair's, restricted to this circuit and gateway pair (its full form scans every gateway
+        of the estate).
+        """
+        a, b, ga, gb, c = _SLOT_IDS if literal is None else (*literal, ea.id, eb.id, circuit)
+        gaps = tuple(_template(g, ("", "", "", "", circuit.name)) for g in circuit_gaps) if literal is None else \
+            circuit_gaps
+        checks = _flag_checks(ea, eb)
+        blockers = tuple(i for i, (_, _, value) in enumerate(checks or ()) if value is False)
+        flags = sorted({flag for _, flag, value in checks or () if value is False})
+        if checks is None:
+            head, state = ("not applicable: hubs of one Virtual WAN talk over its backbone, not ExpressRoute",
+                           NOT_APPLICABLE)
+        elif gaps:
+            head, state = "blocked by the circuit", BLOCKED
+        elif blockers:
+            head, state = f"blocked by {' and '.join((ga, gb)[i].name for i in blockers)} ({', '.join(flags)})", \
+                BLOCKED
+        else:
+            head, state = "not applicable: no route between these domains", NOT_APPLICABLE
+        missing = tuple(_flag_gaps(_candidate(ea, ga), _candidate(eb, gb)))
+        attempt = CircuitAttempt(c, gaps, (RouteAttempt((ga, gb), missing),))
+        body = Explanation(a=a, b=b, open=False, missing=tuple(dict.fromkeys((*gaps, *missing))),
                            circuits=(attempt,)).text()
-    return Cell(state, blocked_by=blockers if state == BLOCKED else (), by_circuit=bool(circuit_gaps),
-                text=f"{where}: {head}\n{body}")
+        text = f"circuit {c.name}, {ga.name} <-> {gb.name}: {head}\n{body}"
+        return state, text, bool(gaps), blockers if state == BLOCKED else ()
 
 
-def circuit_matrices(topology: Topology, pairs: PairSet,
-                     endpoints: Mapping[ResourceId, Endpoint]) -> list[CircuitMatrix]:
-    """Per circuit, every pair of the gateways (VNet and Virtual WAN) linked to it, with its state and why."""
+def circuit_matrices(topology: Topology, pairs: PairSet, endpoints: Mapping[ResourceId, Endpoint], *,
+                     paths: OpenPaths | None = None) -> list[CircuitMatrix]:
+    """Per circuit, every pair of the gateways (VNet and Virtual WAN) linked to it, with its state and why.
+
+    A cell is open (or pending) when compute_pairs carries some VNet pair over that circuit and gateway pair.
+    `paths`: `domain_pairs(pairs)` when already computed.
+    """
     by_circuit: dict[ResourceId, list[Endpoint]] = {}
     for ep in sorted(endpoints.values(), key=lambda e: e.id):
         for circuit in ep.circuits:
             by_circuit.setdefault(circuit, []).append(ep)
+    builder = _MatrixBuilder(topology, pairs, endpoints, (paths or domain_pairs(pairs)).routes)
+    sides = {g: _Side.of(e) for g, e in endpoints.items()}
     out = []
     for circuit, eps in sorted(by_circuit.items()):
         gaps = tuple(_circuit_gaps(topology, circuit))
-        cells = {(i, j): _cell(topology, pairs, endpoints, circuit, eps[i], eps[j], gaps)
+        row = [sides[e.id] for e in eps]
+        name = circuit.name
+        cells = {(i, j): builder.cell(circuit, row[i], row[j], gaps, name)
                  for i in range(len(eps)) for j in range(i + 1, len(eps))}
         out.append(CircuitMatrix(circuit=circuit, usable=not gaps, problems=gaps,
                                  gateways=tuple(e.id for e in eps), cells=cells))
@@ -179,10 +254,11 @@ class _PolicyCache:
 
     def __init__(self, policy: Policy, topology: Topology, now: datetime) -> None:
         self.policy, self.topology, self.now = policy, topology, now
-        self.docs: dict[str, tuple[tuple[bool, ...], dict[str, Any]]] = {}
-        self.verdicts: dict[tuple[tuple[bool, ...], tuple[bool, ...]], Verdict] = {}
+        self.signatures: dict[tuple[bool, ...], int] = {}
+        self.docs: dict[str, tuple[int, dict[str, Any]]] = {}
+        self.verdicts: dict[tuple[int, int], Verdict] = {}
 
-    def _doc(self, vnet: ResourceId) -> tuple[tuple[bool, ...], dict[str, Any]]:
+    def _doc(self, vnet: ResourceId) -> tuple[int, dict[str, Any]]:
         found = self.docs.get(vnet.key)
         if found is None:
             doc = _endpoint_json(self.topology, vnet, [])
@@ -190,7 +266,7 @@ class _PolicyCache:
             def side(selectors: tuple[Selector, ...]) -> bool:
                 return not selectors or any(s.matches(doc) for s in selectors)
             signature = tuple(m for rule in self.policy.rules for m in (side(rule.a), side(rule.b)))
-            found = self.docs[vnet.key] = (signature, doc)
+            found = self.docs[vnet.key] = (self.signatures.setdefault(signature, len(self.signatures)), doc)
         return found
 
     def verdict(self, a: ResourceId, b: ResourceId) -> Verdict:
@@ -201,38 +277,75 @@ class _PolicyCache:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class OpenPaths:
+    """The open VNet pairs grouped by the two gateways that carry them, and the pair totals.
+
+    routes: (circuit, gateway, gateway) keys, gateways in key order -> True when every VNet pair it carries is still
+    pending.
+    """
+
+    groups: list[DomainPair]
+    confirmed: int
+    pending: int
+    routes: Mapping[tuple[str, str, str], bool]
+
+
+def _pairs_with_routes(pairs: PairSet) -> Iterable[tuple[ResourceId, ResourceId, tuple[Route, ...]]]:
+    if isinstance(pairs.pairs, PairIndex):
+        return pairs.pairs.routes_by_pair()
+    return ((p.a, p.b, p.routes) for p in pairs.pairs.values())
+
+
 def domain_pairs(pairs: PairSet, *, topology: Topology | None = None, policy: Policy | None = None,
-                 now: datetime | None = None) -> list[DomainPair]:
+                 now: datetime | None = None) -> OpenPaths:
     """The open VNet pairs grouped by the two gateways that carry them (a pair over two gateway pairs is in both).
 
     With a policy (and the topology and time it is read at), each group counts its forbidden and unexpected pairs.
+    One pass over the pairs (an enterprise estate has hundreds of thousands); what a pair's routes say (pending,
+    warnings, groups) is worked out once per routes tuple, which compute_pairs shares between many pairs.
     """
     judge = _PolicyCache(policy, topology, now) if policy is not None and topology is not None and now else None
+    # id(routes) -> [routes, a, b, pairs, forbidden, unexpected, notes]: the routes tuples live in `pairs`
+    tally: dict[int, list[Any]] = {}
+    for a, b, routes in _pairs_with_routes(pairs):
+        entry = tally.get(id(routes))
+        if entry is None:
+            entry = tally[id(routes)] = [routes, a, b, 0, 0, 0, []]
+        entry[3] += 1
+        if judge is not None:
+            verdict = judge.verdict(a, b)
+            if verdict.kind in ("forbidden", "unexpected"):
+                entry[4 if verdict.kind == "forbidden" else 5] += 1
+                if len(entry[6]) < 3:
+                    entry[6].append(f"{a.name} <-> {b.name}: {verdict.reason}")
     groups: dict[tuple[ResourceId, ResourceId], DomainPair] = {}
-    for pair in pairs.pairs.values():
-        verdict = judge.verdict(pair.a, pair.b) if judge is not None else None
-        seen: set[tuple[ResourceId, ResourceId]] = set()
-        for route in pair.routes:
+    route_pending: dict[tuple[str, str, str], bool] = {}
+    pending_total = 0
+    for routes, a, b, count, forbidden, unexpected, notes in tally.values():
+        pair = TransitPair(a=a, b=b, routes=routes)
+        pending, warned = pair.pending, bool(pair.warnings)
+        pending_total += count * pending
+        touched: dict[tuple[ResourceId, ResourceId], DomainPair] = {}
+        for route in routes:
             g1, g2 = route.gateways
             key = (g1, g2) if g1 < g2 else (g2, g1)
-            group = groups.get(key)
+            group = touched.get(key) or groups.get(key)
             if group is None:
                 group = groups[key] = DomainPair(gateways=key)
+            touched[key] = group
             group.circuits.add(route.circuit)
-            if key in seen:
-                continue
-            seen.add(key)
-            group.vnet_pairs += 1
-            group.pending += pair.pending
-            group.warned += bool(pair.warnings)
-            if verdict is not None and verdict.kind in ("forbidden", "unexpected"):
-                if verdict.kind == "forbidden":
-                    group.forbidden += 1
-                else:
-                    group.unexpected += 1
-                if len(group.policy_notes) < 3:
-                    group.policy_notes.append(f"{pair.a.name} <-> {pair.b.name}: {verdict.reason}")
-    return [groups[k] for k in sorted(groups)]
+            rkey = (route.circuit.key, key[0].key, key[1].key)
+            route_pending[rkey] = route_pending.get(rkey, True) and route.pending
+        for group in touched.values():
+            group.vnet_pairs += count
+            group.pending += count * pending
+            group.warned += count * warned
+            group.forbidden += forbidden
+            group.unexpected += unexpected
+            group.policy_notes.extend(notes[:3 - len(group.policy_notes)])
+    return OpenPaths(groups=[groups[k] for k in sorted(groups)], confirmed=len(pairs.pairs) - pending_total,
+                     pending=pending_total, routes=route_pending)
 
 
 # ------------------------------------------------------------------------------------------------ timeline
@@ -295,17 +408,20 @@ def timeline(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------------ page data
 
 def _template(text: str, names: Sequence[str]) -> str:
-    """`text` with the cell's names replaced by slot characters (longest name first), or marked literal."""
+    """`text` with the cell's names replaced by slot characters (longest name first), or marked literal.
+
+    Names hold no slot character (else the text would, and goes literally), so a name never matches across a slot
+    already placed, and whatever the order of replacement the template expands back to the exact text.
+    """
     if _PRIVATE.search(text):
         return _LITERAL + text
     slots: dict[str, str] = {}
     for i, name in enumerate(names):
         if name and name not in slots:
             slots[name] = _SLOTS[i]
-    if not slots:
-        return text
-    pattern = re.compile("|".join(re.escape(n) for n in sorted(slots, key=len, reverse=True)))
-    return pattern.sub(lambda m: slots[m.group(0)], text)
+    for name in sorted(slots, key=len, reverse=True):
+        text = text.replace(name, slots[name])
+    return text
 
 
 def expand_template(template: str, names: Sequence[str]) -> str:
@@ -344,8 +460,9 @@ def report_data(topology: Topology, pairs: PairSet, endpoints: Mapping[ResourceI
                 generated_at: datetime, policy: Policy | None = None, audit: AuditView | None = None,
                 ) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data (names as the resources spell them; nothing escaped yet)."""
-    matrices = circuit_matrices(topology, pairs, endpoints)
-    groups = domain_pairs(pairs, topology=topology, policy=policy, now=generated_at)
+    paths = domain_pairs(pairs, topology=topology, policy=policy, now=generated_at)
+    matrices = circuit_matrices(topology, pairs, endpoints, paths=paths)
+    groups = paths.groups
     order = sorted(endpoints, key=lambda g: g)
     index = {g: i for i, g in enumerate(order)}
     domains = [_domain_json(topology, endpoints[g]) for g in order]
@@ -358,10 +475,7 @@ def report_data(topology: Topology, pairs: PairSet, endpoints: Mapping[ResourceI
             for j in range(i + 1, len(m.gateways)):
                 cell = m.cells[(i, j)]
                 codes.append(_code(cell, m.gateways[i], m.gateways[j]))
-                ea, eb = endpoints[m.gateways[i]], endpoints[m.gateways[j]]
-                names = [domains[index[ea.id]]["rep"], domains[index[eb.id]]["rep"], ea.id.name, eb.id.name,
-                         m.circuit.name]
-                tips.append(templates.setdefault(_template(cell.text, names), len(templates)))
+                tips.append(templates.setdefault(cell.template, len(templates)))
         res = topology.circuits.get(m.circuit)
         circuits.append({"id": m.circuit.value, "name": m.circuit.name, "usable": m.usable,
                          "problems": list(m.problems), "known": res is not None,
@@ -372,14 +486,13 @@ def report_data(topology: Topology, pairs: PairSet, endpoints: Mapping[ResourceI
                 circuit_index[c] = len(circuits)
                 circuits.append({"id": c.value, "name": c.name, "usable": True, "problems": [], "known": False,
                                  "gw": [], "cells": "", "tips": []})
-    open_pairs = sum(1 for p in pairs.pairs.values() if not p.pending)
     counts = {
         "vnets": sum(1 for v in topology.vnets.values() if v.present),
         "gateways": sum(1 for g in topology.gateways.values() if g.is_expressroute),
         "wanGateways": len(topology.wan_gateways),
         "circuits": len(circuits),
-        "openPairs": open_pairs,
-        "pendingPairs": len(pairs.pairs) - open_pairs,
+        "openPairs": paths.confirmed,
+        "pendingPairs": paths.pending,
         "domainPairs": len(groups),
         "warnings": len(pairs.warnings),
     }
