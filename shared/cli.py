@@ -196,4 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main: under `python -m` this file is __main__, and the commands that raise
+    # `shared.cli.UsageError` (cli_ops, cli_report) would otherwise raise a class main does not catch.
+    from shared.cli import main as imported_main
+
+    sys.exit(imported_main())
