@@ -16,23 +16,33 @@ from shared.transit import compute_pairs, endpoints_of
 
 
 def read_audit_folder(store_dir: str) -> AuditView:
-    """The audit records of a local store folder and whether their chain (and the state's tail) verified."""
+    """The audit records of a local store folder (parts joined) and whether their chain and the state's tail verify.
+
+    A damaged log still gives a page: the records up to the damage, and the page says the chain did not verify.
+    """
+    from shared.audit_query import AuditQueryError, LoggedRecord, PartJoiner
+    from shared.audit_reader import parse_record
     from shared.cli import UsageError
-    from shared.store import LocalAuditLog, LocalStateStore, _parse_lines, missing_tail, verify_audit
+    from shared.store import LocalAuditLog, LocalStateStore, missing_tail, verify_audit
 
     if not Path(store_dir).is_dir():
         raise UsageError(f"{store_dir}: no such store folder")
     lines = list(LocalAuditLog(store_dir).lines())
     result = verify_audit(lines)
-    records: list[dict[str, Any]] = []
     problem = result.problem
+    records: list[LoggedRecord] = []
+    joiner = PartJoiner()
     try:
-        records = list(_parse_lines(lines))
-    except Exception as exc:  # a corrupt line: the chain check above already names it
+        for line in lines:
+            record, recorded_at = parse_record(line)
+            logged = joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
+            if logged is not None:
+                records.append(logged)
+    except AuditQueryError as exc:
         problem = problem or str(exc)
-    if result.ok:
-        problem = missing_tail(LocalStateStore(store_dir).load()[0], records)
-    return AuditView(source=store_dir, records=records, verified=result.ok and problem is None, problem=problem)
+    if problem is None:
+        problem = missing_tail(LocalStateStore(store_dir).load()[0], (r.record for r in records))
+    return AuditView(source=store_dir, records=records, lines=len(lines), verified=problem is None, problem=problem)
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -14,9 +14,20 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from shared.audit_query import (
+    DELIVERY,
+    AuditFilter,
+    LoggedRecord,
+    cause_texts,
+    changes,
+    parse_recorded_at,
+    short_time,
+    vnet_name,
+    who_of,
+)
 from shared.explain import (
     CircuitAttempt,
     Explanation,
@@ -89,10 +100,12 @@ class DomainPair:
 
 @dataclass(frozen=True, slots=True)
 class AuditView:
-    """What the caller read from an audit log: its records (oldest first) and whether the chain verified."""
+    """What the caller read from an audit log: its records (oldest first, parts joined), how many lines it has,
+    and whether the chain verified (`problem` says where it broke, or what could not be read)."""
 
     source: str
-    records: Sequence[Mapping[str, Any]]
+    records: Sequence[LoggedRecord]
+    lines: int
     verified: bool
     problem: str | None = None
 
@@ -350,59 +363,29 @@ def domain_pairs(pairs: PairSet, *, topology: Topology | None = None, policy: Po
 
 # ------------------------------------------------------------------------------------------------ timeline
 
-def _names_of_causes(pairs: Iterable[Mapping[str, Any]]) -> list[str]:
-    out: dict[str, None] = {}
-    for p in pairs:
-        for c in p.get("cause") or []:
-            if isinstance(c, Mapping) and c.get("text"):
-                out[str(c["text"])] = None
-    return list(out)
-
-
-def _short_time(value: Any) -> str:
-    """An ISO time as `YYYY-MM-DD HH:MM:SS UTC` (as recorded when it cannot be read)."""
-    text = str(value or "")
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return text
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def timeline(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per run of the audit log (parts of a large record joined, alert ids from its delivery records)."""
-    rows: dict[str, dict[str, Any]] = {}
-    alerts: dict[str, dict[str, None]] = {}
-    for rec in records:
-        run = str(rec.get("runId") or f"seq-{rec.get('seq')}")
-        if rec.get("outcome") == "delivery":
-            for item in [*(rec.get("delivered") or []), *(rec.get("undelivered") or [])]:
-                alerts.setdefault(run, {})[str(item).split(":", 1)[0]] = None
+def timeline(records: Iterable[LoggedRecord]) -> list[dict[str, Any]]:
+    """One row per run of the audit log, oldest first: `audit list`'s reading of it (parts joined, who, causes,
+    the alert id and where it was delivered), without the delivery records themselves."""
+    rows = []
+    for change in reversed(changes(records, AuditFilter(outcomes=None))):
+        doc = change.logged.record
+        if doc.get("outcome") == DELIVERY:
             continue
-        opened, closed = list(rec.get("opened") or []), list(rec.get("closed") or [])
-        row = rows.get(run)
-        if row is None:
-            trigger = rec.get("trigger") if isinstance(rec.get("trigger"), Mapping) else {}
-            assert isinstance(trigger, Mapping)
-            resource = str(trigger.get("resourceId") or "")
-            rows[run] = row = {
-                "time": _short_time(rec.get("eventTime") or rec.get("time") or rec.get("recordedAt")),
-                "seq": rec.get("seq"), "who": rec.get("caller"), "outcome": str(rec.get("outcome") or ""),
-                "trigger": " ".join(str(x).removeprefix("Microsoft.Network/")
-                                    for x in (trigger.get("kind"), trigger.get("operation")) if x),
-                "resource": resource.rsplit("/", 1)[-1], "opened": 0, "closed": 0,
-                "pending": len(rec.get("pending") or []), "causes": [], "baseline": bool(rec.get("baseline")),
-                "detail": rec.get("detail"), "run": run,
-            }
-        row["opened"] += len(opened)
-        row["closed"] += len(closed)
-        row["causes"] = list(dict.fromkeys([*row["causes"], *_names_of_causes(opened + closed)]))
-    for run, ids in alerts.items():
-        if run in rows:
-            rows[run]["alerts"] = list(ids)
-    return list(rows.values())
+        trigger = doc.get("trigger") if isinstance(doc.get("trigger"), Mapping) else {}
+        assert isinstance(trigger, Mapping)
+        when = parse_recorded_at(doc.get("eventTime")) or change.logged.recorded_at
+        rows.append({
+            "time": short_time(when) + " UTC", "seq": change.logged.seq, "who": who_of(doc) or None,
+            "outcome": str(doc.get("outcome") or ""),
+            "trigger": " ".join(str(x).removeprefix("Microsoft.Network/")
+                                for x in (trigger.get("kind"), trigger.get("operation")) if x),
+            "resource": vnet_name(trigger.get("resourceId")) if trigger.get("resourceId") else "",
+            "opened": len(doc.get("opened") or []), "closed": len(doc.get("closed") or []),
+            "pending": len(doc.get("pending") or []), "causes": cause_texts(doc, "opened", "closed"),
+            "baseline": bool(doc.get("baseline")), "detail": doc.get("detail"),
+            "alerts": [change.alert_id] if change.alert_id else [], "deliveries": list(change.deliveries),
+        })
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------ page data
@@ -505,7 +488,7 @@ def report_data(topology: Topology, pairs: PairSet, endpoints: Mapping[ResourceI
         "warnings": list(pairs.warnings),
         "audit": None if audit is None else {
             "source": audit.source, "verified": audit.verified, "problem": audit.problem,
-            "records": len(audit.records), "runs": timeline(audit.records)},
+            "records": audit.lines, "runs": timeline(audit.records)},
     }
 
 
@@ -575,7 +558,8 @@ def _timeline_html(audit: Mapping[str, Any] | None) -> str:
             f'<tr class="{klass}"><td>{_e(r["time"])}</td><td>{_e(r["who"] or "—")}</td><td>{what}</td>'
             f'<td>{_e(r["outcome"])}{note}{detail}</td><td>{causes or "—"}</td><td class="num">{r["opened"]}</td>'
             f'<td class="num">{r["closed"]}</td><td class="num">{r["pending"]}</td>'
-            f'<td><code>{"<br>".join(_e(a) for a in r.get("alerts", [])) or "—"}</code></td></tr>')
+            f'<td><code>{"<br>".join(_e(a) for a in r["alerts"]) or "—"}</code>'
+            f'{"".join(f"<br><small>{_e(d)}</small>" for d in r["deliveries"])}</td></tr>')
     more = (f"<p>Showing the newest {TIMELINE_MAX_ROWS:,} of {len(runs):,} runs.</p>"
             if len(runs) > TIMELINE_MAX_ROWS else "")
     return (f'<section id="timeline"><h2>Timeline (audit log)</h2>{more}<div class="scroll"><table class="list">'

@@ -38,7 +38,8 @@ def test_report_of_the_lab_with_the_replayed_audit_log_states_the_chain_verified
     assert data["audit"]["verified"] is True and data["audit"]["records"] == 10
     runs = data["audit"]["runs"]
     opened = [r for r in runs if r["opened"]]
-    assert [(r["who"], r["opened"]) for r in opened] == [("bob@contoso.example", 1), (None, 2)]
+    # The reconcile that confirmed gateway 3 is attributed to who started the change (audit list does the same).
+    assert [(r["who"], r["opened"]) for r in opened] == [("bob@contoso.example", 1), ("alice@contoso.example", 2)]
     assert all(len(r.get("alerts", [])) == 1 for r in opened)
     assert "audit chain verified (10 records)" in out.read_text(encoding="utf-8")
 

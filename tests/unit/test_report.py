@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.audit_query import LoggedRecord, PartJoiner
 from shared.explain import explain_pair
 from shared.model import PairSet, ResourceId, Topology
 from shared.policy import evaluate, parse_policy
@@ -243,10 +244,21 @@ def test_template_replaces_the_longer_of_two_overlapping_names() -> None:
 
 # -- timeline ---------------------------------------------------------------------------------------------------------
 
+def logged(records: list[dict[str, Any]]) -> list[LoggedRecord]:
+    """Records as the audit reader yields them (parts joined)."""
+    joiner, out = PartJoiner(), []
+    for i, rec in enumerate(records, 1):
+        rec = {"time": "2026-11-20T09:00:00Z", **rec}
+        found = joiner.feed(rec, file="audit-2026-11-20.jsonl", line=i, recorded_at=NOW)
+        if found is not None:
+            out.append(found)
+    return out
+
+
 def test_timeline_joins_parts_and_takes_alert_ids_from_delivery_records() -> None:
     cause = [{"text": "ergw-01 allowRemoteVnetTraffic false -> true"}]
     records = [
-        {"seq": 1, "runId": "r1", "outcome": "committed", "caller": "bob", "time": "2026-11-20T09:00:00Z",
+        {"seq": 1, "runId": "r1", "outcome": "committed", "caller": "bob", "eventTime": "2026-11-20T09:00:00Z",
          "trigger": {"kind": "event", "operation": "Microsoft.Network/virtualNetworkGateways/write",
                      "resourceId": "/x/ergw-01"}, "opened": [{"cause": cause}] * 3, "closed": [], "part": 1,
          "parts": 2},
@@ -255,8 +267,9 @@ def test_timeline_joins_parts_and_takes_alert_ids_from_delivery_records() -> Non
         {"seq": 3, "runId": "r1", "outcome": "delivery", "delivered": ["abc123:slack", "abc123:teams"],
          "undelivered": []},
     ]
-    (row,) = timeline(records)
+    (row,) = timeline(logged(records))
     assert (row["opened"], row["closed"], row["who"], row["alerts"]) == (5, 1, "bob", ["abc123"])
+    assert row["deliveries"] == ["slack", "teams"]
     assert row["causes"] == ["ergw-01 allowRemoteVnetTraffic false -> true"]
     assert row["trigger"] == "event virtualNetworkGateways/write" and row["resource"] == "ergw-01"
     assert row["time"] == "2026-11-20 09:00:00 UTC"
@@ -288,12 +301,12 @@ def page_of(resources: list[Resource], **kwargs: Any) -> tuple[str, dict[str, An
 
 
 def test_hostile_names_callers_and_sources_never_reach_the_page_as_markup() -> None:
-    records = [{"seq": 1, "runId": "r", "outcome": "committed", "caller": HOSTILE_TEXT[0], "time": HOSTILE[1],
-                "detail": HOSTILE_TEXT[1], "trigger": {"kind": "event", "operation": HOSTILE_TEXT[0],
-                                                       "resourceId": "/x/" + HOSTILE[0]},
-                "opened": [{"cause": [{"text": HOSTILE_TEXT[1]}]}], "closed": []},
-               {"seq": 2, "runId": "r", "outcome": "delivery", "delivered": [HOSTILE_TEXT[0] + ":x"]}]
-    audit = AuditView(source=HOSTILE_TEXT[1], records=records, verified=False, problem=HOSTILE_TEXT[0])
+    records = logged([{"seq": 1, "runId": "r", "outcome": "committed", "caller": HOSTILE_TEXT[0],
+                       "eventTime": HOSTILE[1], "detail": HOSTILE_TEXT[1], "alertId": HOSTILE_TEXT[0],
+                       "trigger": {"kind": "event", "operation": HOSTILE_TEXT[0], "resourceId": "/x/" + HOSTILE[0]},
+                       "opened": [{"cause": [{"text": HOSTILE_TEXT[1]}]}], "closed": []},
+                      {"seq": 2, "runId": "r", "outcome": "delivery", "delivered": [HOSTILE_TEXT[0] + ":x"]}])
+    audit = AuditView(source=HOSTILE_TEXT[1], records=records, lines=2, verified=False, problem=HOSTILE_TEXT[0])
     page, data = page_of(hostile_topology(), source=HOSTILE_TEXT[0] + HOSTILE_TEXT[2], audit=audit)
     assert page.count("<script") == 2 and page.count("</script>") == 2
     assert page.count("</style>") == 1 and page.count("<style>") == 1
