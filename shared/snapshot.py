@@ -233,8 +233,14 @@ def _peering(raw: Mapping[str, Any], vnet: ResourceId, source: str, warnings: li
 
 
 def _global_reach_refs(connection: Any) -> list[ResourceId]:
-    """The circuits a Global Reach connection names (`connections` on one circuit's private peering,
-    `peerConnections` on the other's: each names both sides' peerings, so read both and drop the own circuit)."""
+    """The circuits a Global Reach connection names, read from either side.
+
+    The REST specification (ExpressRouteCircuitPeeringPropertiesFormat) records Global Reach as `connections`
+    (ExpressRouteCircuitConnection) on the circuit where it was configured and as `peerConnections` ("the list of
+    peered circuit connections associated with Azure Private Peering for this circuit") on the other. Both name
+    `expressRouteCircuitPeering` and `peerExpressRouteCircuitPeering`; which side each names is not something to
+    rely on (the spec's own ExpressRouteCircuitConnectionGet example disagrees with its id), so both are read and
+    the caller drops the circuit's own id."""
     props = _props(connection) if isinstance(connection, dict) else {}
     refs = (_ref(props.get(k)) for k in ("expressRouteCircuitPeering", "peerExpressRouteCircuitPeering"))
     return [_strip_to(r, "peerings") for r in refs if r is not None]

@@ -231,10 +231,14 @@ def test_explain_without_private_peering_gives_a_reason_on_every_line() -> None:
 ])
 def test_explain_has_no_reason_line_ending_with_an_empty_colon(files: dict[str, Any], a: str, b: str) -> None:
     topology = topology_of(files)
-    text = explain_pair(topology, resolve_vnet(topology, a), resolve_vnet(topology, b)).text()
+    ex = explain_pair(topology, resolve_vnet(topology, a), resolve_vnet(topology, b))
+    text = ex.text()
     assert len(text.splitlines()) >= 2
     for line in text.splitlines():
         assert not line.rstrip().endswith(":") and ": ;" not in line, line
+    doc = ex.to_json()
+    assert all(r["why"] for c in doc["circuits"] for r in c["routes"])
+    assert all(c["why"] for c in doc["carriers"])
 
 
 def test_explain_an_open_pair_says_which_flags_let_it_through() -> None:
