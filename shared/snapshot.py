@@ -354,6 +354,8 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
             provisioning_state=_opt_str(props.get("provisioningState")),
         )
         gateways[gid] = gateway
+        if not gateway.gateway_type:
+            warnings.append(f"{source}: gateway {gid.name} reports no gatewayType; not counted as ExpressRoute")
         if not gateway.is_expressroute:
             continue
         if home is None:
@@ -377,6 +379,8 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
             provisioning_state=_opt_str(props.get("provisioningState")),
         )
         connections[cid] = conn
+        if not conn.connection_type:
+            warnings.append(f"{source}: connection {cid.name} reports no connectionType; not counted as ExpressRoute")
         if not conn.is_expressroute:
             continue
         if conn.gateway is None or conn.circuit is None:

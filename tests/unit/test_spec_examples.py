@@ -319,3 +319,13 @@ def test_global_reach_the_cli_prints_as_peered_connections_is_read() -> None:
     peering["peeredConnections"] = [{**{k: v for k, v in gr.items() if k != "properties"}, **gr["properties"]}]
     (c,) = parse_resources([*resources_of(circuit), *resources_of(peering)]).circuits.values()
     assert sorted(x.name for x in c.global_reach) == ["dedharcktlocal", "dedharcktremote"]
+
+
+def test_a_gateway_or_connection_without_its_type_field_is_a_warning_not_a_silent_zero() -> None:
+    gw, conn = body("VirtualNetworkGatewayGet.json"), body("VirtualNetworkGatewayConnectionGet.json")
+    del gw["properties"]["gatewayType"], conn["properties"]["connectionType"]
+    topology = parse_resources([*resources_of(gw), *resources_of(conn)])
+    assert topology.warnings == (
+        "snapshot: gateway vpngw reports no gatewayType; not counted as ExpressRoute",
+        "snapshot: connection connS2S reports no connectionType; not counted as ExpressRoute",
+    )
