@@ -56,6 +56,9 @@ param policyFile string = ''
 @description('Hosts a webhook may post to besides Slack\'s and Teams Workflows\' own (WEBHOOK_ALLOWED_HOSTS); a JSON webhook\'s host must be listed.')
 param webhookAllowedHosts string = ''
 
+@description('Create an Event Grid custom topic that receives every transit change as a CloudEvent (README.md (Events)), with local auth disabled and EventGrid Data Sender for the function identity on it. Off by default.')
+param eventTopic bool = false
+
 @description('Days each audit blob stays immutable.')
 @minValue(1)
 @maxValue(146000)
@@ -182,6 +185,17 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+module events 'app/eventtopic.bicep' = if (eventTopic) {
+  name: 'eventtopic'
+  scope: group
+  params: {
+    name: 'evgt-ertransit-changes-${resourceToken}'
+    location: location
+    tags: tags
+    functionPrincipalId: identities.outputs.functionPrincipalId
+  }
+}
+
 module function 'app/function.bicep' = {
   name: 'function'
   scope: group
@@ -208,6 +222,7 @@ module function 'app/function.bicep' = {
     teamsSecretUri: vault.outputs.teamsSecretUri
     slackSecretUri: vault.outputs.slackSecretUri
     jsonSecretUri: vault.outputs.jsonSecretUri
+    eventTopicEndpoint: eventTopic ? events.outputs.endpoint : ''
   }
   // The host starts with identity-based storage and Key Vault references: grant first, then start.
   dependsOn: [
@@ -247,3 +262,4 @@ output WATCHED_SUBSCRIPTIONS string = join(watchedSubscriptionIds, ',')
 output AUDIT_STORAGE_ACCOUNT_NAME string = auditStorage.outputs.name
 output AUDIT_CONTAINER string = auditContainerName
 output AUDIT_RETENTION_DAYS int = auditRetentionDays
+output EVENTGRID_TOPIC_ENDPOINT string = eventTopic ? events.outputs.endpoint : ''

@@ -78,6 +78,17 @@ class RunResult:
     detail: str | None = None
 
 
+def alert_parts(notifier: Notifier, alert: JsonDict) -> list[tuple[str, JsonDict]]:
+    """(outbox item id, payload) per post: one for a chat; a notifier that posts a large alert in several
+    requests (the Event Grid publisher's batches) splits it up front, so each accepted post is settled on its own
+    and a retry never repeats one."""
+    split = getattr(notifier, "split", None)
+    parts: list[JsonDict] = split(alert) if callable(split) else [alert]
+    if len(parts) <= 1:
+        return [(f"{alert['id']}:{notifier.name}", parts[0] if parts else alert)]
+    return [(f"{alert['id']}:{notifier.name}:{n}/{len(parts)}", part) for n, part in enumerate(parts, 1)]
+
+
 def canonical_digest(resources: Sequence[Mapping[str, Any]]) -> str:
     ordered = sorted(resources, key=lambda r: str(r.get("id", "")).lower())
     text = json.dumps(ordered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -175,8 +186,8 @@ class Auditor:
                  for part in split_record(record)]
         alert = self._alert(decision, trigger, run_id, now)
         if alert is not None:
-            items += [self._item("alert", f"{alert['id']}:{n.name}", alert, run_id, now, notifier=n.name)
-                      for n in self.notifiers]
+            items += [self._item("alert", item_id, part, run_id, now, notifier=n.name)
+                      for n in self.notifiers for item_id, part in alert_parts(n, alert)]
         previous = state or CommittedState()
         outbox = [self._claim(i, run_id, now) for i in previous.outbox] + items
         new_state = CommittedState(
