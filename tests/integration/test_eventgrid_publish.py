@@ -284,3 +284,21 @@ def test_a_change_too_big_for_one_request_is_posted_in_parts_each_accepted_exact
     ids = topic.accepted_ids()
     assert len(ids) == opened and len(set(ids)) == opened  # every pair once, none twice
     assert all(r.size <= 60_000 for r in topic.requests)
+
+
+def test_a_change_of_more_than_500_pairs_gets_an_event_for_every_pair_while_chat_gets_the_summary(
+        tmp_path: Path, topic: EventGridReceiver, chat: Chat) -> None:
+    spokes = [{}] * 24
+    before = small_topology([{"allow_remote": False, "spokes": spokes}, {"spokes": spokes}])
+    after = small_topology([{"spokes": spokes}, {"spokes": spokes}])
+    audit, reader = auditor(tmp_path, topic, chat, before)
+    audit.run(RunTrigger(kind="reconcile"))
+    reader.resources = after
+    result = audit.run(event_trigger("e1", rid("virtualNetworkGateways", "ergw-1")))
+    assert len(result.opened) == 25 * 25
+    [alert] = chat.bodies
+    assert len(alert["opened"]) == 500 and alert["omitted"]["opened"] == 125
+    ids = topic.accepted_ids()
+    assert len(ids) == 625 and len(set(ids)) == 625
+    assert {tuple(e["data"]["pair"]["vnets"]) for e in topic.accepted} == {tuple(p["vnets"]) for p in result.opened}
+    assert all(r.status == 200 and r.size <= MAX_BYTES for r in topic.requests)
