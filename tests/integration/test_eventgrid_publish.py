@@ -302,3 +302,13 @@ def test_a_change_of_more_than_500_pairs_gets_an_event_for_every_pair_while_chat
     assert len(ids) == 625 and len(set(ids)) == 625
     assert {tuple(e["data"]["pair"]["vnets"]) for e in topic.accepted} == {tuple(p["vnets"]) for p in result.opened}
     assert all(r.status == 200 and r.size <= MAX_BYTES for r in topic.requests)
+
+
+def test_a_key_is_refused_by_a_topic_with_local_auth_disabled_while_a_token_is_taken() -> None:
+    with EventGridReceiver(key=KEY, tokens={"fake"}, local_auth=False) as entra_only:
+        alert = lab_alert()
+        with pytest.raises(DeliveryError) as raised:
+            publisher(entra_only).deliver(alert, alert_id=alert["id"])
+        assert "HTTP 401" in str(raised.value) and entra_only.accepted == []
+        publisher(entra_only, FakeCredential()).deliver(alert, alert_id=alert["id"])
+        assert len(entra_only.accepted) == 1
