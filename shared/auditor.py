@@ -176,15 +176,17 @@ class Auditor:
         changed = decision.opened or decision.closed or state is None or decision.pending != state.pending
         outcome = COMMITTED if changed else NO_CHANGE
         now = self.clock()
+        alert = self._alert(decision, trigger, run_id, now)
+        # The record names its alert and the channels it goes to, so `audit show`/`list` can find its deliveries.
+        alert_ref = {"alertId": alert["id"], "notifiers": [n.name for n in self.notifiers]} if alert else {}
         record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
                               closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
                               extra={"baseline": state is None, "topologyDigest": digest,
                                      "stateSequence": (state.sequence if state else 0) + 1,
                                      **({"pairs": decision.committed_count}
-                                        if decision.committed_count is not None else {})})
+                                        if decision.committed_count is not None else {}), **alert_ref})
         items = [self._item("audit", f"{run_id}:audit:{part.get('part', 1)}", part, run_id, now)
                  for part in split_record(record)]
-        alert = self._alert(decision, trigger, run_id, now)
         if alert is not None:
             complete = self._complete_alert(alert, decision)
             items += [self._item("alert", item_id, part, run_id, now, notifier=n.name)

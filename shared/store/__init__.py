@@ -23,6 +23,7 @@ from shared.store.chain import (
     canonical_json,
     chain_next,
     line_hash,
+    parse_audit_line,
     record_hash,
     verify_audit,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "chain_next",
     "line_hash",
     "missing_tail",
+    "parse_audit_line",
     "record_hash",
     "store_from_settings",
     "verify_audit",

@@ -6,7 +6,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,8 +83,16 @@ class LocalAuditLog:
         return stored
 
     def lines(self) -> Iterator[AuditLine]:
-        for path in self._files():
-            yield from _split_lines(path.name, path.read_bytes())
+        for name in self.day_names():
+            yield from self.day_lines(name)
+
+    def day_names(self, prefixes: Sequence[str] = ("audit-",)) -> list[str]:
+        """The day files whose names start with one of `prefixes`, oldest first (reads no record)."""
+        return [p.name for p in self._files() if p.name.startswith(tuple(prefixes))]
+
+    def day_lines(self, name: str) -> Iterator[AuditLine]:
+        """The non-empty lines of one day file, in order."""
+        yield from _split_lines(name, (self._folder / name).read_bytes())
 
     def records(self) -> Iterator[JsonDict]:
         return _parse_lines(self.lines())
@@ -218,10 +226,21 @@ class AppendBlobAuditLog:
         return self._last_line_of(name, size) == data.decode("utf-8").rstrip("\n")
 
     def lines(self) -> Iterator[AuditLine]:
+        for name in self.day_names():
+            yield from self.day_lines(name)
+
+    def day_names(self, prefixes: Sequence[str] = ("audit-",)) -> list[str]:
+        """The day blobs whose names start with one of `prefixes`, oldest first: one listing per prefix, so a
+        question about a few days lists those days' names (a listing returns names, never content)."""
         container = self._container.get()
-        for blob in self._day_blobs():
-            content = container.get_blob_client(blob.name).download_blob().readall()
-            yield from _split_lines(blob.name, content)
+        names = {b.name for prefix in dict.fromkeys(prefixes) for b in container.list_blobs(name_starts_with=prefix)
+                 if _AUDIT_FILE_RE.fullmatch(b.name)}
+        return sorted(names)
+
+    def day_lines(self, name: str) -> Iterator[AuditLine]:
+        """The non-empty lines of one day blob, in order (one download of that blob)."""
+        content = self._container.get().get_blob_client(name).download_blob().readall()
+        yield from _split_lines(name, content)
 
     def records(self) -> Iterator[JsonDict]:
         return _parse_lines(self.lines())

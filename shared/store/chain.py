@@ -161,15 +161,20 @@ def verify_audit(records: Iterable[Mapping[str, Any] | AuditLine]) -> AuditVerif
     return AuditVerification(True, count)
 
 
+def parse_audit_line(line: AuditLine) -> JsonDict:
+    """One raw line as a JSON object; AuditLogCorrupt naming the file and line otherwise."""
+    try:
+        parsed = json.loads(line.text)
+    except ValueError as exc:
+        raise AuditLogCorrupt(f"{line.file} line {line.line} is not valid JSON") from exc
+    if not isinstance(parsed, dict):
+        raise AuditLogCorrupt(f"{line.file} line {line.line} is not a JSON object")
+    return parsed
+
+
 def _parse_lines(lines: Iterable[AuditLine]) -> Iterator[JsonDict]:
     for line in lines:
-        try:
-            parsed = json.loads(line.text)
-        except ValueError as exc:
-            raise AuditLogCorrupt(f"{line.file} line {line.line} is not valid JSON") from exc
-        if not isinstance(parsed, dict):
-            raise AuditLogCorrupt(f"{line.file} line {line.line} is not a JSON object")
-        yield parsed
+        yield parse_audit_line(line)
 
 
 def _next_line(previous_text: str | None, record: Mapping[str, Any], now: datetime, where: str) -> tuple[JsonDict, str]:
