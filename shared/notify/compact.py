@@ -37,7 +37,8 @@ def render_minimal(channel: str, alert: Mapping[str, Any]) -> dict[str, Any]:
         return {"text": slack.esc(line)[: slack.MAX_FALLBACK], "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": slack.cut(title, slack.MAX_HEADER_TEXT),
                                         "emoji": True}},
-            {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields if v]},
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}", "verbatim": True}
+                                           for k, v in fields if v]},
         ]}
     if channel == "teams":
         facts = [("Severity", view.severity), ("Pairs", counts), ("Alert id", view.id), ("Full record", where)]
@@ -62,8 +63,8 @@ def render_health(channel: str, alert: Mapping[str, Any]) -> dict[str, Any]:
             {"type": "header", "text": {"type": "plain_text", "text": slack.cut(f"ER-transit auditor: {title}",
                                                                                  slack.MAX_HEADER_TEXT),
                                         "emoji": True}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} {slack.esc(detail)}"}},
-            {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{slack.esc(v)}"}
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"{icon} {slack.esc(detail)}", "verbatim": True}},
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{slack.esc(v)}", "verbatim": True}
                                            for k, v in facts if v]},
         ]}
     if channel == "teams":
