@@ -53,7 +53,7 @@ def render_text(alert: Mapping[str, Any]) -> str:
         return render_health_text(alert)
     view = read_alert(alert)
     lines = [f"[{view.severity.upper()}] {view.title}"]
-    facts = (("changed by", view.caller), ("time", short_time(view.time)),
+    facts = (("changed by", view.caller), ("detected by", view.detected_by), ("time", short_time(view.time)),
              ("correlation id", view.correlation_id), ("trigger", view.trigger), ("alert id", view.id))
     for label, value in facts:
         if value:
