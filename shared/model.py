@@ -274,8 +274,7 @@ class PairIndex(Mapping[tuple[str, str], TransitPair]):
         """`vnets` sorted by key; `routes`: rank(a) * len(vnets) + rank(b) -> routes, for rank(a) < rank(b)."""
         self._vnets = tuple(vnets)
         self._rank = {v.key: i for i, v in enumerate(self._vnets)}
-        codes = sorted(routes)
-        self._routes = dict(zip(codes, map(routes.__getitem__, codes), strict=True))
+        self._routes = {code: routes[code] for code in sorted(routes)}
 
     def _code(self, key: object) -> int | None:
         if not (isinstance(key, tuple) and len(key) == 2):
