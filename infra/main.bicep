@@ -52,6 +52,9 @@ param reconcileSchedule string = '0 */15 * * * *'
 @description('Optional POLICY_FILE app setting. Empty: not set.')
 param policyFile string = ''
 
+@description('Create an Event Grid custom topic that receives every transit change as a CloudEvent (README.md (Events)), with local auth disabled and EventGrid Data Sender for the function identity on it. Off by default.')
+param eventTopic bool = false
+
 @description('Days each audit blob stays immutable.')
 @minValue(1)
 @maxValue(146000)
@@ -162,6 +165,17 @@ module rbac 'app/rbac.bicep' = {
   }
 }
 
+module events 'app/eventtopic.bicep' = if (eventTopic) {
+  name: 'eventtopic'
+  scope: group
+  params: {
+    name: 'evgt-ertransit-changes-${resourceToken}'
+    location: location
+    tags: tags
+    functionPrincipalId: identities.outputs.functionPrincipalId
+  }
+}
+
 module function 'app/function.bicep' = {
   name: 'function'
   scope: group
@@ -186,6 +200,7 @@ module function 'app/function.bicep' = {
     teamsSecretUri: vault.outputs.teamsSecretUri
     slackSecretUri: vault.outputs.slackSecretUri
     jsonSecretUri: vault.outputs.jsonSecretUri
+    eventTopicEndpoint: eventTopic ? events.outputs.endpoint : ''
   }
   // The host starts with identity-based storage and Key Vault references: grant first, then start.
   dependsOn: [
@@ -223,3 +238,4 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_KEY_VAULT_NAME string = vault.outputs.name
 output WATCHED_SUBSCRIPTIONS string = join(watchedSubscriptionIds, ',')
 output AUDIT_CONTAINER string = auditContainerName
+output EVENTGRID_TOPIC_ENDPOINT string = eventTopic ? events.outputs.endpoint : ''

@@ -78,6 +78,17 @@ class RunResult:
     detail: str | None = None
 
 
+def alert_parts(notifier: Notifier, alert: JsonDict) -> list[tuple[str, JsonDict]]:
+    """(outbox item id, payload) per post: one for a chat; a notifier that posts a large alert in several
+    requests (the Event Grid publisher's batches) splits it up front, so each accepted post is settled on its own
+    and a retry never repeats one."""
+    split = getattr(notifier, "split", None)
+    parts: list[JsonDict] = split(alert) if callable(split) else [alert]
+    if len(parts) <= 1:
+        return [(f"{alert['id']}:{notifier.name}", parts[0] if parts else alert)]
+    return [(f"{alert['id']}:{notifier.name}:{n}/{len(parts)}", part) for n, part in enumerate(parts, 1)]
+
+
 def canonical_digest(resources: Sequence[Mapping[str, Any]]) -> str:
     ordered = sorted(resources, key=lambda r: str(r.get("id", "")).lower())
     text = json.dumps(ordered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -165,18 +176,20 @@ class Auditor:
         changed = decision.opened or decision.closed or state is None or decision.pending != state.pending
         outcome = COMMITTED if changed else NO_CHANGE
         now = self.clock()
+        alert = self._alert(decision, trigger, run_id, now)
+        # The record names its alert and the channels it goes to, so `audit show`/`list` can find its deliveries.
+        alert_ref = {"alertId": alert["id"], "notifiers": [n.name for n in self.notifiers]} if alert else {}
         record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
                               closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
                               extra={"baseline": state is None, "topologyDigest": digest,
                                      "stateSequence": (state.sequence if state else 0) + 1,
                                      **({"pairs": decision.committed_count}
-                                        if decision.committed_count is not None else {})})
+                                        if decision.committed_count is not None else {}), **alert_ref})
         items = [self._item("audit", f"{run_id}:audit:{part.get('part', 1)}", part, run_id, now)
                  for part in split_record(record)]
-        alert = self._alert(decision, trigger, run_id, now)
         if alert is not None:
-            items += [self._item("alert", f"{alert['id']}:{n.name}", alert, run_id, now, notifier=n.name)
-                      for n in self.notifiers]
+            items += [self._item("alert", item_id, part, run_id, now, notifier=n.name)
+                      for n in self.notifiers for item_id, part in alert_parts(n, alert)]
         previous = state or CommittedState()
         outbox = [self._claim(i, run_id, now) for i in previous.outbox] + items
         new_state = CommittedState(

@@ -13,7 +13,15 @@ from typing import Any
 
 from shared.diff import diff_pairs
 from shared.explain import VnetLookupError, explain_pair, resolve_vnet
-from shared.policy import Policy, PolicyError, annotate_diff, forbidden_openings, load_policy, policy_lines
+from shared.policy import (
+    Policy,
+    PolicyError,
+    annotate_diff,
+    forbidden_openings,
+    load_policy,
+    policy_lines,
+    policy_warnings,
+)
 from shared.snapshot import SnapshotError, load_snapshot_file, read_snapshot
 from shared.transit import compute_pairs
 from shared.views import diff_json, diff_table, pairs_json, pairs_table
@@ -118,6 +126,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
     policy = _policy(args.file)
+    for warning in policy_warnings(policy):
+        print(f"warning: {warning}", file=sys.stderr)
     kinds = {k: sum(1 for r in policy.rules if r.kind == k) for k in ("forbidden", "allowed", "accepted")}
     print(f"{policy.source}: ok ({', '.join(f'{n} {k}' for k, n in kinds.items())}; unexpected = "
           f"{policy.unexpected})")

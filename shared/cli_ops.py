@@ -60,6 +60,9 @@ def register(sub: Any) -> None:
                        help="the store the app settings in the environment select (AuditorStorage, "
                             "AuditorStorage__blobServiceUri, AUDIT_CONTAINER), as the function uses it")
     v.set_defaults(func=cmd_audit_verify)
+    from shared import cli_audit
+
+    cli_audit.register(audit_sub)
 
     p = sub.add_parser("render", help="print the chat payload a diff would produce")
     p.add_argument("--channel", required=True, choices=["teams", "slack", "json"])

@@ -23,6 +23,7 @@ _cached: dict[str, Auditor] = {}
 def build_auditor(env: Mapping[str, str]) -> Auditor:
     """Wire the adapters that the app settings select (live Azure, or local/offline)."""
     from shared.notify import ConsoleNotifier, notifiers_from_settings
+    from shared.notify.eventgrid import publisher_from_settings
     from shared.store import store_from_settings
 
     settings = Settings.from_env(env)
@@ -35,6 +36,7 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
         reader = ResourceGraphTopologyReader(default_credential(settings.client_id), settings.subscriptions)
     state, audit, recheck = store_from_settings(env)
     notifiers: list[Notifier] = list(notifiers_from_settings(env)) or [ConsoleNotifier()]
+    notifiers[:0] = [p for p in [publisher_from_settings(env, client_id=settings.client_id)] if p]  # fails fast: first
     classify, notify_info = _classification(settings)
     return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
                    classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds)

@@ -62,13 +62,27 @@ class Skip:
 
 @lru_cache(maxsize=1)
 def load_watched_operations() -> WatchedOperations:
-    """The watched event types and operations from shared/watched_operations.json (read once)."""
+    """The watched event types and operations from shared/watched_operations.json (read once).
+
+    Each event type must be one of azure.eventgrid's SystemEventNames (a misspelt type in the shared file would
+    otherwise make every event "not watched", and the infra filter would silently drop them too).
+    """
     text = resources.files(__package__ or "shared").joinpath(_WATCHED_FILE).read_text(encoding="utf-8")
     raw = json.loads(text)
+    unknown = [str(t) for t in raw["eventTypes"] if not is_system_event_name(str(t))]
+    if unknown:
+        raise ValueError(f"{_WATCHED_FILE}: not an Event Grid system event type: {', '.join(unknown)}")
     return WatchedOperations(
         event_types=frozenset(str(t).lower() for t in raw["eventTypes"]),
         operations=frozenset(str(o).lower() for o in raw["operations"]),
     )
+
+
+def is_system_event_name(event_type: str) -> bool:
+    """Whether `event_type` is a system event type azure.eventgrid names (SystemEventNames), case-insensitively."""
+    from azure.eventgrid import SystemEventNames
+
+    return event_type.lower() in {str(name.value).lower() for name in SystemEventNames}
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +148,10 @@ def parse_event(event: object, *, watched: WatchedOperations | None = None) -> T
     )
 
 
+# The envelope is read here, not with azure.eventgrid's models: the SDK has names only (SystemEventNames, used
+# above), no typed resource-event data, and EventGridEvent.from_dict accepts an event without eventType while
+# CloudEvent.from_dict fails on a bad time with an unrelated int() error, either of which would replace our
+# one-line errors that name the field.
 def _envelope(event: object) -> _Envelope:
     if isinstance(event, bytes | bytearray):
         try:

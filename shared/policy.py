@@ -1,7 +1,10 @@
 """Which ER-transit pairs are allowed, forbidden or accepted, and the severity of each opened or closed pair.
 
-Precedence: an accepted path (not expired) > forbidden > allowed > unexpected (the default). Within a list the first
-matching rule wins. A rule matches a pair when one VNet matches side `a` and the other side `b` (symmetric).
+Precedence: forbidden > an accepted path (not expired) > allowed > unexpected (the default). Within a list the first
+matching rule wins. Names and tags are set by resource owners, so nothing an owner controls can lower a severity:
+an accepted rule must scope every selector of side `a` by subscription or resource id, and tags may appear only in
+forbidden rules (they may raise a severity, never lower it).
+A rule matches a pair when one VNet matches side `a` and the other side `b` (symmetric).
 Severity of an opening: forbidden = critical, unexpected = warning (or the file's `unexpected:`), accepted and
 allowed = info. Of a closing: an allowed (or accepted) path that closed = warning, anything else = info.
 Info is audited but not sent to chat unless the file says `notifyInfo: true`. See examples/policy.yaml.
@@ -23,7 +26,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from shared.model import ResourceId
 
 SEVERITIES = ("info", "warning", "critical")
-KINDS = ("accepted", "forbidden", "allowed")
+KINDS = ("forbidden", "accepted", "allowed")  # evaluation order: the first kind that matches decides
+MAX_POLICY_BYTES = 256 * 1024  # a policy is a page of rules; anything larger is refused before YAML parsing
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -42,6 +46,18 @@ class Selector:
     tags: tuple[tuple[str, tuple[str, ...]], ...] = ()
     prefixes: tuple[IpNetwork, ...] = ()
 
+    def scoped(self) -> bool:
+        """Whether it names a scope an owner cannot forge: a literal subscription, or ids under one."""
+        def literal(sub: str) -> bool:
+            return bool(sub) and not any(c in sub for c in "*?[")
+        if self.subscriptions and all(literal(s) for s in self.subscriptions):
+            return True
+        return bool(self.ids) and all(literal(_subscription_of(i)) for i in self.ids)
+
+    def by_name_alone(self) -> bool:
+        """A name but nothing that places the VNet: any VNet so named anywhere matches."""
+        return bool(self.names) and not (self.ids or self.subscriptions or self.resource_groups or self.prefixes)
+
     def matches(self, endpoint: Mapping[str, Any]) -> bool:
         checks = [(self.ids, endpoint.get("id")), (self.names, endpoint.get("name")),
                   (self.resource_groups, endpoint.get("resourceGroup")),
@@ -54,6 +70,11 @@ class Selector:
             if key.lower() not in tags or not any(fnmatch.fnmatchcase(tags[key.lower()], p) for p in patterns):
                 return False
         return not self.prefixes or any(_inside(p, self.prefixes) for p in endpoint.get("addressPrefixes") or [])
+
+
+def _subscription_of(id_pattern: str) -> str:
+    parts = id_pattern.strip("/").split("/")
+    return parts[1] if len(parts) > 1 and parts[0].lower() == "subscriptions" else ""
 
 
 def _inside(prefix: str, networks: Sequence[IpNetwork]) -> bool:
@@ -112,6 +133,8 @@ def evaluate(policy: Policy, pair: Mapping[str, Any], *, now: datetime) -> Verdi
     when = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
     expired = [r for r in policy.rules if r.kind == "accepted" and r.expired(when) and r.matches(e1, e2)]
     note = "".join(f"; acceptance {r.name!r} expired ({r.expires_label})" for r in expired)
+    overridden = next((r for r in policy.rules if r.kind == "accepted" and not r.expired(when)
+                       and r.matches(e1, e2)), None)
     for kind in KINDS:
         for rule in policy.rules:
             if rule.kind != kind or rule.expired(when) or not rule.matches(e1, e2):
@@ -120,8 +143,10 @@ def evaluate(policy: Policy, pair: Mapping[str, Any], *, now: datetime) -> Verdi
                 until = f" (until {rule.expires_label})" if rule.expires is not None else ""
                 return Verdict("info", f"accepted by {rule.name!r}: {rule.reason}{until}", rule.name, kind)
             if kind == "forbidden":
+                beaten = (f"; acceptance {overridden.name!r} does not override a forbidden rule"
+                          if overridden is not None else "")
                 return Verdict("critical", f"forbidden by {rule.name!r}" + (f": {rule.reason}" if rule.reason else "")
-                               + note, rule.name, kind)
+                               + beaten + note, rule.name, kind)
             return Verdict("info", f"allowed by {rule.name!r}" + (f": {rule.reason}" if rule.reason else "") + note,
                            rule.name, kind)
     return Verdict(policy.unexpected, "not covered by the policy (unexpected)" + note, None, "unexpected")
@@ -251,8 +276,23 @@ class _Reader:
         reason = self.scalar(keys["reason"][1], "reason").strip() if "reason" in keys else ""
         if kind == "accepted" and not reason:
             raise self.fail(node, f"accepted rule {name!r} needs a 'reason'")
-        return Rule(kind=kind, name=name, a=self.side(keys["a"][1], f"{kind} rule {name!r} side a"),
-                    b=self.side(keys["b"][1], f"{kind} rule {name!r} side b") if "b" in keys else (),
+        a = self.side(keys["a"][1], f"{kind} rule {name!r} side a")
+        b = self.side(keys["b"][1], f"{kind} rule {name!r} side b") if "b" in keys else ()
+        if kind != "forbidden":
+            for side_key, selectors in (("a", a), ("b", b)):
+                if any(s.tags for s in selectors):
+                    raise self.fail(keys[side_key][1], f"{kind} rule {name!r} selects by tag: tags are set by "
+                                    "resource owners, so they may raise a severity (forbidden) but never lower it; "
+                                    "select by subscription, resource group or id")
+        if kind == "accepted":
+            for side_key, selectors in (("a", a), ("b", b)):
+                unscoped = [s for s in selectors if s != Selector() and not s.scoped()]
+                if (side_key == "a" and not all(s.scoped() for s in selectors)) or unscoped:
+                    raise self.fail(keys[side_key][1], f"accepted rule {name!r} side {side_key} must name a scope an "
+                                    "owner cannot forge: a literal subscription (with resourceGroup/name if you "
+                                    "like) or resource ids under one; names and resource groups repeat across "
+                                    "subscriptions")
+        return Rule(kind=kind, name=name, a=a, b=b,
                     reason=reason, expires=self.expires(keys["expires"][1]) if "expires" in keys else None,
                     line=node.start_mark.line + 1,
                     expires_label=self.scalar(keys["expires"][1], "expires").strip() if "expires" in keys else "")
@@ -286,7 +326,11 @@ class _Reader:
 
 def parse_policy(text: str, *, source: str = "policy") -> Policy:
     """A policy from YAML text; PolicyError `SOURCE:LINE: message` on anything wrong."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_POLICY_BYTES:
+        raise PolicyError(f"{source}:1: policy is {size} bytes; at most {MAX_POLICY_BYTES} are read")
     try:
+        _refuse_aliases(text, source)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -297,10 +341,34 @@ def parse_policy(text: str, *, source: str = "policy") -> Policy:
     return _Reader(source).policy(root)
 
 
+def _refuse_aliases(text: str, source: str) -> None:
+    """Anchors and aliases let a few bytes expand into huge rule lists (every pair pays for it): refused."""
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent) or anchor:
+            line = event.start_mark.line + 1 if event.start_mark is not None else 1
+            raise PolicyError(f"{source}:{line}: YAML anchors and aliases (&{anchor}, "
+                              f"*{anchor}) are not allowed in a policy; write each rule out")
+
+
+def policy_warnings(policy: Policy) -> list[str]:
+    """`FILE:LINE: ...` for rules an owner can steer: VNets named by name (or tag) alone match in any scope."""
+    out = []
+    for rule in policy.rules:
+        for side, selectors in (("a", rule.a), ("b", rule.b)):
+            if any(s.by_name_alone() for s in selectors):
+                out.append(f"{policy.source}:{rule.line}: {rule.kind} rule {rule.name!r} side {side} selects VNets by "
+                           "name alone: a VNet of that name in any subscription matches, and owners choose names; "
+                           "add subscription, resourceGroup or id")
+    return out
+
+
 def load_policy(path: str | Path) -> Policy:
     """Read and check a policy file; PolicyError `FILE:LINE: message` (never a silent allow-all)."""
     p = Path(path)
     try:
+        if p.stat().st_size > MAX_POLICY_BYTES:
+            raise PolicyError(f"{p}:1: policy is {p.stat().st_size} bytes; at most {MAX_POLICY_BYTES} are read")
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"{p}:0: cannot read policy file: {exc.strerror or exc.__class__.__name__}") from None

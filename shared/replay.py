@@ -8,7 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +19,30 @@ class ReplayError(ValueError):
     """The story folder is not usable; the message says why."""
 
 
+# Settings that select an Azure store: replay drops them, so a recorded story can never write to the real
+# state or audit log, whatever the operator's shell (or local.settings.json) holds.
+AZURE_STORE_SETTINGS = ("AuditorStorage",)
+
+
+def replay_settings(env: Mapping[str, str], *, live: Path, store: Path) -> dict[str, str]:
+    """The settings a replay runs with: the caller's (webhooks, policy), its own local store, no Azure store."""
+    out = {k: v for k, v in env.items()
+           if not any(k == p or k.startswith(p + "__") or k.startswith(p + ":") for p in AZURE_STORE_SETTINGS)}
+    out.update({"TOPOLOGY_SNAPSHOT": str(live), "STORE_DIR": str(store)})
+    return out
+
+
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
+    """os.environ becomes exactly `values` for the block (so nothing read later sees an Azure store setting)."""
+    saved = dict(os.environ)
+    os.environ.clear()
     os.environ.update(values)
     try:
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _events(path: Path) -> list[Any]:
@@ -68,7 +80,7 @@ def run_story(story: Path, store: Path, *, quiet_alerts: bool) -> Iterator[JsonD
 
     store.mkdir(parents=True, exist_ok=True)
     live = store / "live-topology.json"
-    env = {"TOPOLOGY_SNAPSHOT": str(live), "STORE_DIR": str(store)}
+    env = replay_settings(os.environ, live=live, store=store)
     audit = LocalAuditLog(store)
     for step in steps_of(story):
         shutil.copyfile(step / "topology.json", live)
@@ -76,6 +88,7 @@ def run_story(story: Path, store: Path, *, quiet_alerts: bool) -> Iterator[JsonD
         event_file = step / "event.json"
         with _environment(env), contextlib.redirect_stdout(sys.stderr if quiet_alerts else sys.stdout):
             entrypoints.reset()
+            entrypoints.use(entrypoints.build_auditor(env))
             if event_file.is_file():
                 for event in _events(event_file):
                     function_app.on_resource_event(event)

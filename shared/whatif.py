@@ -23,6 +23,9 @@ CIRCUIT_PEERING = "microsoft.network/expressroutecircuits/peerings"
 RELEVANT_TYPES = TRANSIT_TYPES | {CIRCUIT_PEERING}
 # A new child resource of a type the parser reads only inside its parent is embedded there.
 EMBED_IN_PARENT = {CIRCUIT_PEERING: "peerings"}
+# Types whose effect cannot be bounded: a deployment script runs arbitrary code (az CLI / PowerShell) with its
+# identity's rights, and a nested deployment whose content what-if could not expand may write anything.
+UNRESTRICTED_TYPES = {"microsoft.resources/deploymentscripts", "microsoft.resources/deployments"}
 ROOT_KEYS = ("properties.", "tags.")
 
 
@@ -246,29 +249,45 @@ def changes_from_whatif(doc: Mapping[str, Any]) -> DeploymentChanges:
         raise ChangeError("what-if JSON has no 'changes' array")
     puts: list[ResourcePut] = []
     deletes: list[str] = []
+    unjudged: list[str] = []  # a gate fails closed: every change we cannot judge is named, then refused
     for i, ch in enumerate(changes):
         if not isinstance(ch, dict) or not isinstance(ch.get("resourceId"), str):
             raise ChangeError(f"what-if change [{i}] has no resourceId")
         rid, kind = ch["resourceId"], str(ch.get("changeType", "")).lower()
-        relevant = _type_of(rid) in RELEVANT_TYPES
-        if kind in ("ignore", "nochange", "unsupported"):
+        rtype = _type_of(rid)
+        relevant, unrestricted = rtype in RELEVANT_TYPES, rtype in UNRESTRICTED_TYPES
+        what = f"{ch.get('changeType')} of {rid}"
+        if kind in ("ignore", "nochange"):
+            continue
+        if kind == "unsupported":
+            # What-if could not predict this resource (reference(), runtime values, expansion limits).
+            if relevant or unrestricted:
+                reason = ch.get("unsupportedReason")
+                unjudged.append(what + (f" ({reason})" if reason else ""))
+            continue
+        if kind not in ("delete", "create", "modify", "deploy"):
+            unjudged.append(f"{what}: unknown changeType")
+            continue
+        if unrestricted:
+            unjudged.append(f"{what}: a {rtype.rsplit('/', 1)[-1]} resource can change anything")
             continue
         if kind == "delete":
             deletes.append(rid)
-        elif kind in ("create", "modify", "deploy"):
-            after = ch.get("after")
-            if not isinstance(after, dict):
-                if relevant:
-                    raise ChangeError(f"what-if change {ch.get('changeType')} of {rid} has no 'after' payload; run "
-                                      "what-if with --result-format FullResourcePayloads")
-                continue
-            body = dict(after)
-            body["id"] = rid
-            body.setdefault("type", _type_of(rid))
-            body.setdefault("name", rid.rstrip("/").rsplit("/", 1)[-1])
-            puts.append(ResourcePut(body, merge=False))
-        else:
-            raise ChangeError(f"what-if change [{i}] of {rid}: unknown changeType {ch.get('changeType')!r}")
+            continue
+        after = ch.get("after")
+        if not isinstance(after, dict):
+            if relevant:
+                raise ChangeError(f"what-if change {ch.get('changeType')} of {rid} has no 'after' payload; run "
+                                  "what-if with --result-format FullResourcePayloads")
+            continue
+        body = dict(after)
+        body["id"] = rid
+        body.setdefault("type", rtype)
+        body.setdefault("name", rid.rstrip("/").rsplit("/", 1)[-1])
+        puts.append(ResourcePut(body, merge=False))
+    if unjudged:
+        raise ChangeError(f"cannot judge {len(unjudged)} change(s), so this gate fails closed: "
+                          + "; ".join(unjudged))
     return DeploymentChanges(tuple(puts), tuple(deletes))
 
 
@@ -535,6 +554,10 @@ def _template_resources(doc: Mapping[str, Any], ctx: _Context, parent: tuple[str
         nested = parent is not None and not rtype.lower().startswith(parent[0].lower() + "/")
         if parent is not None and nested:
             rtype = f"{parent[0]}/{rtype}"
+        if rtype.lower() == "microsoft.resources/deploymentscripts":
+            raise ChangeError(f"cannot judge deployment script {item.get('name')!r} "
+                              "(Microsoft.Resources/deploymentScripts runs code that can change anything), so this "
+                              "gate fails closed")
         if rtype.lower() not in RELEVANT_TYPES and rtype.lower() != "microsoft.resources/deployments":
             continue  # only what can open or close a path is evaluated
         name = _evaluate(item.get("name", ""), ctx)

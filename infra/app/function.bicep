@@ -41,6 +41,9 @@ param teamsSecretUri string = ''
 param slackSecretUri string = ''
 param jsonSecretUri string = ''
 
+@description('Endpoint of the ER-transit event topic (eventtopic.bicep). Empty: events are not published.')
+param eventTopicEndpoint string = ''
+
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -151,6 +154,17 @@ var jsonSetting = empty(jsonSecretUri) ? [] : [
     value: '@Microsoft.KeyVault(SecretUri=${jsonSecretUri})'
   }
 ]
+// The topic takes Entra tokens only: no EVENTGRID_TOPIC_KEY here. The event source is this app's resource id.
+var eventTopicSettings = empty(eventTopicEndpoint) ? [] : [
+  {
+    name: 'EVENTGRID_TOPIC_ENDPOINT'
+    value: eventTopicEndpoint
+  }
+  {
+    name: 'EVENTGRID_EVENT_SOURCE'
+    value: resourceId('Microsoft.Web/sites', name)
+  }
+]
 var policySetting = empty(policyFile) ? [] : [
   {
     name: 'POLICY_FILE'
@@ -185,7 +199,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: concat(baseSettings, teamsSetting, slackSetting, jsonSetting, policySetting)
+      appSettings: concat(baseSettings, teamsSetting, slackSetting, jsonSetting, policySetting, eventTopicSettings)
     }
     functionAppConfig: {
       deployment: {

@@ -6,6 +6,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import sys
 import threading
 import time
@@ -18,12 +19,12 @@ from urllib.parse import urlsplit
 import requests
 
 from shared.notify.render import RenderError, render, render_text
+from shared.notify.targets import ALLOWED_HOSTS_SETTING, AllowedHosts, TargetRefused, check_resolved, check_target
 from shared.ports import DeliveryError, JsonDict, Notifier
 
 logger = logging.getLogger(__name__)
 
 SETTING_PREFIXES = {"TEAMS_WEBHOOK_URL": "teams", "SLACK_WEBHOOK_URL": "slack", "JSON_WEBHOOK_URL": "json"}
-LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 SLACK_INTERVAL = 1.0  # Slack: about one message per second per webhook
 # Slack's plain-text error bodies, none of which a retry fixes.
 SLACK_ERRORS = {
@@ -67,22 +68,21 @@ class Pacer:
 _PROCESS_PACER = Pacer()
 
 
-class _SecretFilter(logging.Filter):
-    """Masks webhook URLs and their paths in records of libraries that log request lines (urllib3 at DEBUG)."""
+class _WhilePostingFilter(logging.Filter):
+    """Drops what HTTP libraries log on a thread while it posts to a webhook (urllib3 logs the request line, with
+    the URL's path and query, at DEBUG; re-encoded, so masking by string would miss it). Not masked: dropped."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.secrets: set[str] = set()
+        self.posting = threading.local()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = _mask(message, self.secrets)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
+        return not getattr(self.posting, "active", False)
 
 
-_URL_FILTER = _SecretFilter()
+# The loggers of urllib3 that put a URL or its path in a record (request line, retries, redirects).
+HTTP_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager", "urllib3.connection")
+_URL_FILTER = _WhilePostingFilter()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +111,7 @@ class WebhookNotifier:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         pacer: Pacer | None = None,
+        allowed_hosts: AllowedHosts | None = None,
     ) -> None:
         if channel not in SETTING_PREFIXES.values():
             raise ValueError(f"{name}: unknown channel {channel!r}")
@@ -126,8 +127,10 @@ class WebhookNotifier:
         self._clock = clock
         self._rng = rng or random.Random()
         self._pacer = pacer or _PROCESS_PACER
-        _URL_FILTER.secrets.update(_secret_parts(url))
-        logging.getLogger("urllib3.connectionpool").addFilter(_URL_FILTER)  # no-op once added
+        # Given (from the settings): the host's addresses are checked before each post (see targets.py).
+        self._allowed_hosts = allowed_hosts
+        for logger_name in HTTP_LOGGERS:
+            logging.getLogger(logger_name).addFilter(_URL_FILTER)  # no-op once added
 
     def __repr__(self) -> str:
         return f"WebhookNotifier(channel={self.channel!r}, name={self.name!r})"
@@ -180,9 +183,18 @@ class WebhookNotifier:
     def _post(self, data: bytes, headers: dict[str, str]) -> _Attempt:
         """One POST. requests' exceptions carry the URL, so only their class name leaves this method."""
         key = "|".join(sorted(_secret_parts(self._url)))
+        if self._allowed_hosts is not None:
+            refused = ""
+            try:
+                check_resolved(urlsplit(self._url).hostname or "", self._allowed_hosts)
+            except TargetRefused as exc:
+                refused = str(exc)
+            if refused:
+                return _Attempt(False, False, refused)
         with self._pacer.lock(key):
             if self.channel == "slack":
                 self._pacer.wait(key, SLACK_INTERVAL, self._clock, self._sleep)
+            _URL_FILTER.posting.active = True
             try:
                 post = self._session.post if self._session is not None else requests.post
                 response = post(self._url, data=data, headers=headers, timeout=self._timeout,
@@ -197,6 +209,7 @@ class WebhookNotifier:
             except Exception as exc:  # InvalidURL, InvalidHeader, ...: their text may hold the URL too
                 return _Attempt(False, False, f"request failed ({type(exc).__name__})")
             finally:
+                _URL_FILTER.posting.active = False
                 self._pacer.posted(key, self._clock)
             try:
                 return self._judge(response)
@@ -205,7 +218,7 @@ class WebhookNotifier:
 
     def _judge(self, response: requests.Response) -> _Attempt:
         status = response.status_code
-        text = _mask(response.text[:500].strip(), _secret_parts(self._url))
+        text = _without_urls(_mask(response.text[:500].strip(), _secret_parts(self._url)))
         if 200 <= status < 300:
             if self.channel == "slack" and text not in ("ok", ""):
                 logger.warning("%s: Slack answered %d with %r", self.name, status, text[:100])
@@ -249,9 +262,13 @@ class ConsoleNotifier:
 
 
 def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list[Notifier]:
-    """A WebhookNotifier per `TEAMS_/SLACK_/JSON_WEBHOOK_URL*` setting holding a usable URL, in name order."""
+    """A WebhookNotifier per `TEAMS_/SLACK_/JSON_WEBHOOK_URL*` setting holding a usable URL, in name order.
+
+    Usable: https to the channel's own service hosts, or to a host WEBHOOK_ALLOWED_HOSTS lists (see targets.py).
+    """
     out: list[Notifier] = []
     seen: dict[str, str] = {}
+    allowed = AllowedHosts.parse(settings.get(ALLOWED_HOSTS_SETTING))
     for setting in sorted(settings):
         channel = next((c for p, c in SETTING_PREFIXES.items() if setting.upper().startswith(p)), None)
         value = (settings[setting] or "").strip()
@@ -261,25 +278,18 @@ def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list
             logger.error("setting %s is an unresolved Key Vault reference (check the app's identity and the "
                          "secret); its %s webhook is skipped", setting, channel)
             continue
-        if not _usable_url(value):
-            logger.error("setting %s does not hold an https webhook URL; skipped", setting)
+        try:
+            check_target(setting, channel, value, allowed)
+        except TargetRefused as exc:
+            logger.error("%s; skipped", exc)
             continue
         if value in seen:
             logger.warning("setting %s holds the same webhook as %s; skipped so alerts are not posted twice",
                            setting, seen[value])
             continue
         seen[value] = setting
-        out.append(WebhookNotifier(channel, value, name=f"{channel}:{setting}", **options))
+        out.append(WebhookNotifier(channel, value, name=f"{channel}:{setting}", allowed_hosts=allowed, **options))
     return out
-
-
-def _usable_url(value: str) -> bool:
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-    except ValueError:
-        return False
-    return (parts.scheme == "https" and bool(host)) or (parts.scheme == "http" and host in LOCAL_HOSTS)
 
 
 def _secret_parts(url: str) -> set[str]:
@@ -294,6 +304,11 @@ def _mask(text: str, secrets: set[str]) -> str:
     for s in sorted(secrets, key=len, reverse=True):
         text = text.replace(s, "***")
     return text
+
+
+def _without_urls(text: str) -> str:
+    """A service's error text without any URL in it (it may echo ours, encoded in a way masking cannot see)."""
+    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://\S+", "<URL removed>", text)
 
 
 def _retry_after(response: requests.Response) -> float | None:

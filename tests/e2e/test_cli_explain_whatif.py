@@ -150,5 +150,5 @@ def test_policy_check_of_the_example() -> None:
 
 
 def test_policy_check_of_a_broken_file(tmp_path: Path) -> None:
-    policy = write(tmp_path, "policy.yaml", "accepted:\n  - a: '*'\n    reason: r\n    expires: soon\n")
+    policy = write(tmp_path, "policy.yaml", "accepted:\n  - a: {subscription: s1}\n    reason: r\n    expires: soon\n")
     assert_bad_input(cli("policy", "check", policy), f"{policy}:4: expires 'soon' is not a date")

@@ -25,7 +25,7 @@ forbidden:
     reason: the two labs must stay apart
 accepted:
   - name: hub-03-known
-    a: {name: hub-03}
+    a: {subscription: 00000000-0000-0000-0000-000000000001, name: hub-03}
     reason: CHG-1 migration
 """
 

@@ -31,6 +31,7 @@ BUILT_IN_ROLES = {
     "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "eventGridDataSender": "d5a91429-5739-47e2-a06b-3470a27159e7",
 }
 
 # (file, role, principal, scope): every role assignment the deployment may make, and no other.
@@ -42,6 +43,7 @@ ALLOWED_ASSIGNMENTS = {
     ("app/rbac.bicep", "monitoringMetricsPublisher", "functionPrincipalId", "appInsights"),
     ("app/rbac.bicep", "storageBlobDataContributor", "deadLetterPrincipalId", "deadLetterContainer"),
     ("app/watched-subscription.bicep", "reader", "functionPrincipalId", None),
+    ("app/eventtopic.bicep", "eventGridDataSender", "functionPrincipalId", "topic"),
 }
 
 
@@ -114,7 +116,7 @@ def test_role_assignments_are_exactly_the_allowed_ones() -> None:
 
 
 def test_role_assignment_modules_load_the_roles_file() -> None:
-    for relative in ("app/rbac.bicep", "app/watched-subscription.bicep"):
+    for relative in ("app/rbac.bicep", "app/watched-subscription.bicep", "app/eventtopic.bicep"):
         loaded = template(relative)["variables"]["roles"]["value"]["function"]
         assert loaded["type"] == "load_json_content"
         assert loaded["parameters"]["file_path"] == "../roles.json"

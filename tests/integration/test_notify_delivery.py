@@ -346,6 +346,7 @@ def test_notifiers_come_from_webhook_settings_and_bad_ones_are_named_and_skipped
         "TEAMS_WEBHOOK_URL": "https://prod-01.westeurope.logic.azure.com/workflows/x?sig=SECRETsig0123456789",
         "SLACK_WEBHOOK_URL_NETOPS": "https://hooks.slack.com/services/T000/B000/SECRETxyz",
         "JSON_WEBHOOK_URL_SIEM": "http://127.0.0.1:8080/ingest",
+        "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "JSON_WEBHOOK_URL_KV": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/json-hook/)",
         "SLACK_WEBHOOK_URL_EMPTY": "",
         "TEAMS_WEBHOOK_URL_PLAIN": "http://example.com/workflows/SECRETxyz",
@@ -359,7 +360,7 @@ def test_notifiers_come_from_webhook_settings_and_bad_ones_are_named_and_skipped
         ("teams", "teams:TEAMS_WEBHOOK_URL"),
     ]
     assert "JSON_WEBHOOK_URL_KV is an unresolved Key Vault reference" in caplog.text
-    assert "TEAMS_WEBHOOK_URL_PLAIN does not hold an https webhook URL" in caplog.text
+    assert "TEAMS_WEBHOOK_URL_PLAIN: plain http is refused" in caplog.text
     assert "SLACK_WEBHOOK_URL_SAME holds the same webhook as SLACK_WEBHOOK_URL_NETOPS" in caplog.text
     assert "SLACK_WEBHOOK_URL_EMPTY" not in caplog.text
     assert all("SECRET" not in repr(n) for n in notifiers)

@@ -294,3 +294,16 @@ def test_garbage_is_malformed(garbage: Any, message: str) -> None:
 
 def test_malformed_error_is_a_value_error() -> None:
     assert issubclass(MalformedEventError, ValueError)
+
+
+def test_every_watched_event_type_is_an_event_grid_system_event_name() -> None:
+    from azure.eventgrid import SystemEventNames
+
+    from shared.events import is_system_event_name
+
+    raw = json.loads(WATCHED_FILE.read_text(encoding="utf-8"))
+    names = {str(n.value) for n in SystemEventNames}
+    assert set(raw["eventTypes"]) <= names
+    assert SystemEventNames.ResourceWriteSuccessEventName.value in raw["eventTypes"]
+    assert is_system_event_name("microsoft.resources.resourcedeletesuccess")
+    assert not is_system_event_name("Microsoft.Resources.ResourceWriteSucess")  # misspelt

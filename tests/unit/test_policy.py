@@ -94,23 +94,32 @@ allowed:
     a: {name: 'hub-*'}
 accepted:
   - name: migration
-    a: {name: spoke-9}
-    b: {name: hub-01}
+    a: {subscription: SUB, name: spoke-9}
+    b: {subscription: SUB, name: hub-01}
     reason: CHG-1
     expires: 2026-06-01
-"""
+""".replace("SUB", SUB)
 
 
-def test_acceptance_beats_forbidden_until_the_end_of_its_day() -> None:
+def test_forbidden_beats_an_acceptance_and_says_the_acceptance_did_not_override_it() -> None:
     v = verdict(PRECEDENCE, A, B, now=datetime(2026, 6, 1, 23, 59, tzinfo=UTC))
+    assert (v.kind, v.severity, v.rule) == ("forbidden", "critical", "no-prod")
+    assert v.reason == "forbidden by 'no-prod': prod is isolated; acceptance 'migration' does not override a " \
+                       "forbidden rule"
+
+
+def test_acceptance_applies_until_the_end_of_its_day() -> None:
+    untagged = endpoint("spoke-9", rg="rg-b", prefixes=("10.200.1.0/24",))
+    v = verdict(PRECEDENCE, A, untagged, now=datetime(2026, 6, 1, 23, 59, tzinfo=UTC))
     assert (v.kind, v.severity, v.rule) == ("accepted", "info", "migration")
     assert v.reason == "accepted by 'migration': CHG-1 (until 2026-06-01)"
 
 
 def test_expired_acceptance_no_longer_applies_and_says_so() -> None:
-    v = verdict(PRECEDENCE, A, B, now=datetime(2026, 6, 2, 0, 0, tzinfo=UTC))
-    assert (v.kind, v.severity, v.rule) == ("forbidden", "critical", "no-prod")
-    assert v.reason == "forbidden by 'no-prod': prod is isolated; acceptance 'migration' expired (2026-06-01)"
+    untagged = endpoint("spoke-9", rg="rg-b", prefixes=("10.200.1.0/24",))
+    v = verdict(PRECEDENCE, A, untagged, now=datetime(2026, 6, 2, 0, 0, tzinfo=UTC))
+    assert (v.kind, v.severity, v.rule) == ("allowed", "info", "hubs")
+    assert v.reason == "allowed by 'hubs'; acceptance 'migration' expired (2026-06-01)"
 
 
 def test_forbidden_beats_allowed_and_allowed_beats_default() -> None:
@@ -126,7 +135,7 @@ def test_first_matching_rule_of_a_list_wins() -> None:
 
 
 def test_expiry_as_an_iso_date_time_with_zone() -> None:
-    text = "accepted:\n  - a: '*'\n    reason: r\n    expires: '2026-06-01T12:00:00+09:00'\n"
+    text = f"accepted:\n  - a: {{subscription: {SUB}}}\n    reason: r\n    expires: '2026-06-01T12:00:00+09:00'\n"
     assert verdict(text, A, B, now=datetime(2026, 6, 1, 2, 59, tzinfo=UTC)).kind == "accepted"
     assert verdict(text, A, B, now=datetime(2026, 6, 1, 3, 0, tzinfo=UTC)).kind == "unexpected"
 
@@ -187,7 +196,8 @@ def test_the_example_policy_file_is_valid() -> None:
     ("allowed:\n  - a: {nmae: x}\n", 2, "unknown key 'nmae'"),
     ("forbidden:\n  - a: {addressPrefix: 10.1.0.0/33}\n", 2, "addressPrefix '10.1.0.0/33' is not a network prefix"),
     ("forbidden:\n  - a: {addressPrefix: 10.1.0.1/16}\n", 2, "has host bits set"),
-    ("accepted:\n  - a: '*'\n    reason: r\n    expires: next week\n", 4, "expires 'next week' is not a date"),
+    (f"accepted:\n  - a: {{subscription: {SUB}}}\n    reason: r\n    expires: next week\n", 4,
+     "expires 'next week' is not a date"),
     ("accepted:\n  - a: '*'\n    expires: 2026-01-01\n", 2, "accepted rule 'accepted[0]' needs a 'reason'"),
     ("forbidden:\n  - b: {name: x}\n", 2, "needs side 'a'"),
     ("forbidden:\n  - a: {}\n", 2, "has no criterion"),

@@ -1,0 +1,246 @@
+"""The audit chain's storage: JSON-lines files in a local folder, or append blobs in Azure Storage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.ports import JsonDict
+from shared.store._azure import _LazyContainer
+from shared.store._local import _flock
+from shared.store.chain import (
+    _AUDIT_FILE_RE,
+    AuditLine,
+    Clock,
+    _as_utc,
+    _last_line,
+    _next_day_name,
+    _next_line,
+    _parse_lines,
+    _split_lines,
+    _utcnow,
+    audit_file_name,
+    canonical_json,
+)
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_AUDIT_CONTAINER = "er-transit-audit"
+
+
+class LocalAuditLog:
+    """The audit chain as JSON-lines files `audit-YYYY-MM-DD.jsonl` (UTC day) in a folder, appended under a lock."""
+
+    def __init__(self, folder: str | os.PathLike[str], *, clock: Clock = _utcnow) -> None:
+        self._folder = Path(folder)
+        self._lock_path = self._folder / "audit.lock"
+        self._clock = clock
+
+    def _files(self) -> list[Path]:
+        if not self._folder.is_dir():
+            return []
+        return sorted(p for p in self._folder.iterdir() if _AUDIT_FILE_RE.fullmatch(p.name) and p.is_file())
+
+    def append(self, record: JsonDict) -> JsonDict:
+        canonical_json(record)  # fail on unserialisable input before taking the lock
+        self._folder.mkdir(parents=True, exist_ok=True)
+        with _flock(self._lock_path):
+            now = _as_utc(self._clock())
+            files = self._files()
+            previous_text: str | None = None
+            for path in reversed(files):
+                with open(path, "rb") as handle:
+
+                    def read_range(start: int, end: int, handle: Any = handle) -> bytes:
+                        handle.seek(start)
+                        data: bytes = handle.read(end - start)
+                        return data
+
+                    previous_text = _last_line(read_range, os.fstat(handle.fileno()).st_size)
+                if previous_text is not None:
+                    break
+            target = self._folder / audit_file_name(now.date())
+            # A clock behind the newest file (skew, or an injected clock) still appends to the newest file,
+            # so the files stay in chain order.
+            if files and files[-1].name > target.name:
+                target = files[-1]
+            stored, text = _next_line(previous_text, record, now, files[-1].name if files else "the log")
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, text.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return stored
+
+    def lines(self) -> Iterator[AuditLine]:
+        for name in self.day_names():
+            yield from self.day_lines(name)
+
+    def day_names(self, prefixes: Sequence[str] = ("audit-",)) -> list[str]:
+        """The day files whose names start with one of `prefixes`, oldest first (reads no record)."""
+        return [p.name for p in self._files() if p.name.startswith(tuple(prefixes))]
+
+    def day_lines(self, name: str) -> Iterator[AuditLine]:
+        """The non-empty lines of one day file, in order."""
+        yield from _split_lines(name, (self._folder / name).read_bytes())
+
+    def records(self) -> Iterator[JsonDict]:
+        return _parse_lines(self.lines())
+
+
+@dataclass(frozen=True, slots=True)
+class _DayBlob:
+    name: str
+    size: int
+    sealed: bool
+
+
+class AppendBlobAuditLog:
+    """The audit chain as append blobs `audit-YYYY-MM-DD.jsonl` (UTC day), one JSON line per append block.
+
+    Concurrent appenders never fork the chain: each append is conditioned on the blob length it read the
+    last record at (append-position condition); the loser re-reads and retries. A day's blob is sealed before
+    the next day's blob is created, so a writer with a lagging clock cannot append behind the rollover.
+    Only create and append operations are used, as allowed under an immutability policy with protected appends.
+    """
+
+    def __init__(
+        self,
+        *,
+        account_url: str | None = None,
+        credential: TokenCredential | str | None = None,
+        connection_string: str | None = None,
+        container: str = DEFAULT_AUDIT_CONTAINER,
+        clock: Clock = _utcnow,
+        max_attempts: int = 200,
+    ) -> None:
+        self._container = _LazyContainer(
+            account_url=account_url, credential=credential, connection_string=connection_string, container=container
+        )
+        self._clock = clock
+        self._max_attempts = max_attempts
+
+    def _day_blobs(self) -> list[_DayBlob]:
+        blobs = [
+            _DayBlob(b.name, int(b.size or 0), bool(b.get("is_append_blob_sealed")))
+            for b in self._container.get().list_blobs(name_starts_with="audit-")
+            if _AUDIT_FILE_RE.fullmatch(b.name)
+        ]
+        return sorted(blobs, key=lambda b: b.name)
+
+    def _last_line_of(self, name: str, size: int) -> str | None:
+        blob = self._container.get().get_blob_client(name)
+
+        def read_range(start: int, end: int) -> bytes:
+            data: bytes = blob.download_blob(offset=start, length=end - start).readall()
+            return data
+
+        return _last_line(read_range, size)
+
+    def _previous_text(self, blobs: list[_DayBlob]) -> str | None:
+        for blob in reversed(blobs):
+            text = self._last_line_of(blob.name, blob.size) if blob.size else None
+            if text is not None:
+                return text
+        return None
+
+    def _seal(self, blob: _DayBlob) -> _DayBlob:
+        """Seal the newest day blob before rolling over; returns it with its final size."""
+        from azure.core.exceptions import HttpResponseError
+
+        client = self._container.get().get_blob_client(blob.name)
+        if not blob.sealed:
+            try:
+                client.seal_append_blob()
+            except HttpResponseError as exc:
+                # Sealing may be refused (e.g. by a storage policy); the rollover still works, only the
+                # guard against a writer whose clock lags across midnight is lost.
+                logger.warning("could not seal audit blob %s (%s); rolling over unsealed", blob.name, exc.status_code)
+        props = client.get_blob_properties()
+        return _DayBlob(blob.name, int(props.size or 0), bool(props.get("is_append_blob_sealed")))
+
+    def append(self, record: JsonDict) -> JsonDict:
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+        canonical_json(record)  # fail on unserialisable input before any I/O
+        container = self._container.get()
+        for attempt in range(self._max_attempts):
+            now = _as_utc(self._clock())
+            today = audit_file_name(now.date())
+            blobs = self._day_blobs()
+            latest = blobs[-1] if blobs else None
+            if latest is not None and latest.name >= today and not latest.sealed:
+                target, position, earlier = latest.name, latest.size, blobs
+                create = False
+            else:
+                if latest is None:
+                    target, earlier = today, []
+                else:
+                    sealed = self._seal(latest)
+                    earlier = [*blobs[:-1], sealed]
+                    target = today if today > latest.name else _next_day_name(latest.name)
+                position, create = 0, True
+            previous_text = self._previous_text(earlier)
+            stored, text = _next_line(previous_text, record, now, earlier[-1].name if earlier else "the log")
+            data = text.encode("utf-8")
+            client = container.get_blob_client(target)
+            try:
+                if create:
+                    client.create_append_blob(if_none_match="*")
+                client.append_block(data, appendpos_condition=position)
+                return stored
+            except ResourceExistsError as exc:
+                code = getattr(exc, "error_code", None)  # a str, or a str-valued StorageErrorCode
+                if code == "BlockCountExceedsLimit":
+                    # 50,000 appends in one day blob: close it; the chain goes on in the next file name.
+                    logger.warning("audit blob %s is full; sealing it and rolling over", target)
+                    self._seal(_DayBlob(target, 0, False))
+                elif code not in ("BlobAlreadyExists", "BlobIsSealed"):
+                    raise
+                # BlobAlreadyExists: another writer rolled over first; BlobIsSealed: the day was closed.
+                logger.debug("audit append attempt %s lost: %s", attempt + 1, code)
+            except HttpResponseError as exc:
+                if exc.status_code != 412:
+                    raise
+                if self._written_by_us(target, data):
+                    return stored
+                logger.debug("audit append attempt %s lost the append position", attempt + 1)
+            time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
+        raise TimeoutError(f"audit append did not succeed after {self._max_attempts} attempts")
+
+    def _written_by_us(self, name: str, data: bytes) -> bool:
+        """After a lost position: was it our own earlier try (an SDK retry of an append that had succeeded)?"""
+        size = int(self._container.get().get_blob_client(name).get_blob_properties().size or 0)
+        if size < len(data):
+            return False
+        return self._last_line_of(name, size) == data.decode("utf-8").rstrip("\n")
+
+    def lines(self) -> Iterator[AuditLine]:
+        for name in self.day_names():
+            yield from self.day_lines(name)
+
+    def day_names(self, prefixes: Sequence[str] = ("audit-",)) -> list[str]:
+        """The day blobs whose names start with one of `prefixes`, oldest first: one listing per prefix, so a
+        question about a few days lists those days' names (a listing returns names, never content)."""
+        container = self._container.get()
+        names = {b.name for prefix in dict.fromkeys(prefixes) for b in container.list_blobs(name_starts_with=prefix)
+                 if _AUDIT_FILE_RE.fullmatch(b.name)}
+        return sorted(names)
+
+    def day_lines(self, name: str) -> Iterator[AuditLine]:
+        """The non-empty lines of one day blob, in order (one download of that blob)."""
+        content = self._container.get().get_blob_client(name).download_blob().readall()
+        yield from _split_lines(name, content)
+
+    def records(self) -> Iterator[JsonDict]:
+        return _parse_lines(self.lines())

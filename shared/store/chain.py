@@ -1,0 +1,225 @@
+"""The audit chain itself, pure: canonical JSON, record hashes, linking (`chain_next`) and `verify_audit`.
+
+Also the line helpers both audit logs share (parse, split, find the last line) and the clock helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from shared.ports import JsonDict
+
+Clock = Callable[[], datetime]
+
+GENESIS_HASH = "0" * 64
+RESERVED_AUDIT_KEYS = frozenset({"seq", "prevHash", "hash", "recordedAt"})
+# One audit record is one append block; an append block is at most 4 MiB.
+MAX_AUDIT_RECORD_BYTES = 4 * 1024 * 1024
+
+_AUDIT_FILE_RE = re.compile(r"audit-(\d{4}-\d{2}-\d{2})\.jsonl")
+_TAIL_CHUNK = 64 * 1024
+
+
+class AuditLogCorrupt(Exception):
+    """The audit log cannot be extended or read: its last line (or another line) is not a valid record."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling that hashes are computed over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of `record` without its `hash` field."""
+    return _sha256(canonical_json({k: v for k, v in record.items() if k != "hash"}))
+
+
+def line_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the record's canonical JSON line (what the next record's `prevHash` holds)."""
+    return _sha256(canonical_json(dict(record)))
+
+
+def audit_file_name(day: date) -> str:
+    return f"audit-{day.isoformat()}.jsonl"
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("the clock must return timezone-aware datetimes")
+    return moment.astimezone(UTC)
+
+
+def chain_next(previous: Mapping[str, Any] | None, record: Mapping[str, Any], *, recorded_at: datetime) -> JsonDict:
+    """`record` as it is stored after `previous` (None: the first record): with seq, prevHash, recordedAt, hash."""
+    reserved = RESERVED_AUDIT_KEYS.intersection(record)
+    if reserved:
+        raise ValueError(f"audit record must not set {sorted(reserved)}: the log sets them")
+    stored: JsonDict = dict(record)
+    stored["seq"] = 1 if previous is None else int(previous["seq"]) + 1
+    stored["prevHash"] = GENESIS_HASH if previous is None else line_hash(previous)
+    stored["recordedAt"] = _as_utc(recorded_at).isoformat().replace("+00:00", "Z")
+    stored["hash"] = record_hash(stored)
+    return stored
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLine:
+    """One raw line of an audit file, as read (before parsing)."""
+
+    file: str
+    line: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerification:
+    """The outcome of walking the chain.
+
+    ok: every record is intact and linked. count: records checked and found intact (all of them when ok).
+    problem: "record N (file): reason" for the first broken or missing link; seq and file repeat its parts.
+    """
+
+    ok: bool
+    count: int
+    problem: str | None = None
+    seq: int | None = None
+    file: str | None = None
+
+
+def _file_of(record: Mapping[str, Any]) -> str:
+    recorded = record.get("recordedAt")
+    if isinstance(recorded, str):
+        with contextlib.suppress(ValueError):
+            return audit_file_name(datetime.fromisoformat(recorded.replace("Z", "+00:00")).date())
+    return "unknown file"
+
+
+def verify_audit(records: Iterable[Mapping[str, Any] | AuditLine]) -> AuditVerification:
+    """Walk the chain oldest first and name the first modified, missing, reordered or unparsable record.
+
+    Items are parsed records (their file is derived from recordedAt) or raw `AuditLine`s (file known).
+    A removal at the very end of the log cannot be seen from the chain alone.
+    """
+    previous: Mapping[str, Any] | None = None
+    count = 0
+
+    def broken(seq: int, file: str, reason: str) -> AuditVerification:
+        return AuditVerification(False, count, f"record {seq} ({file}): {reason}", seq, file)
+
+    for item in records:
+        expected = count + 1
+        if isinstance(item, AuditLine):
+            file = item.file
+            try:
+                parsed: Any = json.loads(item.text)
+            except ValueError:
+                return broken(expected, file, f"line {item.line} is not valid JSON")
+            if not isinstance(parsed, dict):
+                return broken(expected, file, f"line {item.line} is not a JSON object")
+            record: Mapping[str, Any] = parsed
+        else:
+            record = item
+            file = _file_of(record)
+        seq = record.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return broken(expected, file, "record has no integer seq")
+        if not isinstance(record.get("hash"), str) or not isinstance(record.get("prevHash"), str):
+            return broken(seq, file, "record has no hash or prevHash")
+        try:
+            computed = record_hash(record)
+        except ValueError:
+            return broken(seq, file, "record cannot be hashed")
+        if computed != record["hash"]:
+            return broken(seq, file, "hash mismatch (record modified)")
+        if seq > expected:
+            missing = (
+                f"record {expected} is missing" if seq == expected + 1 else f"records {expected}-{seq - 1} are missing"
+            )
+            return broken(expected, file, f"{missing} (found seq {seq})")
+        if seq < expected:
+            return broken(seq, file, f"seq {seq} found where {expected} was expected (reordered or duplicated)")
+        wanted = GENESIS_HASH if previous is None else line_hash(previous)
+        if record["prevHash"] != wanted:
+            return broken(seq, file, "prevHash does not match the previous record (removed, reordered or forked)")
+        previous = record
+        count += 1
+    return AuditVerification(True, count)
+
+
+def parse_audit_line(line: AuditLine) -> JsonDict:
+    """One raw line as a JSON object; AuditLogCorrupt naming the file and line otherwise."""
+    try:
+        parsed = json.loads(line.text)
+    except ValueError as exc:
+        raise AuditLogCorrupt(f"{line.file} line {line.line} is not valid JSON") from exc
+    if not isinstance(parsed, dict):
+        raise AuditLogCorrupt(f"{line.file} line {line.line} is not a JSON object")
+    return parsed
+
+
+def _parse_lines(lines: Iterable[AuditLine]) -> Iterator[JsonDict]:
+    for line in lines:
+        yield parse_audit_line(line)
+
+
+def _next_line(previous_text: str | None, record: Mapping[str, Any], now: datetime, where: str) -> tuple[JsonDict, str]:
+    previous: JsonDict | None = None
+    if previous_text is not None:
+        try:
+            loaded = json.loads(previous_text)
+        except ValueError as exc:
+            raise AuditLogCorrupt(f"the last line of {where} is not valid JSON; run `audit verify`") from exc
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("seq"), int):
+            raise AuditLogCorrupt(f"the last line of {where} is not an audit record; run `audit verify`")
+        previous = loaded
+    stored = chain_next(previous, record, recorded_at=now)
+    text = canonical_json(stored) + "\n"
+    if len(text.encode("utf-8")) > MAX_AUDIT_RECORD_BYTES:
+        raise ValueError(f"audit record is larger than {MAX_AUDIT_RECORD_BYTES} bytes")
+    return stored, text
+
+
+def _split_lines(file: str, content: bytes) -> Iterator[AuditLine]:
+    for number, raw in enumerate(content.decode("utf-8", errors="replace").split("\n"), start=1):
+        if raw.strip():
+            yield AuditLine(file, number, raw)
+
+
+def _last_line(read_range: Callable[[int, int], bytes], size: int) -> str | None:
+    """The last non-empty line of a file of `size` bytes, reading backwards in chunks."""
+    end = size
+    buffer = b""
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        buffer = read_range(start, end) + buffer
+        end = start
+        stripped = buffer.rstrip(b"\n")
+        if not stripped:
+            buffer = b""
+            continue
+        cut = stripped.rfind(b"\n")
+        if cut >= 0 or end == 0:
+            return stripped[cut + 1 :].decode("utf-8", errors="replace")
+    return None
+
+
+def _next_day_name(name: str) -> str:
+    match = _AUDIT_FILE_RE.fullmatch(name)
+    if match is None:
+        raise ValueError(f"not an audit file name: {name}")
+    return audit_file_name(date.fromisoformat(match.group(1)) + timedelta(days=1))

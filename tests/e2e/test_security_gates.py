@@ -1,0 +1,171 @@
+"""Security findings of issue 16 through the CLI: gates fail closed and cannot be bent by resource owners."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.builders import SUB, lab, rid
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = REPO / "examples" / "lab"
+
+
+def cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shared.cli", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=env)
+
+
+def write(tmp_path: Path, name: str, doc: object) -> Path:
+    path = tmp_path / name
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+# -- 8: whatif fails closed ----------------------------------------------------------------------------------------
+
+GW1 = rid("virtualNetworkGateways", "ergw-01")
+SCRIPT = f"/subscriptions/{SUB}/resourceGroups/rg-er-lab/providers/Microsoft.Resources/deploymentScripts/flip-it"
+
+
+def whatif_doc(*changes: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "Succeeded", "properties": {"changes": list(changes)}}
+
+
+def test_whatif_unsupported_change_of_a_gateway_exits_2_naming_it(tmp_path: Path) -> None:
+    doc = whatif_doc({"resourceId": GW1, "changeType": "Unsupported",
+                      "unsupportedReason": "uses reference() of a resource deployed in this template"})
+    line = one_error_line(cli("whatif", write(tmp_path, "s.json", lab()), "--template", write(tmp_path, "w.json", doc)))
+    assert "cannot judge 1 change(s)" in line and "Unsupported of " + GW1 in line and "reference()" in line
+
+
+def test_whatif_deployment_script_exits_2_even_when_nothing_else_changes(tmp_path: Path) -> None:
+    doc = whatif_doc({"resourceId": SCRIPT, "changeType": "Create", "after": {"properties": {"azCliVersion": "2.60"}}},
+                     {"resourceId": GW1, "changeType": "NoChange"})
+    line = one_error_line(cli("whatif", write(tmp_path, "s.json", lab()), "--template", write(tmp_path, "w.json", doc)))
+    assert "Create of " + SCRIPT in line and "can change anything" in line
+
+
+def test_whatif_unknown_change_type_on_a_gateway_exits_2(tmp_path: Path) -> None:
+    doc = whatif_doc({"resourceId": GW1, "changeType": "Transmogrify"})
+    line = one_error_line(cli("whatif", write(tmp_path, "s.json", lab()), "--template", write(tmp_path, "w.json", doc)))
+    assert "Transmogrify of " + GW1 in line and "unknown changeType" in line
+
+
+def test_whatif_unsupported_change_of_an_unrelated_type_is_still_judged(tmp_path: Path) -> None:
+    storage = f"/subscriptions/{SUB}/resourceGroups/rg-er-lab/providers/Microsoft.Storage/storageAccounts/st1"
+    doc = whatif_doc({"resourceId": storage, "changeType": "Unsupported"})
+    done = cli("whatif", write(tmp_path, "s.json", lab()), "--template", write(tmp_path, "w.json", doc), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["opened"] == []
+
+
+def test_whatif_template_with_a_deployment_script_exits_2(tmp_path: Path) -> None:
+    template = {"$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+                "contentVersion": "1.0.0.0",
+                "resources": [{"type": "Microsoft.Resources/deploymentScripts", "apiVersion": "2023-08-01",
+                               "name": "flip-it", "kind": "AzureCLI",
+                               "properties": {"azCliVersion": "2.60.0", "retentionInterval": "PT1H",
+                                              "scriptContent": "az network vnet-gateway update ..."}}]}
+    line = one_error_line(cli("whatif", write(tmp_path, "s.json", lab()), "--template",
+                              write(tmp_path, "t.json", template)))
+    assert "deployment script 'flip-it'" in line and "fails closed" in line
+
+
+# -- 7: the policy cannot be bent by resource owners ----------------------------------------------------------------
+
+OTHER_SUB = "00000000-0000-0000-0000-0000000000ff"
+
+
+def enable_gw1(tmp_path: Path, policy: str, snapshot: object | None = None) -> subprocess.CompletedProcess[str]:
+    return cli("whatif", write(tmp_path, "s.json", snapshot if snapshot is not None else lab(enabled=(2,))),
+               "--set", "ergw-01", "allowRemoteVnetTraffic=true", "--policy", write(tmp_path, "p.yaml", policy),
+               "--json")
+
+
+def test_forbidden_beats_an_acceptance_of_the_same_pair(tmp_path: Path) -> None:
+    policy = (f"forbidden:\n  - name: labs-apart\n    a: {{subscription: {SUB}, name: hub-01}}\n"
+              f"accepted:\n  - name: hub-01-ok\n    a: {{subscription: {SUB}, name: hub-01}}\n    reason: CHG-9\n")
+    done = enable_gw1(tmp_path, policy)
+    assert done.returncode == 1, done.stderr
+    [opened] = json.loads(done.stdout)["opened"]
+    assert opened["severity"] == "critical" and opened["policy"]["rule"] == "labs-apart"
+    assert "acceptance 'hub-01-ok' does not override" in opened["policy"]["reason"]
+
+
+def test_an_acceptance_by_name_alone_is_refused(tmp_path: Path) -> None:
+    policy = write(tmp_path, "p.yaml", "accepted:\n  - name: hub-03-migration\n    a: {name: hub-03}\n    reason: r\n")
+    line = one_error_line(cli("policy", "check", policy))
+    assert f"{policy}:3: accepted rule 'hub-03-migration' side a must name a scope" in line
+
+
+def test_a_vnet_named_like_an_accepted_one_in_another_subscription_stays_unexpected(tmp_path: Path) -> None:
+    # The owner of another subscription names a VNet "hub-01": the acceptance, scoped by subscription, ignores it.
+    text = json.dumps(lab(enabled=(2,))).replace(SUB, OTHER_SUB)
+    policy = f"accepted:\n  - name: hub-01-ok\n    a: {{subscription: {SUB}, name: hub-01}}\n    reason: CHG-9\n"
+    [opened] = json.loads(enable_gw1(tmp_path, policy, text).stdout)["opened"]
+    assert (opened["severity"], opened["policy"]["kind"]) == ("warning", "unexpected")
+    [opened] = json.loads(enable_gw1(tmp_path, policy).stdout)["opened"]
+    assert (opened["severity"], opened["policy"]["kind"]) == ("info", "accepted")
+
+
+@pytest.mark.parametrize("kind", ["allowed", "accepted"])
+def test_tags_can_never_lower_a_severity(tmp_path: Path, kind: str) -> None:
+    policy = write(tmp_path, "p.yaml", f"{kind}:\n  - name: t\n    a: {{subscription: {SUB}, tag: {{ok: 'yes'}}}}\n"
+                                       "    reason: r\n")
+    line = one_error_line(cli("policy", "check", policy))
+    assert f"{kind} rule 't' selects by tag" in line and "never lower it" in line
+
+
+def test_yaml_aliases_are_refused(tmp_path: Path) -> None:
+    policy = write(tmp_path, "p.yaml", "forbidden:\n  - name: a\n    a: &hubs [{name: hub-01}, {name: hub-02}]\n"
+                                       "    b: *hubs\n")
+    line = one_error_line(cli("policy", "check", policy))
+    assert f"{policy}:3: YAML anchors and aliases" in line
+
+
+def test_a_policy_larger_than_the_cap_is_refused(tmp_path: Path) -> None:
+    rules = "".join(f"  - name: r{i}\n    a: {{subscription: {SUB}, name: hub-{i:06d}}}\n" for i in range(4000))
+    policy = write(tmp_path, "p.yaml", "forbidden:\n" + rules)
+    line = one_error_line(cli("policy", "check", policy))
+    assert "at most 262144 are read" in line
+
+
+def test_policy_check_warns_about_rules_naming_vnets_by_name_alone(tmp_path: Path) -> None:
+    policy = write(tmp_path, "p.yaml", "forbidden:\n  - name: n\n    a: {name: hub-01}\n"
+                                       f"  - name: scoped\n    a: {{subscription: {SUB}, name: hub-02}}\n")
+    done = cli("policy", "check", policy)
+    assert done.returncode == 0 and done.stdout.endswith("ok (2 forbidden, 0 allowed, 0 accepted; unexpected = "
+                                                         "warning)\n")
+    assert done.stderr.splitlines() == [f"warning: {policy}:2: forbidden rule 'n' side a selects VNets by name "
+                                        "alone: a VNet of that name in any subscription matches, and owners choose "
+                                        "names; add subscription, resourceGroup or id"]
+
+
+# -- 9: replay never touches an Azure store -------------------------------------------------------------------------
+
+def test_replay_ignores_azure_store_settings_and_writes_its_own_folder(tmp_path: Path, azurite: Any) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "AuditorStorage": azurite.connection_string,
+           "AuditorStorage__blobServiceUri": azurite.blob_url, "STATE_CONTAINER": "replay-must-not-state",
+           "AUDIT_CONTAINER": "replay-must-not-audit", "RECHECK_QUEUE": "replay-must-not-queue"}
+    done = cli("replay", "examples/replay-lab", "--store", tmp_path / "store", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 8
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    assert not [c.name for c in service.list_containers(name_starts_with="replay-must-not")]
+    assert sorted((tmp_path / "store").glob("audit-*.jsonl"))
+    assert cli("audit", "verify", "--store", tmp_path / "store", env=env).returncode == 0
