@@ -74,6 +74,7 @@ class AlertView:
     groups: tuple[Group, ...]
     warnings: tuple[str, ...]
     omitted: int = 0  # pairs the alert itself leaves out (a very large change); the audit log has them all
+    report: str = ""  # where the report page of this change is (container/blob), when the app writes one
 
     @property
     def title(self) -> str:
@@ -124,7 +125,15 @@ def read_alert(alert: Mapping[str, Any]) -> AlertView:
         groups=tuple(sorted(groups, key=lambda g: -SEVERITY_RANK.get(g.severity, 0))),
         warnings=tuple(_strs(alert.get("warnings"))),
         omitted=more_opened + more_closed,
+        report=_report_name(alert.get("report")),
     )
+
+
+def _report_name(value: Any) -> str:
+    """`container/dated copy` of the alert's report page (the copy stays; latest.html moves on)."""
+    if not isinstance(value, Mapping) or not value.get("copy"):
+        return ""
+    return f"{_str(value.get('location'))}/{_str(value.get('copy'))}"
 
 
 def _groups(alert: Mapping[str, Any], pairs: list[tuple[dict[str, Any], Pair]]) -> list[Group]:
