@@ -26,6 +26,7 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
     from shared.notify import ConsoleNotifier, notifiers_from_settings
     from shared.notify.eventgrid import publisher_from_settings
     from shared.store import store_from_settings
+    from shared.store.report import report_publisher_from_settings
 
     settings = Settings.from_env(env)
     reader: TopologyReader
@@ -43,7 +44,7 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
     classify, notify_info = _classification(settings)
     return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
                    classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds,
-                   **health_options(settings))
+                   report=report_publisher_from_settings(env), **health_options(settings))
 
 
 def health_options(settings: Settings) -> dict[str, Any]:
