@@ -462,9 +462,13 @@ class Auditor:
 
         ordered = sorted(items, key=lambda i: (i["kind"] != "audit", when(i)))
         audit_done: dict[str, Failure | None] = {}
+        held = False
         for item in (i for i in ordered if i["kind"] == "audit"):
             if item.get("dead"):
                 audit_done[item["id"]] = Failure(str(item.get("lastError") or "dead"), DEAD)
+                continue
+            if held:  # keep the records in order: the rest wait with the one that failed
+                audit_done[item["id"]] = Failure("an earlier audit record is not appended yet", DEFER)
                 continue
             try:
                 record = self._audit_payload(item, encoded or {})
@@ -477,10 +481,17 @@ class Auditor:
                 logger.error("audit record %s cannot be appended, dead-lettered: %s", item["id"], _short(exc))
                 audit_done[item["id"]] = Failure(f"cannot be appended: {_short(exc)}", DEAD)
                 continue
+            except Exception as exc:  # the audit log never holds the alerts back: they are delivered below
+                logger.error("audit record %s not appended (kept in the outbox; alerts are still delivered): %s",
+                             item["id"], _short(exc))
+                audit_done[item["id"]] = Failure(f"audit append failed: {_short(exc)}", RETRY)
+                held = True
+                continue
             audit_done[item["id"]] = None
         if audit_done:
             self._settle(run_id, audit_done, items)
-            self._drop_stashes([i for i in ordered if i["kind"] == "audit"])
+            finished = {k for k, v in audit_done.items() if v is None or v.verdict == DEAD}
+            self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in finished])
         delivered: list[str] = []
         failures: dict[str, Failure] = {}
         broken: dict[str, str] = {}  # notifier name -> why (raises the delivery health alert)
@@ -551,9 +562,10 @@ class Auditor:
         """
         dead = {k: v.error for k, v in outcomes.items() if v is not None and v.verdict == DEAD}
         if dead:
+            outcomes = dict(outcomes)
             for item in claimed:
-                if item["id"] in dead:
-                    self._dead_letter(run_id, item, dead[item["id"]])
+                if item["id"] in dead and not self._dead_letter(run_id, item, dead[item["id"]]):
+                    outcomes[item["id"]] = Failure(dead[item["id"]], RETRY)  # kept until its record is written
         while True:
             state, etag = self.state.load()
             if state is None:
@@ -584,7 +596,7 @@ class Auditor:
             except StateConflict:
                 continue
 
-    def _dead_letter(self, run_id: str, item: JsonDict, error: str) -> None:
+    def _dead_letter(self, run_id: str, item: JsonDict, error: str) -> bool:
         """The dead-letter record of an item that leaves the outbox undone: what it was and why, never its secret."""
         payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
         assert isinstance(payload, dict)
@@ -603,7 +615,12 @@ class Auditor:
                 record["alertKind"] = _bounded(payload.get("kind"))
         logger.error("outbox item %s dead-lettered after %s attempt(s): %s", record["item"]["id"],
                      record["item"]["attempts"], _bounded(error))
-        self.audit.append(record)
+        try:
+            self.audit.append(record)
+        except Exception as exc:  # the item stays in the outbox: never dropped without its record
+            logger.error("dead-letter record of %s not appended: %s", record["item"]["id"], _short(exc))
+            return False
+        return True
 
     # ---- webhook "not before" times (Retry-After kept across alerts and runs) -----------------------------------
     def _hold_off(self, name: str, seconds: float, stored: Mapping[str, Any]) -> None:
@@ -663,8 +680,11 @@ class Auditor:
             logger.info("%s", LOG_MARKER_RECONCILED)
 
     def _append_delivery(self, run_id: str, delivered: list[str], undelivered: list[str]) -> None:
-        self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
-                           "delivered": delivered, "undelivered": undelivered})
+        try:
+            self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
+                               "delivered": delivered, "undelivered": undelivered})
+        except Exception as exc:  # what was delivered is settled in the state already; never undo that here
+            logger.error("run %s: delivery record not appended to the audit log: %s", run_id, exc)
 
     # ---- records and alerts ------------------------------------------------------------------------------------------
     def _record(self, trigger: RunTrigger, run_id: str, outcome: str, *, conflicts: int = 0,
