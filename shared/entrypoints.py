@@ -11,6 +11,7 @@ from typing import Any
 from shared.auditor import Auditor, Classifier, RunResult, RunTrigger, default_classifier
 from shared.events import MalformedEventError, Skip, parse_event
 from shared.offline import SnapshotFileTopologyReader
+from shared.policy import Policy
 from shared.ports import Notifier, TopologyReader
 from shared.settings import Settings
 
@@ -38,23 +39,23 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
     state, audit, recheck = store_from_settings(env)
     notifiers: list[Notifier] = list(notifiers_from_settings(env)) or [ConsoleNotifier()]
     notifiers[:0] = [p for p in [publisher_from_settings(env, client_id=settings.client_id)] if p]  # fails fast: first
-    classify, notify_info = _classification(settings)
+    classify, notify_info, policy = _classification(settings)
     return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
                    classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds,
-                   report=report_publisher_from_settings(env))
+                   report=report_publisher_from_settings(env), report_policy=policy)
 
 
-def _classification(settings: Settings) -> tuple[Classifier, bool]:
-    """The severity classifier and whether accepted (info) paths go to chat, from the policy file if any.
+def _classification(settings: Settings) -> tuple[Classifier, bool, Policy | None]:
+    """The severity classifier, whether accepted (info) paths go to chat, and the policy file's policy if any.
 
     A policy file with an error raises PolicyError (`FILE:LINE: ...`) here, at start-up: never "allow all".
     """
     if not settings.policy_file:
-        return default_classifier, settings.notify_accepted
+        return default_classifier, settings.notify_accepted, None
     from shared.policy import classifier, load_policy
 
     policy = load_policy(settings.policy_file)
-    return classifier(policy), settings.notify_accepted or policy.notify_info
+    return classifier(policy), settings.notify_accepted or policy.notify_info, policy
 
 
 def auditor() -> Auditor:
