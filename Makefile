@@ -28,7 +28,9 @@ demo: $(STAMP)
 	@echo; echo "== The auditor (function entry points, local store) replaying the lab as Event Grid events"
 	@store=$$(mktemp -d /tmp/er-transit-demo.XXXXXX) && \
 	  $(PY) -m shared.cli replay examples/replay-lab --store $$store && \
-	  $(PY) -m shared.cli audit verify --store $$store
+	  $(PY) -m shared.cli audit verify --store $$store && \
+	  echo && echo "== The audit log: who opened and closed hub-01 <-> hub-02, and its state now" && \
+	  $(PY) -m shared.cli audit history hub-01 hub-02 --store $$store
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -394,6 +394,24 @@ class AuditFilter:
             return False
         return not self.vnets or any(pair_matches(p, self.vnets) for _, p in pairs_of(doc))
 
+    def needles(self) -> tuple[str, ...]:
+        """Lower-case texts that the stored line of every record this filter selects contains (none: no hint).
+
+        Lines are canonical JSON (not ASCII-escaped), so a name appears as itself unless it holds a character
+        JSON escapes; then no hint is given.
+        """
+        needles = [v.strip().rstrip("/").lower() for v in self.vnets]
+        if self.caller is not None:
+            needles.append(self.caller.strip().lower())
+        if any(_JSON_ESCAPED_RE.search(n) for n in needles):
+            return ()
+        if self.outcomes is not None and len(self.outcomes) == 1:
+            needles.append(f'"outcome":"{next(iter(self.outcomes))}"')
+        return tuple(needles)
+
+
+_JSON_ESCAPED_RE = re.compile(r'["\\\x00-\x1f]')
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Texts
@@ -623,11 +641,13 @@ def history_text(vnet_a: str, vnet_b: str, events: Sequence[PairEvent], now: str
     for event in events:
         doc, pair = event.logged.record, event.pair
         causes = "; ".join(printable(c.get("text")) for c in pair.get("cause") or [] if isinstance(c, Mapping))
-        who = printable(who_of(doc) or doc.get("trigger", {}).get("kind") or "?")
-        lines.append(f"  {short_time(event.logged.recorded_at)}  {event.direction.upper():13} by {who}"
-                     f"  (run {printable(doc.get('runId'))}, {_trigger_cell(doc)})")
+        who = printable(who_of(doc) or "?")
+        lines.append(f"  {short_time(event.logged.recorded_at)}  {event.direction.upper()} by {who}")
         if causes:
             lines.append(f"      cause: {causes}")
         lines += [f"      now missing: {printable(m)}" for m in pair.get("explanation") or []]
+        alert = f", alert {printable(doc['alertId'])}" if doc.get("alertId") and event.direction in (
+            "opened", "closed") else ""
+        lines.append(f"      run {printable(doc.get('runId'))} ({printable(_trigger_cell(doc))}){alert}")
     lines.append(f"now: {now}")
     return "\n".join(lines)

@@ -84,7 +84,8 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     audit_filter = AuditFilter(window=_window(args, now), vnets=tuple(args.vnet or ()), caller=args.caller,
                                outcomes=parse_outcomes(args.outcome))
     log, _, _ = _open(args)
-    found = changes(read_records(log, audit_filter.window, today=now.date()), audit_filter)
+    found = changes(read_records(log, audit_filter.window, today=now.date(), needles=audit_filter.needles()),
+                    audit_filter)
     if args.json:
         for change in found:
             sys.stdout.write(json.dumps(change.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -142,11 +143,12 @@ def _now_text(state_store: StateStore, vnet_a: str, vnet_b: str, opened_before: 
 def cmd_audit_history(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     window = _window(args, now)
-    AuditFilter(vnets=(args.vnet_a, args.vnet_b))  # the same checks as --vnet
+    needles = AuditFilter(vnets=(args.vnet_a, args.vnet_b), outcomes=frozenset({"committed"})).needles()
     log, state_store, _ = _open(args)
 
     def inside() -> Iterator[Any]:
-        return (r for r in read_records(log, window, today=now.date()) if window.contains(r.recorded_at))
+        return (r for r in read_records(log, window, today=now.date(), needles=needles)
+                if window.contains(r.recorded_at))
 
     events = pair_history(inside(), args.vnet_a, args.vnet_b)
     now_text = _now_text(state_store, args.vnet_a, args.vnet_b, any(e.direction == "opened" for e in events))
