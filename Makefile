@@ -47,6 +47,7 @@ test: setup lint typecheck infra-check
 bench: $(STAMP)
 	$(PY) benchmarks/bench_transit.py
 	$(PY) benchmarks/bench_auditor.py
+	$(PY) benchmarks/bench_audit_query.py
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

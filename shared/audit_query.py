@@ -578,7 +578,8 @@ def show_text(change: Change, chain: str) -> str:
         lines.append(f"  baseline: the first run; {doc.get('pairs', '?')} pairs recorded, none announced")
     counts = {k: len(doc.get(k) or []) for k in PAIR_LISTS}
     lines.append(f"  {counts['opened']} opened, {counts['closed']} closed, {counts['pending']} pending"
-                 + (f"; {doc['pairs']} pairs committed after it" if isinstance(doc.get("pairs"), int) else ""))
+                 + (f"; {doc['pairs']} pair{'s' if doc['pairs'] != 1 else ''} committed after it"
+                    if isinstance(doc.get("pairs"), int) else ""))
     for key in PAIR_LISTS:
         for _, pair in pairs_of(doc, key):
             lines += _pair_lines(key, pair)
