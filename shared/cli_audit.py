@@ -18,16 +18,13 @@ from shared.audit_query import (
     change_of,
     changes,
     delivery_attempts,
-    history_text,
-    list_text,
     pair_history,
     pair_matches,
     parse_outcomes,
     parse_when,
-    printable,
-    show_text,
 )
 from shared.audit_reader import AuditDayFiles, find_record, read_records
+from shared.audit_views import history_text, list_text, printable, show_text
 from shared.ports import StateStore
 
 

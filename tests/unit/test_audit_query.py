@@ -14,13 +14,11 @@ from shared.audit_query import (
     PartJoiner,
     Window,
     changes,
-    history_text,
-    list_text,
     pair_history,
     parse_outcomes,
     parse_when,
-    printable,
 )
+from shared.audit_views import history_text, list_text, printable
 from shared.auditor import split_record
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
