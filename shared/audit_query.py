@@ -446,10 +446,12 @@ def change_of(logged: LoggedRecord, attempts: Mapping[str, Sequence[Attempt]]) -
                   tuple(attempts.get(alert_id, ())))
 
 
-def changes(records: Iterable[LoggedRecord], audit_filter: AuditFilter) -> list[Change]:
+def changes(records: Iterable[LoggedRecord], audit_filter: AuditFilter,
+            wanted: set[str] | None = None) -> list[Change]:
     """The records the filter selects, newest first, each with its alert and where the alert was delivered.
 
-    Reads `records` once; every `delivery` record among them counts, in the window or not.
+    Reads `records` once; every `delivery` record among them counts, in the window or not. `wanted` receives the
+    alert and run ids of each record selected, as it is read (so a reader can leave other deliveries unread).
     """
     attempts: dict[str, list[Attempt]] = {}
     selected: list[LoggedRecord] = []
@@ -459,6 +461,8 @@ def changes(records: Iterable[LoggedRecord], audit_filter: AuditFilter) -> list[
                 attempts.setdefault(alert_id, []).extend(tries)
         if audit_filter.matches(logged):
             selected.append(logged)
+            if wanted is not None:
+                wanted.update(str(logged.record[k]) for k in ("alertId", "runId") if logged.record.get(k))
     out = [change_of(logged, attempts) for logged in selected]
     out.sort(key=lambda c: (c.logged.recorded_at, c.logged.seq), reverse=True)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
@@ -55,7 +55,16 @@ class _Sequence:
     where: str = ""
 
     def check(self, record: JsonDict, line: AuditLine) -> None:
-        seq = int(record["seq"])
+        self._step(int(record["seq"]), line)
+
+    def skip(self, line: AuditLine) -> None:
+        """A line confirmed by the next line's prevHash: its seq, read without parsing it, must follow too."""
+        seq = _top_level(line.text, "seq")
+        if seq is None or not seq.isdigit():
+            raise AuditQueryError(f"{line.file} line {line.line} has no seq; run `audit verify`")
+        self._step(int(seq), line)
+
+    def _step(self, seq: int, line: AuditLine) -> None:
         if self.seq is not None and seq != self.seq + 1:
             if seq == self.seq + 2:
                 what = f"record {seq - 1} is missing"
@@ -66,15 +75,9 @@ class _Sequence:
             raise AuditQueryError(f"{line.file} line {line.line}: {what} (after {self.where}); run `audit verify`")
         self.seq, self.where = seq, f"{line.file} line {line.line}"
 
-    def skip(self, line: AuditLine) -> None:
-        """A line confirmed by the next line's prevHash: take its seq without parsing it."""
-        seq = _top_level(line.text, "seq")
-        self.seq = int(seq) if seq is not None and seq.isdigit() else None
-        self.where = f"{line.file} line {line.line}"
 
-
-def read_records(log: AuditDayFiles, window: Window, *, today: date,
-                 needles: Sequence[str] = ()) -> Iterator[LoggedRecord]:
+def read_records(log: AuditDayFiles, window: Window, *, today: date, needles: Sequence[str] = (),
+                 wanted: Set[str] | None = None) -> Iterator[LoggedRecord]:
     """The records of the files `window` needs, oldest first, parts joined (the caller keeps those inside it).
 
     After the window's days it reads on into the next file only as far as records recorded inside the window (a
@@ -84,7 +87,8 @@ def read_records(log: AuditDayFiles, window: Window, *, today: date,
     `needles` (lower case): the caller only wants records whose line holds all of them. A line without them is
     then passed over unparsed, but only when the next line's prevHash is that line's own SHA-256: it is then
     exactly the record the log chained, unaltered and whole (else it is parsed, and checked, as any other).
-    Delivery records and records in parts are always parsed.
+    Records in parts are always parsed; delivery records are parsed when they name one of the ids in `wanted`
+    (the caller adds the alert and run ids of the records it keeps as it reads them), or always when it is None.
     """
     inside, after = window.split_files(log.day_names(window.name_prefixes(today=today)))
     joiner = PartJoiner(skip_leading_orphans=window.since is not None)
@@ -105,7 +109,7 @@ def read_records(log: AuditDayFiles, window: Window, *, today: date,
                 if logged is not None:
                     yield logged
             held = None
-        if needles and _passable(line.text, needles):
+        if needles and _passable(line.text, needles, wanted):
             held = line
             continue
         logged = read(line)
@@ -132,13 +136,13 @@ def read_records(log: AuditDayFiles, window: Window, *, today: date,
         raise error
 
 
-_ALWAYS_PARSED = ('"outcome":"delivery"', '"parts":')
-
-
-def _passable(text: str, needles: Sequence[str]) -> bool:
-    """True when the line cannot be one the caller wants (and is not a delivery or a part)."""
-    if any(marker in text for marker in _ALWAYS_PARSED):
+def _passable(text: str, needles: Sequence[str], wanted: Set[str] | None) -> bool:
+    """True when the line cannot be one the caller wants: not a part, and not a delivery of a wanted alert, nor a
+    record holding every needle."""
+    if '"parts":' in text:
         return False
+    if '"outcome":"delivery"' in text:
+        return wanted is not None and not any(w in text for w in wanted)
     lowered = text.lower()
     return not all(n in lowered for n in needles)
 
@@ -149,11 +153,11 @@ def _top_level(text: str, key: str) -> str | None:
     at = text.rfind(f'"{key}":')
     if at < 0:
         return None
-    start = at + len(key) + 3
-    end = start
-    while end < len(text) and text[end] not in ',}':
-        end += 1
-    return text[start:end].strip('"')
+    value = _SCALAR_RE.match(text, at + len(key) + 3)
+    return value.group(1) if value else None
+
+
+_SCALAR_RE = re.compile(r'"?([^",}]*)')
 
 
 def _chained_after(held: AuditLine, line: AuditLine) -> bool:

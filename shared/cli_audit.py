@@ -82,8 +82,9 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     audit_filter = AuditFilter(window=_window(args, now), vnets=tuple(args.vnet or ()), caller=args.caller,
                                outcomes=parse_outcomes(args.outcome))
     log, _ = _open(args)
-    found = changes(read_records(log, audit_filter.window, today=now.date(), needles=audit_filter.needles()),
-                    audit_filter)
+    wanted: set[str] = set()  # alert and run ids of the records kept: only their deliveries need reading
+    found = changes(read_records(log, audit_filter.window, today=now.date(), needles=audit_filter.needles(),
+                                 wanted=wanted), audit_filter, wanted)
     if args.json:
         for change in found:
             sys.stdout.write(json.dumps(change.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -145,7 +146,7 @@ def cmd_audit_history(args: argparse.Namespace) -> int:
     log, state_store = _open(args)
 
     def inside() -> Iterator[Any]:
-        return (r for r in read_records(log, window, today=now.date(), needles=needles)
+        return (r for r in read_records(log, window, today=now.date(), needles=needles, wanted=set())
                 if window.contains(r.recorded_at))
 
     events = pair_history(inside(), args.vnet_a, args.vnet_b)

@@ -212,14 +212,17 @@ def test_a_damaged_line_inside_the_window_is_an_error_naming_file_and_line(
     assert ok("audit", "list", "--store", tmp_path, "--until", f"{TODAY - timedelta(days=3)}T12:00:00Z")
 
 
+@pytest.mark.parametrize("outcome", ["committed", "delivery"])
+@pytest.mark.parametrize("extra", [[], ["--caller", "nobody"]])
 def test_a_deleted_line_is_an_error_never_a_shorter_answer(
-        tmp_path: Path, month: dict[str, list[dict[str, Any]]]) -> None:
+        tmp_path: Path, month: dict[str, list[dict[str, Any]]], outcome: str, extra: list[str]) -> None:
     file = f"audit-{TODAY - timedelta(days=2)}.jsonl"
     lines = (tmp_path / file).read_text(encoding="utf-8").splitlines(keepends=True)
-    removed = json.loads(lines[4])["seq"]
-    (tmp_path / file).write_text("".join(lines[:4] + lines[5:]), encoding="utf-8")
-    message = refused("audit", "list", "--store", tmp_path, "--since", "4d")
-    assert message.startswith(f"error: {file} line 5: record {removed} is missing")
+    at = next(i for i, line in enumerate(lines) if i > 3 and json.loads(line)["outcome"] == outcome)
+    removed = json.loads(lines[at])["seq"]
+    (tmp_path / file).write_text("".join(lines[:at] + lines[at + 1:]), encoding="utf-8")
+    message = refused("audit", "list", "--store", tmp_path, "--since", "4d", *extra)
+    assert message.startswith(f"error: {file} line {at + 1}: record {removed} is missing")
 
 
 def test_show_reports_a_chain_broken_before_the_record(tmp_path: Path, month: dict[str, list[dict[str, Any]]]) -> None:
