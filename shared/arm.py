@@ -18,6 +18,7 @@ from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
+from shared.focus import MAX_EVENT_ARM_CALLS, FocusedRead, unknown_references
 from shared.ports import IncompleteReadError, JsonDict
 
 if TYPE_CHECKING:
@@ -183,6 +184,66 @@ class ResourceGraphTopologyReader:
             self.last_read_calls.arm,
         )
         return [resources[k] for k in sorted(resources)]
+
+    def read_focused(self, resource_id: str, *, known: Callable[[str], bool]) -> FocusedRead | None:
+        """The event path: ARM GETs of the event's resource (its parent for a child, its connections for a hub),
+        then of a resource it newly references, at most MAX_EVENT_ARM_CALLS calls and no Resource Graph query.
+
+        404 means deleted. A failed call raises IncompleteReadError. None: not a type this reader can read alone
+        (the caller then reads the whole scope). `known(id_lower)` says whether the working copy holds an id.
+        """
+        target = _focus_target(resource_id)
+        if target is None:
+            return None
+        self._per_thread.calls = {"resource_graph": 0, "arm": 0}
+        try:
+            if not self._watched(target.subscription_id):
+                logger.warning("event resource %s is outside the watched subscriptions; not read", resource_id)
+                return FocusedRead(warnings=(f"event resource {resource_id} is outside the watched subscriptions; "
+                                             "not read",))
+            replace = [target.resource_id]
+            found = self._read_target(target)
+            warnings: list[str] = []
+            for ref in unknown_references(found, known, replace):
+                ref_target = _focus_target(ref)
+                if ref_target is None or not self._watched(ref_target.subscription_id):
+                    continue  # outside the scope: the parser reports it as a dangling reference
+                if self._calls["arm"] + (2 if ref_target.kind == "virtualhubs" else 1) > MAX_EVENT_ARM_CALLS:
+                    warnings.append(f"{ref} is new to the working copy and was not read within this event's budget "
+                                    "of ARM calls; the next reconcile reads it")
+                    continue
+                replace.append(ref_target.resource_id)
+                found += self._read_target(ref_target)
+            return FocusedRead(replace=tuple(replace), resources=tuple(found), warnings=tuple(warnings),
+                               calls=self._calls["arm"])
+        finally:
+            self.last_read_calls = ReadCalls(**self._calls)
+            logger.info("event read of %s: %s ARM calls", resource_id, self.last_read_calls.arm)
+
+    def _watched(self, subscription_id: str) -> bool:
+        return subscription_id.lower() in {s.lower() for s in self._subscriptions}
+
+    def _read_target(self, target: _Target) -> list[JsonDict]:
+        """ARM's copy of the target (a hub with its connections); [] when ARM answers 404."""
+        client = self._network_client_factory(target.subscription_id)
+        self._calls["arm"] += 1
+        try:
+            model = _GETTERS[target.kind](client, target.resource_group, target.names[0])
+        except ResourceNotFoundError:
+            logger.info("resource %s is gone (404)", target.resource_id)
+            return []
+        except AzureError as exc:
+            raise IncompleteReadError(f"ARM GET {target.resource_id} failed: {_describe(exc)}") from exc
+        found = [_to_arm_json(model, target.subscription_id, target.resource_group)]
+        if target.kind == "virtualhubs":
+            self._calls["arm"] += 1
+            try:
+                found += [_to_arm_json(c, target.subscription_id, target.resource_group)
+                          for c in client.hub_virtual_network_connections.list(target.resource_group, target.names[0])]
+            except AzureError as exc:
+                raise IncompleteReadError(
+                    f"listing connections of hub {target.resource_id} failed: {_describe(exc)}") from exc
+        return found
 
     # -- Resource Graph ----------------------------------------------------------------------------------------
     def _query_graph(self) -> dict[str, JsonDict]:

@@ -10,15 +10,19 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.collector import collector_paused
 from shared.diff import PairChange, diff_pairs, settling_in
 from shared.explain import explain_pair
+from shared.focus import FocusedRead, patch_copy, project
 from shared.model import PairSet, ResourceId, Topology, TransitPair
 from shared.ports import (
     AuditLog,
@@ -33,7 +37,8 @@ from shared.ports import (
     TopologyReader,
     bounded_ids,
 )
-from shared.snapshot import SnapshotError, parse_resources, transit_projection
+from shared.snapshot import SnapshotError, parse_resources
+from shared.store.chain import ChainTail, EncodedRecord, canonical_json
 from shared.transit import Endpoint, compute_pairs, endpoints_of
 from shared.views import change_json
 
@@ -95,6 +100,54 @@ def canonical_digest(resources: Sequence[Mapping[str, Any]]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _id_key(resource: Mapping[str, Any]) -> str:
+    return str(resource.get("id", "")).lower()
+
+
+def _check_rows(resources: Sequence[Any], *, source: str) -> None:
+    for i, raw in enumerate(resources):
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or not isinstance(raw.get("type"), str):
+            raise SnapshotError(f"{source}: resource at [{i}] is not an object with an 'id' and a 'type'")
+
+
+class _Computed:
+    """Parsed topologies and their pairs by topology digest, for the last few digests this process saw.
+
+    A digest names its projection's content, so an entry is never stale; a warm process then neither re-parses
+    the committed working copy nor recomputes its pairs for every event.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _entry(self, digest: str) -> dict[str, Any]:
+        with self._lock:
+            entry = self._entries.setdefault(digest, {})
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self._keep:
+                self._entries.popitem(last=False)
+            return entry
+
+    def topology(self, digest: str, resources: Sequence[JsonDict]) -> Topology:
+        entry = self._entry(digest)
+        if "topology" not in entry:
+            with collector_paused():
+                entry["topology"] = parse_resources(resources, source="live read")
+        topology: Topology = entry["topology"]
+        return topology
+
+    def pairs(self, digest: str, resources: Sequence[JsonDict]) -> PairSet:
+        entry = self._entry(digest)
+        if "pairs" not in entry:
+            topology = self.topology(digest, resources)
+            with collector_paused():
+                entry["pairs"] = compute_pairs(topology)
+        pairs: PairSet = entry["pairs"]
+        return pairs
+
+
 def _pair_key(pair: Mapping[str, Any]) -> tuple[str, str]:
     a, b = pair["vnets"]
     return (a.lower(), b.lower())
@@ -121,6 +174,7 @@ class Auditor:
     backoff_cap_seconds: float = 1.0
     clock: Callable[[], datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
+    _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
 
     # ---- the run -------------------------------------------------------------------------------------------------
     def run(self, trigger: RunTrigger) -> RunResult:
@@ -141,14 +195,30 @@ class Auditor:
         return RunResult(outcome=LOST_RACE, detail="too many concurrent commits")
 
     def _attempt(self, trigger: RunTrigger, run_id: str, conflicts: int) -> RunResult:
-        state, etag = self.state.load()
+        with collector_paused():  # the working copy is a large acyclic JSON tree: nothing for the collector
+            state, etag = self.state.load()
+        self._seed_audit_tail(state)
         if trigger.event_id and state is not None and trigger.event_id in state.processed_event_ids:
             self._append_direct(trigger, run_id, DUPLICATE, conflicts=conflicts)
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=DUPLICATE, delivered=delivered, undelivered=undelivered)
+        read_warnings: list[str] = []
         try:
-            resources = self.reader.read(focus_resource_id=trigger.resource_id)
-            after_topology = parse_resources(resources, source="live read")
+            focused = self._read_focused(trigger, state)
+            if focused is not None and state is not None:
+                read_warnings = list(focused.warnings)
+                patched = patch_copy(state.resources, focused)
+                relevant = state.resources if patched is None else patched
+                digest = state.topology_digest if patched is None else canonical_digest(relevant)
+            else:
+                resources = self.reader.read(focus_resource_id=trigger.resource_id)
+                _check_rows(resources, source="live read")
+                relevant = sorted(project(resources), key=_id_key)  # only what can move a pair is committed
+                if state is not None and state.working_copy_ok and relevant == state.resources:
+                    relevant, digest = state.resources, state.topology_digest  # equal: no need to digest again
+                else:
+                    digest = canonical_digest(relevant)
+            after_topology = self._computed.topology(digest, relevant)
         except (IncompleteReadError, SnapshotError) as exc:
             detail = str(exc)
             logger.warning("run %s: topology read incomplete, nothing committed: %s", run_id, detail)
@@ -158,35 +228,60 @@ class Auditor:
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
 
-        relevant = transit_projection(resources)  # what is committed and digested: only what can move a pair
-        digest = canonical_digest(relevant)
-        unchanged = state is not None and digest == state.topology_digest
-        if state is not None and unchanged:
+        base = state if state is not None and state.working_copy_ok else None
+        if state is not None and base is None:
+            read_warnings.append(f"the committed working copy could not be loaded intact; re-baselined from a full "
+                                 f"read at run {state.sequence + 1}: changes since run {state.sequence} are not "
+                                 "announced")
+        unchanged = base is not None and digest == base.topology_digest
+        if base is not None and unchanged:
             # Nothing that can move a pair changed since the commit: the committed decision still holds.
-            decision = Decision(pairs=state.pairs, opened=[], closed=[], pending=state.pending,
-                                warnings=list(after_topology.warnings), basis=f"seq={state.sequence}")
+            decision = Decision(pairs=base.pairs, opened=[], closed=[], pending=base.pending,
+                                warnings=[*after_topology.warnings, *read_warnings], basis=f"seq={base.sequence}")
         else:
-            decision = decide(state, resources, after_topology, trigger, self.classify, now=self.clock())
+            with collector_paused():
+                before = (None if base is None else
+                          (self._computed.topology(base.topology_digest, base.resources),
+                           self._computed.pairs(base.topology_digest, base.resources)))
+                decision = decide(base, relevant, after_topology, trigger, self.classify, now=self.clock(),
+                                  after_pairs=self._computed.pairs(digest, relevant), before_computed=before)
+            if read_warnings:
+                decision = replace(decision, warnings=[*decision.warnings, *read_warnings])
         if unchanged and not trigger.event_id:
             # A reconcile that found nothing new: record it, but do not rewrite the state.
             self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=NO_CHANGE, delivered=delivered, undelivered=undelivered)
 
-        changed = decision.opened or decision.closed or state is None or decision.pending != state.pending
+        changed = decision.opened or decision.closed or base is None or decision.pending != base.pending
         outcome = COMMITTED if changed else NO_CHANGE
         now = self.clock()
+        sequence = (state.sequence if state else 0) + 1
         alert = self._alert(decision, trigger, run_id, now)
         # The record names its alert and the channels it goes to, so `audit show`/`list` can find its deliveries.
         alert_ref = {"alertId": alert["id"], "notifiers": [n.name for n in self.notifiers]} if alert else {}
         record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
                               closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
-                              extra={"baseline": state is None, "topologyDigest": digest,
-                                     "stateSequence": (state.sequence if state else 0) + 1,
+                              extra={"baseline": base is None, "topologyDigest": digest,
+                                     "stateSequence": sequence,
                                      **({"pairs": decision.committed_count}
                                         if decision.committed_count is not None else {}), **alert_ref})
-        items = [self._item("audit", f"{run_id}:audit:{part.get('part', 1)}", part, run_id, now)
-                 for part in split_record(record)]
+        parts = encode_parts(record)  # each pair serialised once: the stash and the audit line share the text
+        encoded: dict[str, EncodedRecord] = {}
+        items: list[JsonDict] = []
+        stash = getattr(self.state, "stash", None)
+        for part in parts:
+            item_id = f"{run_id}:audit:{part.record.get('part', 1)}"
+            encoded[item_id] = part
+            if stash is not None:
+                # The record waits in its own file/blob, never inside the state: the head stays small.
+                name = f"{run_id}-{part.record.get('part', 1)}"
+                stash(name, part.text())
+                item = self._item("audit", item_id, None, run_id, now)
+                item.update({"stash": name, "stateSequence": sequence, "time": record["time"]})
+            else:
+                item = self._item("audit", item_id, dict(part.record), run_id, now)
+            items.append(item)
         if alert is not None:
             items += [self._item("alert", item_id, part, run_id, now, notifier=n.name)
                       for n in self.notifiers for item_id, part in alert_parts(n, alert)]
@@ -196,20 +291,69 @@ class Auditor:
             pairs=decision.pairs, resources=relevant, topology_digest=digest,
             processed_event_ids=(bounded_ids(previous.processed_event_ids, trigger.event_id)
                                  if trigger.event_id else previous.processed_event_ids),
-            outbox=outbox, pending=decision.pending, sequence=previous.sequence + 1,
+            outbox=outbox, pending=decision.pending, sequence=sequence, audit_tail=previous.audit_tail,
         )
-        self.state.save(new_state, etag=etag)  # StateConflict -> the caller re-reads and recomputes
+        try:
+            self.state.save(new_state, etag=etag)  # StateConflict -> the caller re-reads and recomputes
+        except StateConflict:
+            self._drop_stashes(items)
+            raise
         if decision.pending and self.recheck is not None:
             self._schedule_recheck(trigger, reason="settling")
-        delivered, undelivered = self._process_outbox(run_id, [i for i in outbox if i.get("claimedBy") == run_id])
+        delivered, undelivered = self._process_outbox(
+            run_id, [i for i in outbox if i.get("claimedBy") == run_id], encoded)
         return RunResult(outcome=outcome, opened=decision.opened, closed=decision.closed, pending=decision.pending,
                          delivered=delivered, undelivered=undelivered)
 
+    def _read_focused(self, trigger: RunTrigger, state: CommittedState | None) -> FocusedRead | None:
+        """The event path: only the event's resource is read (ARM), then applied to the committed working copy.
+
+        Anything else (baseline, reconcile, re-check, a missing or damaged working copy, a reader that can only
+        read the whole scope) reads the whole scope.
+        """
+        read_one = getattr(self.reader, "read_focused", None)
+        if (read_one is None or trigger.kind != "event" or not trigger.resource_id or state is None
+                or not state.working_copy_ok):
+            return None
+        ids = {str(r.get("id", "")).lower() for r in state.resources}
+        result: FocusedRead | None = read_one(trigger.resource_id, known=ids.__contains__)
+        return result
+
+    def _seed_audit_tail(self, state: CommittedState | None) -> None:
+        seed = getattr(self.audit, "seed_tail", None)
+        tail = state.audit_tail if state is not None else None
+        if seed is None or not tail:
+            return
+        try:
+            seed(ChainTail(str(tail["file"]), int(tail["size"]), int(tail["seq"]), str(tail["lineHash"])))
+        except (KeyError, TypeError, ValueError):
+            logger.info("the committed audit tail is unreadable; the log reads its last line instead")
+
+    def _audit_tail(self) -> JsonDict | None:
+        tail = getattr(self.audit, "tail", None)
+        if not isinstance(tail, ChainTail):
+            return None
+        return {"file": tail.file, "size": tail.size, "seq": tail.seq, "lineHash": tail.line_hash}
+
+    def _drop_stashes(self, items: Sequence[JsonDict]) -> None:
+        drop = getattr(self.state, "drop", None)
+        if drop is None:
+            return
+        for item in items:
+            if item.get("stash"):
+                try:
+                    drop(item["stash"])
+                except Exception:  # housekeeping: an orphan stash is never read (no outbox item names it)
+                    logger.info("could not remove stashed audit record %s", item["stash"])
+
     # ---- outbox ----------------------------------------------------------------------------------------------------
-    def _item(self, kind: str, item_id: str, payload: JsonDict, run_id: str, now: datetime,
+    def _item(self, kind: str, item_id: str, payload: JsonDict | None, run_id: str, now: datetime,
               notifier: str | None = None) -> JsonDict:
-        return {"id": item_id, "kind": kind, "notifier": notifier, "payload": payload, "attempts": 0,
-                "claimedBy": run_id, "claimedUntil": now.timestamp() + self.lease_seconds}
+        item: JsonDict = {"id": item_id, "kind": kind, "notifier": notifier, "attempts": 0,
+                          "claimedBy": run_id, "claimedUntil": now.timestamp() + self.lease_seconds}
+        if payload is not None:
+            item["payload"] = payload
+        return item
 
     def _claim(self, item: JsonDict, run_id: str, now: datetime) -> JsonDict:
         """Take over an outbox item left by an earlier run (crashed or failed), unless another run holds it."""
@@ -235,20 +379,29 @@ class Auditor:
             return self._process_outbox(run_id, mine)
         return [], []
 
-    def _process_outbox(self, run_id: str, items: list[JsonDict]) -> tuple[list[str], list[str]]:
+    def _process_outbox(self, run_id: str, items: list[JsonDict],
+                        encoded: Mapping[str, EncodedRecord] | None = None) -> tuple[list[str], list[str]]:
         """Append claimed audit records (oldest first), then deliver claimed alerts, settling them in the state.
 
         Audit records are settled together (appending one twice after a crash is visible by its runId); an
-        alert is settled the moment its service accepted it, so it is never posted twice.
+        alert is settled the moment its service accepted it, so it is never posted twice. `encoded`: this run's
+        own records, already serialised (others are read back from their stash).
         """
         by_name = {n.name: n for n in self.notifiers}
-        ordered = sorted(items, key=lambda i: (i["kind"] != "audit", i["payload"].get("time", "")))
+
+        def when(item: JsonDict) -> str:
+            return str(item.get("time") or (item.get("payload") or {}).get("time") or "")
+
+        ordered = sorted(items, key=lambda i: (i["kind"] != "audit", when(i)))
         audit_done = []
         for item in (i for i in ordered if i["kind"] == "audit"):
-            self.audit.append(item["payload"])
+            record = self._audit_payload(item, encoded or {})
+            if record is not None:
+                self.audit.append(record)
             audit_done.append(item["id"])
         if audit_done:
             self._settle(run_id, {i: None for i in audit_done})
+            self._drop_stashes([i for i in ordered if i["kind"] == "audit"])
         delivered: list[str] = []
         failures: dict[str, tuple[str, bool]] = {}
         for item in (i for i in ordered if i["kind"] == "alert"):
@@ -272,6 +425,20 @@ class Auditor:
             self._append_delivery(run_id, delivered, list(failures))
         return delivered, list(failures)
 
+    def _audit_payload(self, item: JsonDict, encoded: Mapping[str, EncodedRecord]) -> JsonDict | EncodedRecord | None:
+        if item["id"] in encoded:
+            return encoded[item["id"]]
+        if isinstance(item.get("payload"), dict):
+            return dict(item["payload"])  # written by an earlier version, inside the outbox
+        unstash = getattr(self.state, "unstash", None)
+        text = unstash(str(item.get("stash"))) if unstash is not None and item.get("stash") else None
+        if text is None:
+            logger.error("audit record %s waited in the outbox but its stash %s is gone; it cannot be appended",
+                         item["id"], item.get("stash"))
+            return None
+        loaded: JsonDict = json.loads(text)
+        return loaded
+
     def _settle(self, run_id: str, outcomes: Mapping[str, tuple[str, bool] | None]) -> None:
         """Remove finished items (None) from the outbox, or release failed ones ((error, dead)), with the ETag."""
         while True:
@@ -288,8 +455,9 @@ class Auditor:
                     error, dead = failure
                     outbox.append({**item, "claimedBy": None, "claimedUntil": 0, "attempts": item["attempts"] + 1,
                                    "lastError": error, "dead": dead})
+            tail = self._audit_tail() or state.audit_tail
             try:
-                self.state.save(replace(state, outbox=outbox), etag=etag)
+                self.state.save(replace(state, outbox=outbox, audit_tail=tail), etag=etag)
                 return
             except StateConflict:
                 continue
@@ -372,35 +540,62 @@ AUDIT_FULL_DETAIL_PAIRS = 1000
 AUDIT_PART_BUDGET = 3 * 1024 * 1024
 
 
-def split_record(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[JsonDict]:
-    """The record itself, or parts of it (`part` i of `parts`) each under `budget` bytes of JSON."""
-    def size(value: object) -> int:
-        return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
+def _measure(text: str) -> int:
+    """A record's size for the budget: its UTF-8 bytes, plus one per `,` and `:` (so the record also fits when
+    spelled with the default separators, as a reader might re-serialise it)."""
+    return len(text.encode("utf-8")) + text.count(",") + text.count(":")
 
-    total = size(record)
-    if total <= budget:
-        return [record]
-    lists = ("opened", "closed", "pending")
+
+_LISTS = ("opened", "closed", "pending")
+
+
+def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[EncodedRecord]:
+    """The record itself, or parts of it (`part` i of `parts`) each under `budget`, each pair serialised once.
+
+    The pieces are canonical JSON, so the audit log hashes and writes the very same text (`EncodedRecord`).
+    """
+    lists = [k for k in _LISTS if k in record]
+    head = {k: v for k, v in record.items() if k not in _LISTS}
     items = [(key, item) for key in lists for item in record[key]]
-    head = {k: v for k, v in record.items() if k not in lists}
-    count = -(-total // budget)  # start from an even split by size, add parts until each fits
+    texts = [canonical_json(item) for _, item in items]
+    sizes = [_measure(t) + 1 for t in texts]
+
+    def encoded(base: JsonDict, start: int, stop: int) -> EncodedRecord:
+        chosen: dict[str, list[str]] = {k: [] for k in lists}
+        values: dict[str, list[Any]] = {k: [] for k in lists}
+        for i in range(start, stop):
+            key, item = items[i]
+            chosen[key].append(texts[i])
+            values[key].append(item)
+        whole = EncodedRecord.of(base)
+        pieces = {**whole.pieces, **{k: "[" + ",".join(v) + "]" for k, v in chosen.items()}}
+        return EncodedRecord({**base, **values}, pieces)
+
+    base_size = _measure(EncodedRecord.of(head).text()) + 40
+    if base_size + sum(sizes) <= budget:
+        return [encoded(head, 0, len(texts))]
+    follow = {"runId": record["runId"], "time": record["time"], "trigger": record["trigger"],
+              "outcome": record["outcome"], "continued": True}
+    follow_size = _measure(EncodedRecord.of(follow).text()) + 80
+    count = -(-(base_size + sum(sizes)) // budget)  # start from an even split by size, add parts until each fits
     while True:
-        chunk = -(-len(items) // count)
-        parts: list[JsonDict] = []
-        for start in range(0, len(items), chunk):
-            base = head if not parts else {"runId": record["runId"], "time": record["time"],
-                                            "trigger": record["trigger"], "outcome": record["outcome"],
-                                            "continued": True}
-            part: JsonDict = {**base, **{k: [] for k in lists}}
-            for key, item in items[start:start + chunk]:
-                part[key].append(item)
-            parts.append(part)
-        if all(size(p) <= budget for p in parts) or chunk == 1:
+        chunk = -(-len(texts) // count)
+        bounds = [(start, min(start + chunk, len(texts))) for start in range(0, len(texts), chunk)]
+        fits = all((base_size if n == 0 else follow_size) + sum(sizes[a:b]) <= budget
+                   for n, (a, b) in enumerate(bounds))
+        if fits or chunk == 1:
             break
         count += max(1, count // 4)
-    for i, part in enumerate(parts, start=1):
-        part.update({"part": i, "parts": len(parts)})
+    parts = []
+    for n, (start, stop) in enumerate(bounds, start=1):
+        base = {**(head if n == 1 else follow), "part": n, "parts": len(bounds)}
+        parts.append(encoded(base, start, stop))
     return parts
+
+
+def split_record(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[JsonDict]:
+    """The record itself, or parts of it (`part` i of `parts`) each under `budget` bytes of JSON."""
+    return [dict(part.record) for part in encode_parts(record, budget=budget)]
 
 
 def _groups(opened: Sequence[JsonDict], closed: Sequence[JsonDict]) -> list[JsonDict]:
@@ -459,21 +654,25 @@ def committed_pair_ids(state: CommittedState) -> list[tuple[str, str]]:
 
 
 def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_topology: Topology,
-           trigger: RunTrigger, classify: Classifier, *, now: datetime) -> Decision:
+           trigger: RunTrigger, classify: Classifier, *, now: datetime, after_pairs: PairSet | None = None,
+           before_computed: tuple[Topology, PairSet] | None = None) -> Decision:
     """Compare the live pairs with the committed ones; only confirmed changes are announced (pure).
 
     The committed pair set is stored as its deviation from the pairs of the committed topology: pairs that are
     still settling into existence ("-": not committed yet) and pairs whose removal is still settling ("+": still
     committed). Both lists are short; the full set of an enterprise topology is not stored twice.
     """
-    after = compute_pairs(after_topology)
+    after = after_pairs if after_pairs is not None else compute_pairs(after_topology)
     warnings = list(after.warnings)
     if state is None:  # first run: the baseline is recorded, not announced
         unsettled = [_deviation(p.a.value, p.b.value, "-") for p in after.pairs.values() if p.pending]
         return Decision(pairs=unsettled, opened=[], closed=[], pending=[], warnings=warnings, basis="baseline",
                         committed_count=len(after.pairs) - len(unsettled))
-    before_topology = parse_resources(state.resources, source="committed state")
-    before_all = compute_pairs(before_topology)
+    if before_computed is not None:
+        before_topology, before_all = before_computed
+    else:
+        before_topology = parse_resources(state.resources, source="committed state")
+        before_all = compute_pairs(before_topology)
     minus_old = {_pair_key(d) for d in state.pairs if d.get("delta") == "-"}
     plus_old = {_pair_key(d): d for d in state.pairs if d.get("delta") == "+"}
     before = PairSet(pairs=_Without(before_all.pairs, minus_old))

@@ -22,12 +22,13 @@ from shared.policy import (
     policy_lines,
     policy_warnings,
 )
-from shared.snapshot import SnapshotError, load_snapshot_file, read_snapshot
+from shared.snapshot import SnapshotError, load_snapshots, read_snapshot
 from shared.transit import compute_pairs
 from shared.views import diff_json, diff_table, pairs_json, pairs_table
 from shared.whatif import ChangeError, Scope, changes_from_template, parse_set, whatif
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
+_SNAPSHOT_HELP = "a snapshot file (array, ARM list, az graph query output, one ARM GET body) or a folder of them"
 
 
 class UsageError(Exception):
@@ -103,7 +104,7 @@ def _read_json(path: str) -> Any:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    resources = load_snapshot_file(args.snapshot)
+    resources = load_snapshots(args.snapshot)
     if not (args.set or args.delete or args.template):
         raise UsageError("nothing to check: give --set, --delete or --template")
     puts: tuple[Any, ...] = ()
@@ -118,7 +119,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         puts, delete_ids = changes.puts, changes.delete_ids
     try:
         sets = [parse_set(ref, assignment) for ref, assignment in args.set or []]
-        result = whatif(resources, sets, args.delete or [], puts=puts, delete_ids=delete_ids, source=args.snapshot)
+        result = whatif(resources, sets, args.delete or [], puts=puts, delete_ids=delete_ids,
+                        source=", ".join(args.snapshot))
     except ChangeError as exc:
         raise UsageError(str(exc)) from None
     return _report_diff(diff_json(result.diff, warnings=result.after_pairs.warnings), args)
@@ -136,14 +138,14 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 def _register_explain_whatif_policy(sub: Any) -> None:
     p = sub.add_parser("explain", help="why two VNets are (not) an ER-transit pair")
-    p.add_argument("snapshot")
+    p.add_argument("snapshot", metavar="SNAPSHOT", help=_SNAPSHOT_HELP)
     p.add_argument("vnet_a", metavar="VNET_A", help="VNet id, or name when unique")
     p.add_argument("vnet_b", metavar="VNET_B", help="VNet id, or name when unique")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("whatif", help="the pairs a change would open and close (exit 1: a forbidden pair opens)")
-    p.add_argument("snapshot")
+    p.add_argument("snapshot", nargs="+", metavar="SNAPSHOT", help=_SNAPSHOT_HELP + "; several are merged")
     p.add_argument("--set", nargs=2, action="append", metavar=("RESOURCE", "PROPERTY=VALUE"),
                    help="set a property (path under properties, or tags.X); VALUE is JSON or a string")
     p.add_argument("--delete", action="append", metavar="RESOURCE", help="delete a resource (id or name)")
@@ -168,13 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pairs", help="the ER-transit pairs of a snapshot")
-    p.add_argument("snapshot")
+    p.add_argument("snapshot", nargs="+", metavar="SNAPSHOT", help=_SNAPSHOT_HELP + "; several are merged")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_pairs)
 
     p = sub.add_parser("diff", help="the pairs opened and closed between two snapshots, with causes")
-    p.add_argument("before")
-    p.add_argument("after")
+    p.add_argument("before", metavar="BEFORE", help=_SNAPSHOT_HELP)
+    p.add_argument("after", metavar="AFTER", help=_SNAPSHOT_HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--policy", metavar="FILE", help="policy file: severities, and exit 1 on a forbidden opening")
     p.set_defaults(func=cmd_diff)

@@ -91,6 +91,7 @@ def facets_of(topology: Topology, rid: ResourceId) -> Facets | None:
     if (circuit := topology.circuits.get(rid)) is not None:
         return "circuit", f"circuit {rid.name}", {
             "serviceProviderProvisioningState": circuit.service_provider_state,
+            "circuitProvisioningState": circuit.circuit_provisioning_state,
             "privatePeeringState": circuit.private_peering_state, "provisioningState": circuit.provisioning_state}
     if (vnet := topology.vnets.get(rid)) is not None and vnet.present:
         return "vnet", f"vnet {rid.name}", {"provisioningState": vnet.provisioning_state}

@@ -25,6 +25,7 @@ class Carrier:
     gateways: tuple[ResourceId, ResourceId]
     pending: bool
     warnings: tuple[str, ...]
+    why: str = ""  # in words: what lets this route carry the pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +68,7 @@ class Explanation:
             "open": self.open,
             "status": self.status,
             "carriers": [{"circuit": c.circuit.value, "gateways": [g.value for g in c.gateways],
-                          "pending": c.pending, "warnings": list(c.warnings)} for c in self.carriers],
+                          "pending": c.pending, "warnings": list(c.warnings), "why": c.why} for c in self.carriers],
             "missing": list(self.missing),
             "circuits": [{"circuit": ca.circuit.value, "missing": list(ca.missing),
                           "routes": [{"gateways": [g.value for g in r.gateways], "missing": list(r.missing)}
@@ -84,7 +85,7 @@ class Explanation:
             for c in self.carriers:
                 ga, gb = c.gateways
                 lines.append(f"- via circuit {c.circuit.name}: {ga.name} <-> {gb.name}"
-                             + (" (pending)" if c.pending else ""))
+                             + (" (pending)" if c.pending else "") + (f": {c.why}" if c.why else ""))
             lines += [f"warning: {w}" for w in self.warnings]
             return "\n".join(lines)
         lines = [f"{head}: not an ER-transit pair"]
@@ -93,9 +94,35 @@ class Explanation:
             lines += [f"- via circuit {ca.circuit.name}: {m}" for m in ca.missing]
             for r in ca.routes:
                 ga, gb = r.gateways
-                lines.append(f"- via circuit {ca.circuit.name}, {ga.name} <-> {gb.name}: " + "; ".join(r.missing))
+                lines.append(f"- via circuit {ca.circuit.name}, {ga.name} <-> {gb.name}: " + _route_why(ca, r))
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+def _route_why(ca: CircuitAttempt, route: RouteAttempt) -> str:
+    """What keeps one considered route closed, in words (never an empty reason)."""
+    if route.missing:
+        return "; ".join(route.missing)
+    if ca.missing:
+        return f"both gateways would carry it, but circuit {ca.circuit.name} cannot (above)"
+    return "no missing condition found on this route (please report this)"
+
+
+def _carrier_why(e1: Endpoint, e2: Endpoint) -> str:
+    """Why a route carries the pair, in words (DESIGN.md transit rules)."""
+    kinds = {e1.kind, e2.kind}
+    if kinds == {WAN_GATEWAY}:
+        return "Virtual WAN hubs of different (or unknown) Virtual WANs sharing the circuit"
+    if WAN_GATEWAY in kinds:
+        vnet_side, wan_side = (e1, e2) if e2.kind == WAN_GATEWAY else (e2, e1)
+        return (f"{vnet_side.id.name} allows Virtual WAN traffic ({_flag(vnet_side.allow_wan)}) and "
+                f"{wan_side.id.name} allows non-Virtual WAN traffic ({_flag(wan_side.allow_wan)})")
+    return (f"both gateways allow remote VNet traffic ({e1.id.name} {_flag(e1.allow_vnet)}, {e2.id.name} "
+            f"{_flag(e2.allow_vnet)})")
+
+
+def _flag(value: bool | None) -> str:
+    return "not reported, assumed allowed" if value is None else "true" if value else "false"
 
 
 def resolve_vnet(topology: Topology, text: str) -> ResourceId:
@@ -208,6 +235,9 @@ def _circuit_gaps(topology: Topology, circuit: ResourceId) -> list[str]:
     if (res.service_provider_state or "").lower() != "provisioned":
         gaps.append(f"circuit {circuit.name} serviceProviderProvisioningState is "
                     f"{res.service_provider_state or 'not reported'}, not Provisioned")
+    if not res.enabled:
+        gaps.append(f"circuit {circuit.name} circuitProvisioningState is {res.circuit_provisioning_state}, "
+                    "not Enabled")
     if res.peerings_reported and res.private_peering_state is None:
         gaps.append(f"circuit {circuit.name} has no AzurePrivatePeering")
     elif res.peerings_reported and (res.private_peering_state or "").lower() != "enabled":
@@ -235,7 +265,8 @@ def explain_pair(topology: Topology, a: ResourceId, b: ResourceId, *, pairs: Pai
         for route in pair.routes:
             g1, g2 = route.gateways
             ordered = (g1, g2) if a in endpoints[g1].domain and b in endpoints[g2].domain else (g2, g1)
-            carriers.append(Carrier(route.circuit, ordered, route.pending, route.warnings))
+            carriers.append(Carrier(route.circuit, ordered, route.pending, route.warnings,
+                                    _carrier_why(endpoints[ordered[0]], endpoints[ordered[1]])))
         return Explanation(a=a, b=b, open=True, carriers=tuple(carriers), warnings=pair.warnings)
 
     reasons: list[str] = []

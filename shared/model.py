@@ -64,10 +64,20 @@ class Peering:
     use_remote_gateways: bool
     peering_state: str
     provisioning_state: str | None
+    # peeringSyncLevel (REST VirtualNetworkPeeringLevel: FullyInSync | LocalNotInSync | RemoteNotInSync |
+    # LocalAndRemoteNotInSync). Not in sync: an address space changed and the peering was not synced since
+    # (Microsoft Learn, "Update the address space for a peered virtual network"), so what the hub's gateway
+    # advertises for the spoke may be stale.
+    sync_level: str | None = None
 
     @property
     def connected(self) -> bool:
         return self.peering_state.lower() == "connected"
+
+    @property
+    def out_of_sync(self) -> bool:
+        """Reported as not in sync (an absent level is no evidence either way)."""
+        return self.sync_level is not None and self.sync_level.lower() != "fullyinsync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +139,19 @@ class Circuit:
     peerings_reported: bool
     provisioning_state: str | None
     global_reach: frozenset[ResourceId] = frozenset()
+    # circuitProvisioningState (Enabled | Disabled): Microsoft's side of the circuit. Microsoft Learn ("Connect a
+    # virtual network to an ExpressRoute circuit", CLI) has users check that a circuit is "provisioned and also
+    # enabled" (serviceProviderProvisioningState Provisioned, circuitProvisioningState Enabled). None: not reported.
+    circuit_provisioning_state: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Not reported as Disabled: Microsoft's own state of the circuit (absent on older readers: no evidence)."""
+        return self.circuit_provisioning_state is None or self.circuit_provisioning_state.lower() == "enabled"
 
     @property
     def usable(self) -> bool:
-        provisioned = (self.service_provider_state or "").lower() == "provisioned"
+        provisioned = (self.service_provider_state or "").lower() == "provisioned" and self.enabled
         if not self.peerings_reported:
             return provisioned
         return provisioned and (self.private_peering_state or "").lower() == "enabled"

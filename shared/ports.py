@@ -38,6 +38,10 @@ class CommittedState:
     outbox: alerts committed but not yet accepted by a chat service: {"id", "channel", "alert"} each.
     pending: changes still settling, re-checked later (free-form records from the auditor).
     sequence: increases by one with every commit.
+    audit_tail: where the audit chain ended when this state was written ({"file", "size", "seq", "lineHash"}), so
+        the next append need not read the log's last line back (trusted only while the file has that size).
+    working_copy_ok: False when the store could not load `resources` intact (then they are empty): the run reads
+        the whole scope again and re-baselines instead of diffing against nothing. Not stored.
     """
 
     pairs: list[JsonDict] = field(default_factory=list)
@@ -47,6 +51,8 @@ class CommittedState:
     outbox: list[JsonDict] = field(default_factory=list)
     pending: list[JsonDict] = field(default_factory=list)
     sequence: int = 0
+    audit_tail: JsonDict | None = None
+    working_copy_ok: bool = True
 
     def to_json(self) -> JsonDict:
         return {
@@ -57,6 +63,7 @@ class CommittedState:
             "outbox": self.outbox,
             "pending": self.pending,
             "sequence": self.sequence,
+            **({"auditTail": self.audit_tail} if self.audit_tail else {}),
         }
 
     @classmethod
@@ -69,6 +76,7 @@ class CommittedState:
             outbox=list(data.get("outbox", [])),
             pending=list(data.get("pending", [])),
             sequence=int(data.get("sequence", 0)),
+            audit_tail=dict(data["auditTail"]) if isinstance(data.get("auditTail"), dict) else None,
         )
 
 
@@ -86,8 +94,9 @@ class StateStore(Protocol):
 
 
 class AuditLog(Protocol):
-    def append(self, record: JsonDict) -> JsonDict:
-        """Append one record, chained to the previous one; returns it as stored (with seq, prevHash, hash)."""
+    def append(self, record: Any) -> JsonDict:
+        """Append one record (a JSON object, or a store.EncodedRecord already serialised), chained to the previous
+        one; returns it as stored (with seq, prevHash, hash)."""
         ...
 
     def records(self) -> Iterator[JsonDict]:

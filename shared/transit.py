@@ -77,7 +77,7 @@ def _failed(what: str) -> str:
 
 def _membership_doubts(topology: Topology, home: ResourceId,
                        spokes: Mapping[ResourceId, bool]) -> dict[ResourceId, tuple[str, ...]]:
-    """Spoke -> warnings on the peerings that put it behind `home`'s gateway (a Failed peering)."""
+    """Spoke -> warnings on the peerings that put it behind `home`'s gateway (Failed, or not in sync)."""
     out: dict[ResourceId, tuple[str, ...]] = {}
     hub = topology.vnets.get(home)
     if hub is None or not spokes:
@@ -86,10 +86,14 @@ def _membership_doubts(topology: Topology, home: ResourceId,
         spoke = topology.vnets.get(hub_side.remote_vnet)
         if spoke is None or spoke.id not in spokes:
             continue
-        failed = [p for p in (hub_side, *(q for q in spoke.peerings if q.remote_vnet == home))
+        sides = (hub_side, *(q for q in spoke.peerings if q.remote_vnet == home))
+        doubts = [_failed(f"peering {p.vnet.name} -> {p.remote_vnet.name}") for p in sides
                   if is_failed(p.provisioning_state)]
-        if failed:
-            out[spoke.id] = tuple(_failed(f"peering {p.vnet.name} -> {p.remote_vnet.name}") for p in failed)
+        doubts += [f"peering {p.vnet.name} -> {p.remote_vnet.name} is {p.sync_level}, not FullyInSync: the "
+                   "prefixes advertised for the spoke may be stale until the peering is synced" for p in sides
+                   if p.out_of_sync]
+        if doubts:
+            out[spoke.id] = tuple(doubts)
     return out
 
 

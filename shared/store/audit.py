@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,16 +19,18 @@ from shared.store._local import _flock
 from shared.store.chain import (
     _AUDIT_FILE_RE,
     AuditLine,
+    ChainTail,
     Clock,
+    EncodedRecord,
     _as_utc,
     _last_line,
     _next_day_name,
     _next_line,
     _parse_lines,
+    _previous_of,
     _split_lines,
     _utcnow,
     audit_file_name,
-    canonical_json,
 )
 
 if TYPE_CHECKING:
@@ -44,43 +48,76 @@ class LocalAuditLog:
         self._folder = Path(folder)
         self._lock_path = self._folder / "audit.lock"
         self._clock = clock
+        self._tail: ChainTail | None = None
+        self._tail_lock = threading.Lock()
 
     def _files(self) -> list[Path]:
         if not self._folder.is_dir():
             return []
         return sorted(p for p in self._folder.iterdir() if _AUDIT_FILE_RE.fullmatch(p.name) and p.is_file())
 
-    def append(self, record: JsonDict) -> JsonDict:
-        canonical_json(record)  # fail on unserialisable input before taking the lock
+    @property
+    def tail(self) -> ChainTail | None:
+        """Where this log last saw the chain end (None until it appended or was told)."""
+        return self._tail
+
+    def seed_tail(self, tail: ChainTail | None) -> None:
+        """Tell the log where the chain ended (e.g. from the committed state): trusted only while the file still
+        has exactly that size."""
+        with self._tail_lock:
+            if tail is not None and (self._tail is None or tail.seq > self._tail.seq):
+                self._tail = tail
+
+    def append(self, record: JsonDict | EncodedRecord) -> JsonDict:
+        encoded = EncodedRecord.of(record)  # serialised once; fails on bad input before taking the lock
         self._folder.mkdir(parents=True, exist_ok=True)
         with _flock(self._lock_path):
             now = _as_utc(self._clock())
             files = self._files()
-            previous_text: str | None = None
-            for path in reversed(files):
-                with open(path, "rb") as handle:
+            previous = self._known_end(files)
+            if previous is None and files:
+                previous_text: str | None = None
+                for path in reversed(files):
+                    with open(path, "rb") as handle:
 
-                    def read_range(start: int, end: int, handle: Any = handle) -> bytes:
-                        handle.seek(start)
-                        data: bytes = handle.read(end - start)
-                        return data
+                        def read_range(start: int, end: int, handle: Any = handle) -> bytes:
+                            handle.seek(start)
+                            data: bytes = handle.read(end - start)
+                            return data
 
-                    previous_text = _last_line(read_range, os.fstat(handle.fileno()).st_size)
+                        previous_text = _last_line(read_range, os.fstat(handle.fileno()).st_size)
+                    if previous_text is not None:
+                        break
                 if previous_text is not None:
-                    break
+                    previous = _previous_of(previous_text, files[-1].name)
             target = self._folder / audit_file_name(now.date())
             # A clock behind the newest file (skew, or an injected clock) still appends to the newest file,
             # so the files stay in chain order.
             if files and files[-1].name > target.name:
                 target = files[-1]
-            stored, text = _next_line(previous_text, record, now, files[-1].name if files else "the log")
+            stored, text = _next_line(previous, encoded, now)
             fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, text.encode("utf-8"))
                 os.fsync(fd)
+                size = os.fstat(fd).st_size
             finally:
                 os.close(fd)
+            with self._tail_lock:
+                self._tail = ChainTail(target.name, size, stored["seq"], _line_hash_of(text))
         return stored
+
+    def _known_end(self, files: list[Path]) -> tuple[int, str] | None:
+        """The chain's end from the remembered tail, if the newest file is still exactly as it left it."""
+        tail = self._tail
+        if tail is None or not files or files[-1].name != tail.file:
+            return None
+        try:
+            if files[-1].stat().st_size != tail.size:
+                return None
+        except FileNotFoundError:
+            return None
+        return tail.seq, tail.line_hash
 
     def lines(self) -> Iterator[AuditLine]:
         for name in self.day_names():
@@ -129,6 +166,20 @@ class AppendBlobAuditLog:
         )
         self._clock = clock
         self._max_attempts = max_attempts
+        self._tail: ChainTail | None = None
+        self._tail_lock = threading.Lock()
+
+    @property
+    def tail(self) -> ChainTail | None:
+        """Where this log last saw the chain end (None until it appended or was told)."""
+        return self._tail
+
+    def seed_tail(self, tail: ChainTail | None) -> None:
+        """Tell the log where the chain ended (e.g. from the committed state): trusted only while the blob still
+        has exactly that length (and the append-position condition guards the write itself)."""
+        with self._tail_lock:
+            if tail is not None and (self._tail is None or tail.seq > self._tail.seq):
+                self._tail = tail
 
     def _day_blobs(self) -> list[_DayBlob]:
         blobs = [
@@ -169,10 +220,10 @@ class AppendBlobAuditLog:
         props = client.get_blob_properties()
         return _DayBlob(blob.name, int(props.size or 0), bool(props.get("is_append_blob_sealed")))
 
-    def append(self, record: JsonDict) -> JsonDict:
+    def append(self, record: JsonDict | EncodedRecord) -> JsonDict:
         from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-        canonical_json(record)  # fail on unserialisable input before any I/O
+        encoded = EncodedRecord.of(record)  # serialised once; fails on bad input before any I/O
         container = self._container.get()
         for attempt in range(self._max_attempts):
             now = _as_utc(self._clock())
@@ -190,14 +241,21 @@ class AppendBlobAuditLog:
                     earlier = [*blobs[:-1], sealed]
                     target = today if today > latest.name else _next_day_name(latest.name)
                 position, create = 0, True
-            previous_text = self._previous_text(earlier)
-            stored, text = _next_line(previous_text, record, now, earlier[-1].name if earlier else "the log")
+            tail = self._tail
+            previous: tuple[int, str] | None
+            if tail is not None and earlier and earlier[-1].name == tail.file and earlier[-1].size == tail.size:
+                previous = (tail.seq, tail.line_hash)  # the chain ends where we (or the state) last saw it
+            else:
+                previous_text = self._previous_text(earlier)
+                previous = None if previous_text is None else _previous_of(previous_text, earlier[-1].name)
+            stored, text = _next_line(previous, encoded, now)
             data = text.encode("utf-8")
             client = container.get_blob_client(target)
             try:
                 if create:
                     client.create_append_blob(if_none_match="*")
                 client.append_block(data, appendpos_condition=position)
+                self._remember(ChainTail(target, position + len(data), stored["seq"], _line_hash_of(text)))
                 return stored
             except ResourceExistsError as exc:
                 code = getattr(exc, "error_code", None)  # a str, or a str-valued StorageErrorCode
@@ -213,10 +271,15 @@ class AppendBlobAuditLog:
                 if exc.status_code != 412:
                     raise
                 if self._written_by_us(target, data):
+                    self._remember(None)
                     return stored
                 logger.debug("audit append attempt %s lost the append position", attempt + 1)
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
         raise TimeoutError(f"audit append did not succeed after {self._max_attempts} attempts")
+
+    def _remember(self, tail: ChainTail | None) -> None:
+        with self._tail_lock:
+            self._tail = tail
 
     def _written_by_us(self, name: str, data: bytes) -> bool:
         """After a lost position: was it our own earlier try (an SDK retry of an append that had succeeded)?"""
@@ -244,3 +307,8 @@ class AppendBlobAuditLog:
 
     def records(self) -> Iterator[JsonDict]:
         return _parse_lines(self.lines())
+
+
+def _line_hash_of(text: str) -> str:
+    """The next record's prevHash: SHA-256 of the stored line as written (canonical JSON, without the newline)."""
+    return hashlib.sha256(text.rstrip("\n").encode("utf-8")).hexdigest()

@@ -177,18 +177,90 @@ def _parse_lines(lines: Iterable[AuditLine]) -> Iterator[JsonDict]:
         yield parse_audit_line(line)
 
 
-def _next_line(previous_text: str | None, record: Mapping[str, Any], now: datetime, where: str) -> tuple[JsonDict, str]:
-    previous: JsonDict | None = None
-    if previous_text is not None:
-        try:
-            loaded = json.loads(previous_text)
-        except ValueError as exc:
-            raise AuditLogCorrupt(f"the last line of {where} is not valid JSON; run `audit verify`") from exc
-        if not isinstance(loaded, dict) or not isinstance(loaded.get("seq"), int):
-            raise AuditLogCorrupt(f"the last line of {where} is not an audit record; run `audit verify`")
-        previous = loaded
-    stored = chain_next(previous, record, recorded_at=now)
-    text = canonical_json(stored) + "\n"
+@dataclass(frozen=True, slots=True)
+class ChainTail:
+    """Where the chain ends: the last record's seq and line hash, and the file (blob) and its size after it.
+
+    An appender that finds its file still at `size` knows the last record without reading (or parsing) it.
+    """
+
+    file: str
+    size: int
+    seq: int
+    line_hash: str
+
+
+class EncodedRecord:
+    """An audit record whose top-level values are serialised once, to canonical JSON.
+
+    The same text then gives the stored line and its hash (`chain_text`): the chain's own fields are added as
+    text, never by serialising the record again. `EncodedRecord.of(record)` checks the reserved keys and that the
+    record is serialisable (before any lock or I/O).
+    """
+
+    __slots__ = ("record", "_pieces")
+
+    def __init__(self, record: Mapping[str, Any], pieces: Mapping[str, str]) -> None:
+        self.record = record
+        self._pieces = pieces
+
+    @property
+    def pieces(self) -> Mapping[str, str]:
+        return self._pieces
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any] | EncodedRecord) -> EncodedRecord:
+        if isinstance(record, EncodedRecord):
+            return record
+        reserved = RESERVED_AUDIT_KEYS.intersection(record)
+        if reserved:
+            raise ValueError(f"audit record must not set {sorted(reserved)}: the log sets them")
+        return cls(record, {str(k): canonical_json(v) for k, v in record.items()})
+
+    def text(self, extra: Mapping[str, str] | None = None) -> str:
+        """Canonical JSON of the record plus `extra` (key -> value already as JSON text)."""
+        pieces = {**self._pieces, **(extra or {})}
+        return "{" + ",".join(f"{canonical_json(k)}:{pieces[k]}" for k in sorted(pieces)) + "}"
+
+    def size(self) -> int:
+        """Bytes of the record's canonical JSON (without the chain's fields)."""
+        return 2 + sum(len(k.encode("utf-8")) + 3 + len(v.encode("utf-8")) for k, v in self._pieces.items()) - 1
+
+
+def _timestamp(moment: datetime) -> str:
+    return _as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
+def chain_text(previous: tuple[int, str] | None, encoded: EncodedRecord, *, recorded_at: datetime
+               ) -> tuple[JsonDict, str]:
+    """The stored record and its line (without newline) after `previous` = (seq, line hash); None: the first.
+
+    Same result as `chain_next` + `canonical_json`, from text serialised once.
+    """
+    seq = 1 if previous is None else previous[0] + 1
+    prev_hash = GENESIS_HASH if previous is None else previous[1]
+    recorded = _timestamp(recorded_at)
+    chain = {"seq": str(seq), "prevHash": canonical_json(prev_hash), "recordedAt": canonical_json(recorded)}
+    digest = _sha256(encoded.text(chain))
+    line = encoded.text({**chain, "hash": canonical_json(digest)})
+    stored: JsonDict = {**encoded.record, "seq": seq, "prevHash": prev_hash, "recordedAt": recorded, "hash": digest}
+    return stored, line
+
+
+def _previous_of(previous_text: str, where: str) -> tuple[int, str]:
+    """(seq, line hash) of a stored line read back from the log (the fallback when the tail is not known)."""
+    try:
+        loaded = json.loads(previous_text)
+    except ValueError as exc:
+        raise AuditLogCorrupt(f"the last line of {where} is not valid JSON; run `audit verify`") from exc
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("seq"), int):
+        raise AuditLogCorrupt(f"the last line of {where} is not an audit record; run `audit verify`")
+    return int(loaded["seq"]), line_hash(loaded)
+
+
+def _next_line(previous: tuple[int, str] | None, encoded: EncodedRecord, now: datetime) -> tuple[JsonDict, str]:
+    stored, line = chain_text(previous, encoded, recorded_at=now)
+    text = line + "\n"
     if len(text.encode("utf-8")) > MAX_AUDIT_RECORD_BYTES:
         raise ValueError(f"audit record is larger than {MAX_AUDIT_RECORD_BYTES} bytes")
     return stored, text

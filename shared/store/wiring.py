@@ -88,7 +88,8 @@ def missing_tail(state: CommittedState | None, records: Iterable[Mapping[str, An
     if state is None or state.sequence == 0:
         return None
     recorded = max((int(r.get("stateSequence") or 0) for r in records), default=0)
-    queued = {int(i["payload"].get("stateSequence") or 0) for i in state.outbox if i.get("kind") == "audit"}
+    queued = {int(i.get("stateSequence") or (i.get("payload") or {}).get("stateSequence") or 0)
+              for i in state.outbox if i.get("kind") == "audit"}
     if recorded >= state.sequence or state.sequence in queued:
         return None
     return (f"the committed state is at run {state.sequence} but the last audited run is {recorded}: records "

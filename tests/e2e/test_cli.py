@@ -163,9 +163,10 @@ def test_not_json_exits_2_with_file_and_position(tmp_path: Path) -> None:
     assert_bad_input(cli("pairs", path), str(path), "not JSON", "line 2")
 
 
-def test_resource_without_type_exits_2_with_its_position(tmp_path: Path) -> None:
+def test_resource_without_type_or_typed_id_exits_2_with_its_position(tmp_path: Path) -> None:
     resources = lab()
     del resources[1]["type"]
+    resources[1]["id"] = "/subscriptions/s/resourceGroups/rg/not-a-provider-id"
     path = write(tmp_path, resources)
     assert_bad_input(cli("pairs", path, "--json"), str(path), "value[1]", "'type'")
 

@@ -42,7 +42,8 @@ def assert_bad_input(done: subprocess.CompletedProcess[str], *expected: str) -> 
 def test_explain_open_pair_exits_0_and_names_the_route() -> None:
     done = cli("explain", LAB / "03-enable-gw1" / "topology.json", "hub-01", "hub-02")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "hub-01 <-> hub-02: open ER-transit pair\n- via circuit er-lab: ergw-01 <-> ergw-02\n"
+    assert done.stdout == ("hub-01 <-> hub-02: open ER-transit pair\n- via circuit er-lab: ergw-01 <-> ergw-02: both "
+                           "gateways allow remote VNet traffic (ergw-01 true, ergw-02 true)\n")
 
 
 def test_explain_closed_pair_exits_0_and_names_the_missing_flag() -> None:

@@ -85,7 +85,8 @@ def test_the_lab_through_the_function_entry_points(live: dict[str, Any], webhook
     [alert] = posted(webhook)
     assert [sorted(v.rsplit("/", 1)[-1] for v in p["vnets"]) for p in alert["opened"]] == [["hub-01", "hub-02"]]
     assert alert["caller"] == "bob@contoso.example" and alert["correlationId"] == "c0rr-0003-bbbb"
-    assert calls.resource_graph >= 1 and calls.arm >= 1  # one scope query, one GET of the event's resource
+    # Issue 9: an event reads only its own resource with ARM (within 3 calls) and never queries Resource Graph.
+    assert calls.resource_graph == 0 and 1 <= calls.arm <= 3
 
     # Event Grid redelivers the same event: nothing new is posted.
     for event in host_events(STORY / "04-redelivered" / "event.json"):

@@ -48,7 +48,8 @@ def test_open_pair_names_the_circuit_and_the_gateways_of_each_side_in_the_order_
     [carrier] = ex.carriers
     assert carrier.circuit.name == "er-lab"
     assert [g.name for g in carrier.gateways] == ["ergw-02", "ergw-01"]
-    assert ex.text() == "hub-02 <-> hub-01: open ER-transit pair\n- via circuit er-lab: ergw-02 <-> ergw-01"
+    assert ex.text() == ("hub-02 <-> hub-01: open ER-transit pair\n- via circuit er-lab: ergw-02 <-> ergw-01: both "
+                         "gateways allow remote VNet traffic (ergw-02 true, ergw-01 true)")
 
 
 def test_open_pair_lists_every_circuit_that_carries_it() -> None:

@@ -223,14 +223,28 @@ def test_non_utf8_file_is_a_clear_error(tmp_path: Path) -> None:
         load_snapshot_file(path)
 
 
-@pytest.mark.parametrize("missing", ["id", "type"])
-def test_resource_without_id_or_type_names_the_file_and_its_position(tmp_path: Path, missing: str) -> None:
+def test_resource_without_id_names_the_file_and_its_position(tmp_path: Path) -> None:
     resources = lab()
-    del resources[2][missing]
+    del resources[2]["id"]
     path = write(tmp_path, {"value": resources})
     with pytest.raises(SnapshotError) as err:
         read_snapshot(path)
-    assert str(err.value) == f"{path}: resource at value[2] has no '{missing}'"
+    assert str(err.value) == f"{path}: resource at value[2] has no 'id'"
+
+
+def test_resource_without_type_takes_it_from_its_id(tmp_path: Path) -> None:
+    resources = lab(enabled=(1, 2))
+    for r in resources:
+        del r["type"]
+    assert pair_names(load_snapshot_file(write(tmp_path, {"value": resources}))) == {("hub-01", "hub-02")}
+
+
+def test_resource_without_type_whose_id_names_none_is_refused_with_its_position(tmp_path: Path) -> None:
+    resources: list[Resource] = [*lab(), {"id": "/subscriptions/s/resourceGroups/rg"}]
+    path = write(tmp_path, {"value": resources})
+    with pytest.raises(SnapshotError) as err:
+        read_snapshot(path)
+    assert str(err.value) == f"{path}: resource at value[{len(resources) - 1}] has no 'type', and its id names none"
 
 
 @pytest.mark.parametrize("blank", ["", "   ", None, 42])
@@ -254,8 +268,9 @@ def test_unreadable_file_names_the_file(tmp_path: Path) -> None:
         read_snapshot(missing)
 
 
-def test_a_directory_is_an_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(SnapshotError, match="cannot read file"):
+def test_an_empty_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a snapshot", encoding="utf-8")
+    with pytest.raises(SnapshotError, match="folder holds no .json file"):
         read_snapshot(tmp_path)
 
 
@@ -266,7 +281,7 @@ def test_top_level_without_value_or_data_array_names_the_file_and_the_top_level(
         read_snapshot(path)
     message = str(err.value)
     assert message.startswith(f"{path}: ")
-    assert "top level" in message and "'value'" in message and "'data'" in message
+    assert "top level" in message and "'value'" in message and "'data'" in message and "'id'" in message
 
 
 def test_resources_of_accepts_an_already_parsed_document() -> None:
@@ -287,3 +302,29 @@ def test_gateway_and_connection_builders_round_trip_through_a_file(tmp_path: Pat
     topology = read_snapshot(write(tmp_path, [er, hub, gw, connection("conn-x", gw, er["id"])]))
     (g,) = topology.gateways.values()
     assert g.allow_remote_vnet_traffic is None and g.allow_virtual_wan_traffic is False
+
+
+@pytest.mark.parametrize(("doc", "key"), [
+    pytest.param(lambda rs: {"count": len(rs), "data": rs, "skip_token": "ew0KICAiJGlkIjogIjEiLA0K",
+                             "total_records": 5000}, "skip_token", id="az_graph_query"),
+    pytest.param(lambda rs: {"value": rs, "nextLink": "https://management.azure.com/x?$skiptoken=1"}, "nextLink",
+                 id="az_rest_list"),
+])
+def test_one_page_of_several_reads_with_a_warning_that_pages_are_missing(tmp_path: Path, doc: Any, key: str) -> None:
+    path = write(tmp_path, doc(lab(enabled=(1, 2))))
+    topology = read_snapshot(path)
+    assert len(topology.vnets) == 3
+    assert topology.warnings[0].startswith(f"{path}: its '{key}' says more pages exist")
+    assert compute_pairs(topology).warnings[0] == topology.warnings[0]
+
+
+def test_one_arm_get_body_per_file_in_a_folder_and_several_files_read_alike(tmp_path: Path) -> None:
+    resources = lab(enabled=(1, 2))
+    folder = tmp_path / "snap"
+    folder.mkdir()
+    for i, r in enumerate(resources):
+        write(folder, r, f"{i:02d}-{r['name']}.json")
+    (folder / "README.txt").write_text("not read", encoding="utf-8")
+    by_folder, by_files = read_snapshot(folder), read_snapshot(sorted(folder.glob("*.json")))
+    assert by_folder == by_files == parse_resources(resources)
+    assert pair_names(load_snapshot_file(folder)) == {("hub-01", "hub-02")}
