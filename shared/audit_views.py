@@ -3,19 +3,16 @@ printed escaped."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.audit_query import DELIVERY, PAIR_LISTS, Change, PairEvent, pairs_of, short_time, who_of
-
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+from shared.escape import controls, terminal_lines
 
 
 def printable(value: Any) -> str:
-    """A value others control (names, callers, causes) as terminal-safe text: control characters escaped."""
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                           else f"\\u{ord(m.group()):04x}", str(value))
+    """A value others control (names, callers, causes) on one line: control characters shown as escapes."""
+    return controls(str(value))
 
 
 def vnet_name(vnet_id: Any) -> str:
@@ -50,12 +47,12 @@ def _trigger_cell(record: Mapping[str, Any]) -> str:
     return f"{kind}: {trigger['operation']}" if trigger.get("operation") else kind
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return lines
 
 
 LIST_HEADERS = ("time (UTC)", "who", "cause", "opened", "closed", "alert", "delivered to")
@@ -75,7 +72,7 @@ def list_text(found: Sequence[Change], *, outcomes: frozenset[str] | None) -> st
                      str(len(doc.get("opened") or [])), str(len(doc.get("closed") or []))
                      + (f" (+{pending} pending)" if pending else ""),
                      change.alert_id or "-", printable(", ".join(change.deliveries) or "-")])
-    return f"{len(found)} {what}, newest first\n" + _table(LIST_HEADERS, rows)
+    return terminal_lines([f"{len(found)} {what}, newest first", *_table(LIST_HEADERS, rows)])
 
 
 def _pair_lines(direction: str, pair: Mapping[str, Any]) -> list[str]:
@@ -140,7 +137,7 @@ def show_text(change: Change, chain: str) -> str:
     elif doc.get("outcome") == "committed":
         lines.append("  alert: none (nothing to announce)")
     lines.append(f"  chain: {chain}")
-    return "\n".join(lines)
+    return terminal_lines(lines)
 
 
 def history_text(vnet_a: str, vnet_b: str, events: Sequence[PairEvent], now: str) -> str:
@@ -158,4 +155,4 @@ def history_text(vnet_a: str, vnet_b: str, events: Sequence[PairEvent], now: str
             "opened", "closed") else ""
         lines.append(f"      run {printable(doc.get('runId'))} ({printable(_trigger_cell(doc))}){alert}")
     lines.append(f"now: {now}")
-    return "\n".join(lines)
+    return terminal_lines(lines)
