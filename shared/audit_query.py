@@ -369,6 +369,19 @@ def who_of(record: Mapping[str, Any]) -> str:
     return ", ".join(first)
 
 
+def vnet_name(vnet_id: Any) -> str:
+    return str(vnet_id).rstrip("/").rsplit("/", 1)[-1]
+
+
+def cause_texts(record: Mapping[str, Any], *lists: str) -> list[str]:
+    texts: dict[str, None] = {}
+    for _, pair in pairs_of(record, *lists):
+        for cause in pair.get("cause") or []:
+            if isinstance(cause, Mapping) and cause.get("text"):
+                texts[str(cause["text"])] = None
+    return list(texts)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
     window: Window = field(default_factory=Window)

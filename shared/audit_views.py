@@ -6,26 +6,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from shared.audit_query import DELIVERY, PAIR_LISTS, Change, PairEvent, pairs_of, short_time, who_of
+from shared.audit_query import (
+    DELIVERY,
+    PAIR_LISTS,
+    Change,
+    PairEvent,
+    cause_texts,
+    pairs_of,
+    short_time,
+    vnet_name,
+    who_of,
+)
 from shared.escape import controls, terminal_lines
 
 
 def printable(value: Any) -> str:
     """A value others control (names, callers, causes) on one line: control characters shown as escapes."""
     return controls(str(value))
-
-
-def vnet_name(vnet_id: Any) -> str:
-    return str(vnet_id).rstrip("/").rsplit("/", 1)[-1]
-
-
-def cause_texts(record: Mapping[str, Any], *lists: str) -> list[str]:
-    texts: dict[str, None] = {}
-    for _, pair in pairs_of(record, *lists):
-        for cause in pair.get("cause") or []:
-            if isinstance(cause, Mapping) and cause.get("text"):
-                texts[str(cause["text"])] = None
-    return list(texts)
 
 
 def _cause_cell(record: Mapping[str, Any]) -> str:
