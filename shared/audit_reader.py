@@ -136,13 +136,21 @@ def read_records(log: AuditDayFiles, window: Window, *, today: date, needles: Se
         raise error
 
 
+# A delivery record's items: "ALERT_ID:NOTIFIER" strings (ids are hex, notifier names have no quote).
+_ITEM_RE = re.compile(r'"([0-9a-f]+):[^"]*"')
+
+
 def _passable(text: str, needles: Sequence[str], wanted: Set[str] | None) -> bool:
     """True when the line cannot be one the caller wants: not a part, and not a delivery of a wanted alert, nor a
     record holding every needle."""
     if '"parts":' in text:
         return False
     if '"outcome":"delivery"' in text:
-        return wanted is not None and not any(w in text for w in wanted)
+        if wanted is None:
+            return False
+        ids = {m.group(1) for m in _ITEM_RE.finditer(text)}
+        ids.add(_top_level(text, "runId") or "")
+        return wanted.isdisjoint(ids)
     lowered = text.lower()
     return not all(n in lowered for n in needles)
 
