@@ -36,6 +36,7 @@ from shared.health import (
     health_alert,
 )
 from shared.model import PairSet, ResourceId, Topology, TransitPair
+from shared.policy import Policy
 from shared.ports import (
     AuditLog,
     CommittedState,
@@ -202,6 +203,7 @@ class Auditor:
     clock: Callable[[], datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
     report: ReportPublisher | None = None  # the report page, written after each committed change
+    report_policy: Policy | None = None  # marks forbidden and unexpected paths on the report page
     # Retry-After learned by this process, per notifier name (also committed with the outbox as `webhooks`).
     _holds: dict[str, JsonDict] = field(default_factory=dict, init=False, repr=False)
     _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
@@ -356,7 +358,7 @@ class Auditor:
         and the next committed change writes the page again."""
         assert self.report is not None
         try:
-            page = build_report(topology, pairs, endpoints_of(topology), generated_at=now,
+            page = build_report(topology, pairs, endpoints_of(topology), generated_at=now, policy=self.report_policy,
                                 source=f"live read, committed run {sequence} (topology sha256 {digest[:16]}…)")
             self.report.publish(page, sequence=sequence, when=now)
         except Exception:

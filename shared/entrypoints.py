@@ -12,6 +12,7 @@ from typing import Any
 from shared.auditor import Auditor, Classifier, RunResult, RunTrigger, default_classifier
 from shared.events import MalformedEventError, Skip, parse_event
 from shared.offline import SnapshotFileTopologyReader
+from shared.policy import Policy
 from shared.ports import Notifier, TopologyReader
 from shared.settings import Settings
 
@@ -41,10 +42,10 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
         env, timeout=settings.webhook_timeout_seconds, max_total_wait=settings.webhook_max_wait_seconds,
     )) or [ConsoleNotifier()]
     notifiers[:0] = [p for p in [publisher_from_settings(env, client_id=settings.client_id)] if p]  # fails fast: first
-    classify, notify_info = _classification(settings)
+    classify, notify_info, policy = _classification(settings)
     return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
                    classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds,
-                   report=report_publisher_from_settings(env), **health_options(settings))
+                   report=report_publisher_from_settings(env), report_policy=policy, **health_options(settings))
 
 
 def health_options(settings: Settings) -> dict[str, Any]:
@@ -59,17 +60,17 @@ def health_options(settings: Settings) -> dict[str, Any]:
             "lease_seconds": int(max(60, call + 5))}
 
 
-def _classification(settings: Settings) -> tuple[Classifier, bool]:
-    """The severity classifier and whether accepted (info) paths go to chat, from the policy file if any.
+def _classification(settings: Settings) -> tuple[Classifier, bool, Policy | None]:
+    """The severity classifier, whether accepted (info) paths go to chat, and the policy file's policy if any.
 
     A policy file with an error raises PolicyError (`FILE:LINE: ...`) here, at start-up: never "allow all".
     """
     if not settings.policy_file:
-        return default_classifier, settings.notify_accepted
+        return default_classifier, settings.notify_accepted, None
     from shared.policy import classifier, load_policy
 
     policy = load_policy(settings.policy_file)
-    return classifier(policy), settings.notify_accepted or policy.notify_info
+    return classifier(policy), settings.notify_accepted or policy.notify_info, policy
 
 
 def auditor() -> Auditor:
