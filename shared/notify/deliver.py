@@ -304,6 +304,26 @@ class ConsoleNotifier:
         stream.flush()
 
 
+class UnusableWebhookNotifier:
+    """Stands for a webhook setting that exists but cannot be used (an unresolved Key Vault reference, a refused
+    URL): every delivery fails, so the alerts stay queued under the setting's name (delivered once it is fixed)
+    and the failure shows as one, never as a silent fallback to the console."""
+
+    def __init__(self, channel: str, *, name: str, reason: str) -> None:
+        self.channel = channel
+        self.name = name
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"UnusableWebhookNotifier(channel={self.channel!r}, name={self.name!r})"
+
+    def deliver(self, alert: JsonDict, *, alert_id: str) -> None:
+        logger.error("%s: alert %s not delivered: the setting is configured but unusable: %s", self.name, alert_id,
+                     self.reason)
+        raise DeliveryError(f"{self.name}: alert {alert_id} not delivered: the setting is configured but unusable: "
+                            f"{self.reason}", retryable=True)
+
+
 def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list[Notifier]:
     """A WebhookNotifier per `TEAMS_/SLACK_/JSON_WEBHOOK_URL*` setting holding a usable URL, in name order.
 
@@ -317,21 +337,25 @@ def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list
         value = (settings[setting] or "").strip()
         if channel is None or not value:
             continue
+        name = f"{channel}:{setting}"
         if value.startswith("@Microsoft.KeyVault"):
-            logger.error("setting %s is an unresolved Key Vault reference (check the app's identity and the "
-                         "secret); its %s webhook is skipped", setting, channel)
+            reason = (f"setting {setting} is an unresolved Key Vault reference (check the app's identity and the "
+                      "secret)")
+            logger.error("%s; its %s alerts stay queued", reason, channel)
+            out.append(UnusableWebhookNotifier(channel, name=name, reason=reason))
             continue
         try:
             check_target(setting, channel, value, allowed)
         except TargetRefused as exc:
-            logger.error("%s; skipped", exc)
+            logger.error("%s; its %s alerts stay queued", exc, channel)
+            out.append(UnusableWebhookNotifier(channel, name=name, reason=str(exc)))
             continue
         if value in seen:
             logger.warning("setting %s holds the same webhook as %s; skipped so alerts are not posted twice",
                            setting, seen[value])
             continue
         seen[value] = setting
-        out.append(WebhookNotifier(channel, value, name=f"{channel}:{setting}", allowed_hosts=allowed, **options))
+        out.append(WebhookNotifier(channel, value, name=name, allowed_hosts=allowed, **options))
     return out
 
 
