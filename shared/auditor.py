@@ -32,11 +32,13 @@ from shared.ports import (
     JsonDict,
     Notifier,
     RecheckQueue,
+    ReportPublisher,
     StateConflict,
     StateStore,
     TopologyReader,
     bounded_ids,
 )
+from shared.report import build_report
 from shared.snapshot import SnapshotError, parse_resources
 from shared.store.chain import ChainTail, EncodedRecord, canonical_json
 from shared.transit import Endpoint, compute_pairs, endpoints_of
@@ -174,6 +176,7 @@ class Auditor:
     backoff_cap_seconds: float = 1.0
     clock: Callable[[], datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
+    report: ReportPublisher | None = None  # the report page, written after each committed change
     _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
 
     # ---- the run -------------------------------------------------------------------------------------------------
@@ -258,6 +261,9 @@ class Auditor:
         now = self.clock()
         sequence = (state.sequence if state else 0) + 1
         alert = self._alert(decision, trigger, run_id, now)
+        if alert is not None and self.report is not None:
+            alert["report"] = dict(zip(("latest", "copy"), self.report.names(sequence=sequence, when=now),
+                                       strict=True), location=self.report.location)
         # The record names its alert and the channels it goes to, so `audit show`/`list` can find its deliveries.
         alert_ref = {"alertId": alert["id"], "notifiers": [n.name for n in self.notifiers]} if alert else {}
         record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
@@ -303,8 +309,22 @@ class Auditor:
             self._schedule_recheck(trigger, reason="settling")
         delivered, undelivered = self._process_outbox(
             run_id, [i for i in outbox if i.get("claimedBy") == run_id], encoded)
+        if outcome == COMMITTED and self.report is not None:
+            self._publish_report(after_topology, self._computed.pairs(digest, relevant), digest, sequence, now)
         return RunResult(outcome=outcome, opened=decision.opened, closed=decision.closed, pending=decision.pending,
                          delivered=delivered, undelivered=undelivered)
+
+    def _publish_report(self, topology: Topology, pairs: PairSet, digest: str, sequence: int, now: datetime) -> None:
+        """The report page of what was just committed. Never fails the run: the state and alerts are what count,
+        and the next committed change writes the page again."""
+        assert self.report is not None
+        try:
+            page = build_report(topology, pairs, endpoints_of(topology), generated_at=now,
+                                source=f"live read, committed run {sequence} (topology sha256 {digest[:16]}…)")
+            self.report.publish(page, sequence=sequence, when=now)
+        except Exception:
+            logger.exception("run %d: could not write the report page to %s; the next change writes it again",
+                             sequence, self.report.location)
 
     def _read_focused(self, trigger: RunTrigger, state: CommittedState | None) -> FocusedRead | None:
         """The event path: only the event's resource is read (ARM), then applied to the committed working copy.
@@ -395,14 +415,24 @@ class Auditor:
 
         ordered = sorted(items, key=lambda i: (i["kind"] != "audit", when(i)))
         audit_done = []
+        audit_failed: dict[str, tuple[str, bool]] = {}
         for item in (i for i in ordered if i["kind"] == "audit"):
-            record = self._audit_payload(item, encoded or {})
-            if record is not None:
-                self.audit.append(record)
+            if audit_failed:  # keep the records in order: the rest wait with the one that failed
+                audit_failed[item["id"]] = ("an earlier audit record is not appended yet", False)
+                continue
+            try:
+                record = self._audit_payload(item, encoded or {})
+                if record is not None:
+                    self.audit.append(record)
+            except Exception as exc:  # the audit log never holds the alerts back: they are delivered below
+                logger.error("audit record %s not appended (kept in the outbox; alerts are still delivered): %s",
+                             item["id"], exc)
+                audit_failed[item["id"]] = (f"audit append failed: {type(exc).__name__}: {exc}"[:300], False)
+                continue
             audit_done.append(item["id"])
-        if audit_done:
-            self._settle(run_id, {i: None for i in audit_done})
-            self._drop_stashes([i for i in ordered if i["kind"] == "audit"])
+        if audit_done or audit_failed:
+            self._settle(run_id, {**{i: None for i in audit_done}, **audit_failed})
+            self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in audit_done])
         delivered: list[str] = []
         failures: dict[str, tuple[str, bool]] = {}
         for item in (i for i in ordered if i["kind"] == "alert"):
@@ -464,8 +494,11 @@ class Auditor:
                 continue
 
     def _append_delivery(self, run_id: str, delivered: list[str], undelivered: list[str]) -> None:
-        self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
-                           "delivered": delivered, "undelivered": undelivered})
+        try:
+            self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
+                               "delivered": delivered, "undelivered": undelivered})
+        except Exception as exc:  # what was delivered is settled in the state already; never undo that here
+            logger.error("run %s: delivery record not appended to the audit log: %s", run_id, exc)
 
     # ---- records and alerts ------------------------------------------------------------------------------------------
     def _record(self, trigger: RunTrigger, run_id: str, outcome: str, *, conflicts: int = 0,
