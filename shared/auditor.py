@@ -212,6 +212,7 @@ class Auditor:
                 digest = state.topology_digest if patched is None else canonical_digest(relevant)
             else:
                 resources = self.reader.read(focus_resource_id=trigger.resource_id)
+                read_warnings = list(getattr(self.reader, "last_read_warnings", None) or [])
                 _check_rows(resources, source="live read")
                 relevant = sorted(project(resources), key=_id_key)  # only what can move a pair is committed
                 if state is not None and state.working_copy_ok and relevant == state.resources:
