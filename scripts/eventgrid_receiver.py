@@ -55,8 +55,10 @@ class Seen:
 class EventGridReceiver:
     """Start with `start()` or `with`; `endpoint` and `ca_pem` are what a publisher needs."""
 
-    def __init__(self, *, key: str | None = "local-topic-key", tokens: Iterable[str] = (), port: int = 0) -> None:
+    def __init__(self, *, key: str | None = "local-topic-key", tokens: Iterable[str] = (), port: int = 0,
+                 local_auth: bool = True) -> None:
         self.key = key
+        self.local_auth = local_auth  # False: like a topic with disableLocalAuth, keys are refused (Entra only)
         self.tokens = set(tokens)
         self.accepted: list[dict[str, Any]] = []  # every event of every accepted request, in arrival order
         self.requests: list[Seen] = []
@@ -163,7 +165,7 @@ class EventGridReceiver:
         key = headers.get("aeg-sas-key")
         bearer = str(headers.get("Authorization") or "")
         if key is not None:
-            return "key" if self.key is not None and key == self.key else "wrong"
+            return "key" if self.local_auth and self.key is not None and key == self.key else "wrong"
         if bearer.lower().startswith("bearer "):
             return "bearer" if bearer[7:].strip() in self.tokens else "wrong"
         return "none"

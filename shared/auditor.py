@@ -83,12 +83,12 @@ class RunResult:
     detail: str | None = None
 
 
-def alert_parts(notifier: Notifier, alert: JsonDict) -> list[tuple[str, JsonDict]]:
+def alert_parts(notifier: Notifier, alert: JsonDict, complete: JsonDict | None = None) -> list[tuple[str, JsonDict]]:
     """(outbox item id, payload) per post: one for a chat; a notifier that posts a large alert in several
     requests (the Event Grid publisher's batches) splits it up front, so each accepted post is settled on its own
-    and a retry never repeats one."""
+    and a retry never repeats one. A splitting notifier gets `complete` (every pair, even of a summarised alert)."""
     split = getattr(notifier, "split", None)
-    parts: list[JsonDict] = split(alert) if callable(split) else [alert]
+    parts: list[JsonDict] = split(complete or alert) if callable(split) else [alert]
     if len(parts) <= 1:
         return [(f"{alert['id']}:{notifier.name}", parts[0] if parts else alert)]
     return [(f"{alert['id']}:{notifier.name}:{n}/{len(parts)}", part) for n, part in enumerate(parts, 1)]
@@ -284,8 +284,9 @@ class Auditor:
                 item = self._item("audit", item_id, dict(part.record), run_id, now)
             items.append(item)
         if alert is not None:
+            complete = self._complete_alert(alert, decision)
             items += [self._item("alert", item_id, part, run_id, now, notifier=n.name)
-                      for n in self.notifiers for item_id, part in alert_parts(n, alert)]
+                      for n in self.notifiers for item_id, part in alert_parts(n, alert, complete)]
         previous = state or CommittedState()
         outbox = [self._claim(i, run_id, now) for i in previous.outbox] + items
         new_state = CommittedState(
@@ -491,9 +492,19 @@ class Auditor:
     def _append_direct(self, trigger: RunTrigger, run_id: str, outcome: str, **kwargs: Any) -> None:
         self.audit.append(self._record(trigger, run_id, outcome, **kwargs))
 
+    def _sendable(self, pairs: list[JsonDict]) -> list[JsonDict]:
+        return [p for p in pairs if self.notify_info or p.get("severity") != "info"]
+
+    def _complete_alert(self, alert: JsonDict, decision: Decision) -> JsonDict:
+        """The alert with every sendable pair, for a notifier that splits it (one event per pair): a summarised
+        alert (more than MAX_ALERT_PAIRS) lists only the most severe pairs."""
+        if not alert.get("omitted"):
+            return alert
+        return {**{k: v for k, v in alert.items() if k not in ("omitted", "groups")},
+                "opened": self._sendable(decision.opened), "closed": self._sendable(decision.closed)}
+
     def _alert(self, decision: Decision, trigger: RunTrigger, run_id: str, now: datetime) -> JsonDict | None:
-        def sendable(pairs: list[JsonDict]) -> list[JsonDict]:
-            return [p for p in pairs if self.notify_info or p.get("severity") != "info"]
+        sendable = self._sendable
 
         opened, closed = sendable(decision.opened), sendable(decision.closed)
         if not opened and not closed:

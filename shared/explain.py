@@ -71,8 +71,8 @@ class Explanation:
                           "pending": c.pending, "warnings": list(c.warnings), "why": c.why} for c in self.carriers],
             "missing": list(self.missing),
             "circuits": [{"circuit": ca.circuit.value, "missing": list(ca.missing),
-                          "routes": [{"gateways": [g.value for g in r.gateways], "missing": list(r.missing)}
-                                     for r in ca.routes]} for ca in self.circuits],
+                          "routes": [{"gateways": [g.value for g in r.gateways], "missing": list(r.missing),
+                                      "why": _route_why(ca, r)} for r in ca.routes]} for ca in self.circuits],
             "warnings": list(self.warnings),
             "text": self.text(),
         }

@@ -233,8 +233,14 @@ def _peering(raw: Mapping[str, Any], vnet: ResourceId, source: str, warnings: li
 
 
 def _global_reach_refs(connection: Any) -> list[ResourceId]:
-    """The circuits a Global Reach connection names (`connections` on one circuit's private peering,
-    `peerConnections` on the other's: each names both sides' peerings, so read both and drop the own circuit)."""
+    """The circuits a Global Reach connection names, read from either side.
+
+    The REST specification (ExpressRouteCircuitPeeringPropertiesFormat) records Global Reach as `connections`
+    (ExpressRouteCircuitConnection) on the circuit where it was configured and as `peerConnections` ("the list of
+    peered circuit connections associated with Azure Private Peering for this circuit") on the other. Both name
+    `expressRouteCircuitPeering` and `peerExpressRouteCircuitPeering`; which side each names is not something to
+    rely on (the spec's own ExpressRouteCircuitConnectionGet example disagrees with its id), so both are read and
+    the caller drops the circuit's own id."""
     props = _props(connection) if isinstance(connection, dict) else {}
     refs = (_ref(props.get(k)) for k in ("expressRouteCircuitPeering", "peerExpressRouteCircuitPeering"))
     return [_strip_to(r, "peerings") for r in refs if r is not None]
@@ -348,6 +354,8 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
             provisioning_state=_opt_str(props.get("provisioningState")),
         )
         gateways[gid] = gateway
+        if not gateway.gateway_type:
+            warnings.append(f"{source}: gateway {gid.name} reports no gatewayType; not counted as ExpressRoute")
         if not gateway.is_expressroute:
             continue
         if home is None:
@@ -371,6 +379,8 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
             provisioning_state=_opt_str(props.get("provisioningState")),
         )
         connections[cid] = conn
+        if not conn.connection_type:
+            warnings.append(f"{source}: connection {cid.name} reports no connectionType; not counted as ExpressRoute")
         if not conn.is_expressroute:
             continue
         if conn.gateway is None or conn.circuit is None:

@@ -284,3 +284,31 @@ def test_a_change_too_big_for_one_request_is_posted_in_parts_each_accepted_exact
     ids = topic.accepted_ids()
     assert len(ids) == opened and len(set(ids)) == opened  # every pair once, none twice
     assert all(r.size <= 60_000 for r in topic.requests)
+
+
+def test_a_change_of_more_than_500_pairs_gets_an_event_for_every_pair_while_chat_gets_the_summary(
+        tmp_path: Path, topic: EventGridReceiver, chat: Chat) -> None:
+    spokes = [{}] * 24
+    before = small_topology([{"allow_remote": False, "spokes": spokes}, {"spokes": spokes}])
+    after = small_topology([{"spokes": spokes}, {"spokes": spokes}])
+    audit, reader = auditor(tmp_path, topic, chat, before)
+    audit.run(RunTrigger(kind="reconcile"))
+    reader.resources = after
+    result = audit.run(event_trigger("e1", rid("virtualNetworkGateways", "ergw-1")))
+    assert len(result.opened) == 25 * 25
+    [alert] = chat.bodies
+    assert len(alert["opened"]) == 500 and alert["omitted"]["opened"] == 125
+    ids = topic.accepted_ids()
+    assert len(ids) == 625 and len(set(ids)) == 625
+    assert {tuple(e["data"]["pair"]["vnets"]) for e in topic.accepted} == {tuple(p["vnets"]) for p in result.opened}
+    assert all(r.status == 200 and r.size <= MAX_BYTES for r in topic.requests)
+
+
+def test_a_key_is_refused_by_a_topic_with_local_auth_disabled_while_a_token_is_taken() -> None:
+    with EventGridReceiver(key=KEY, tokens={"fake"}, local_auth=False) as entra_only:
+        alert = lab_alert()
+        with pytest.raises(DeliveryError) as raised:
+            publisher(entra_only).deliver(alert, alert_id=alert["id"])
+        assert "HTTP 401" in str(raised.value) and entra_only.accepted == []
+        publisher(entra_only, FakeCredential()).deliver(alert, alert_id=alert["id"])
+        assert len(entra_only.accepted) == 1

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.auditor import alert_parts
 from shared.notify.eventgrid import (
@@ -199,3 +201,14 @@ def test_a_key_gives_a_key_credential_and_its_value_never_shows() -> None:
                                          "EVENTGRID_TOPIC_KEY": "s3cr3t-topic-key"})
     assert publisher is not None and publisher.channel == "eventgrid"
     assert "s3cr3t" not in repr(publisher) and publisher.name == "eventgrid:EVENTGRID_TOPIC_ENDPOINT"
+
+
+@given(st.lists(st.integers(min_value=1, max_value=5000), max_size=60), st.integers(min_value=2, max_value=20_000))
+def test_batches_keep_order_and_stay_within_the_limit_unless_one_event_alone_is_larger(
+        sizes: list[int], limit: int) -> None:
+    events = [{"id": str(i), "pad": "x" * n} for i, n in enumerate(sizes)]
+    batches = batch_events(events, max_bytes=limit)
+    assert [e for b in batches for e in b] == events
+    assert all(b for b in batches)
+    for batch in batches:
+        assert len(batch) == 1 or len(json.dumps(batch).encode("utf-8")) <= limit

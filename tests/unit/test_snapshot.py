@@ -328,3 +328,21 @@ def test_one_arm_get_body_per_file_in_a_folder_and_several_files_read_alike(tmp_
     by_folder, by_files = read_snapshot(folder), read_snapshot(sorted(folder.glob("*.json")))
     assert by_folder == by_files == parse_resources(resources)
     assert pair_names(load_snapshot_file(folder)) == {("hub-01", "hub-02")}
+
+
+def test_a_big_folder_of_single_bodies_with_long_names_reads_like_one_array(tmp_path: Path) -> None:
+    long = "x" * 72
+    resources: list[Resource] = []
+    for i in range(40):
+        hub = vnet(f"hub-{i:03d}-{long}", f"10.{i}.0.0/16")
+        gw = gateway(f"ergw-{i:03d}-{long}", hub, allow_remote=True)
+        resources += [hub, gw, connection(f"conn-{i:03d}-{long}", gw, circuit("er-big")["id"])]
+    resources.append(circuit("er-big"))
+    folder = tmp_path / "estate"
+    folder.mkdir()
+    for i, r in enumerate(resources):
+        write(folder, r, f"{i:04d}.json")
+    from_folder = compute_pairs(read_snapshot(folder))
+    assert len(from_folder.pairs) == 40 * 39 // 2
+    assert set(from_folder.pairs) == set(compute_pairs(parse_resources(resources)).pairs)
+    assert all(len(p.a.name) == 80 for p in from_folder.pairs.values())

@@ -231,10 +231,14 @@ def test_explain_without_private_peering_gives_a_reason_on_every_line() -> None:
 ])
 def test_explain_has_no_reason_line_ending_with_an_empty_colon(files: dict[str, Any], a: str, b: str) -> None:
     topology = topology_of(files)
-    text = explain_pair(topology, resolve_vnet(topology, a), resolve_vnet(topology, b)).text()
+    ex = explain_pair(topology, resolve_vnet(topology, a), resolve_vnet(topology, b))
+    text = ex.text()
     assert len(text.splitlines()) >= 2
     for line in text.splitlines():
         assert not line.rstrip().endswith(":") and ": ;" not in line, line
+    doc = ex.to_json()
+    assert all(r["why"] for c in doc["circuits"] for r in c["routes"])
+    assert all(c["why"] for c in doc["carriers"])
 
 
 def test_explain_an_open_pair_says_which_flags_let_it_through() -> None:
@@ -315,3 +319,13 @@ def test_global_reach_the_cli_prints_as_peered_connections_is_read() -> None:
     peering["peeredConnections"] = [{**{k: v for k, v in gr.items() if k != "properties"}, **gr["properties"]}]
     (c,) = parse_resources([*resources_of(circuit), *resources_of(peering)]).circuits.values()
     assert sorted(x.name for x in c.global_reach) == ["dedharcktlocal", "dedharcktremote"]
+
+
+def test_a_gateway_or_connection_without_its_type_field_is_a_warning_not_a_silent_zero() -> None:
+    gw, conn = body("VirtualNetworkGatewayGet.json"), body("VirtualNetworkGatewayConnectionGet.json")
+    del gw["properties"]["gatewayType"], conn["properties"]["connectionType"]
+    topology = parse_resources([*resources_of(gw), *resources_of(conn)])
+    assert topology.warnings == (
+        "snapshot: gateway vpngw reports no gatewayType; not counted as ExpressRoute",
+        "snapshot: connection connS2S reports no connectionType; not counted as ExpressRoute",
+    )
