@@ -1,6 +1,7 @@
 // ER-transit auditor: the whole deployment. `azd up`, or `az deployment sub create` (infra/README.md (Deploy)).
 // Creates, in one resource group of this subscription: the Flex Consumption function app and its
-// identity, storage (host, state, WORM audit log, recheck queue, dead letters), Key Vault with the
+// identity, host storage (package, leases, dead letters) and a separate evidence account (state, WORM audit
+// log, recheck queue), Key Vault with the
 // webhook URLs, Log Analytics + Application Insights + alerts. And in each watched subscription: Reader for
 // the function identity and an Event Grid system topic + filtered event subscription to the function.
 targetScope = 'subscription'
@@ -52,6 +53,9 @@ param reconcileSchedule string = '0 */15 * * * *'
 @description('Optional POLICY_FILE app setting. Empty: not set.')
 param policyFile string = ''
 
+@description('Hosts a webhook may post to besides Slack\'s and Teams Workflows\' own (WEBHOOK_ALLOWED_HOSTS); a JSON webhook\'s host must be listed.')
+param webhookAllowedHosts string = ''
+
 @description('Create an Event Grid custom topic that receives every transit change as a CloudEvent (README.md (Events)), with local auth disabled and EventGrid Data Sender for the function identity on it. Off by default.')
 param eventTopic bool = false
 
@@ -60,7 +64,7 @@ param eventTopic bool = false
 @maxValue(146000)
 param auditRetentionDays int = 365
 
-@description('True once the audit immutability policy has been locked (README.md (Deploy)): the deployment then leaves it alone.')
+@description('Lock the audit immutability policy at deploy time (irreversible; README.md (Deploy)): the azd postprovision hook creates and locks it, and the template leaves it alone.')
 param auditPolicyLocked bool = false
 
 @description('Storage replication.')
@@ -108,6 +112,7 @@ module identities 'app/identities.bicep' = {
   }
 }
 
+// Host storage (deployment package, host leases, dead letters), where the function identity is Blob Data Owner.
 module storage 'app/storage.bicep' = {
   name: 'storage'
   scope: group
@@ -117,9 +122,21 @@ module storage 'app/storage.bicep' = {
     tags: tags
     skuName: storageSku
     deploymentContainerName: deploymentContainerName
+    deadLetterContainerName: deadLetterContainerName
+  }
+}
+
+// The evidence (state, WORM audit log, recheck queue), in an account where the identity has data roles only.
+module auditStorage 'app/audit-storage.bicep' = {
+  name: 'audit-storage'
+  scope: group
+  params: {
+    name: 'staudit${take(resourceToken, 13)}'
+    location: location
+    tags: tags
+    skuName: storageSku
     stateContainerName: stateContainerName
     auditContainerName: auditContainerName
-    deadLetterContainerName: deadLetterContainerName
     recheckQueueName: recheckQueueName
     auditRetentionDays: auditRetentionDays
     auditPolicyLocked: auditPolicyLocked
@@ -158,6 +175,9 @@ module rbac 'app/rbac.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     deadLetterContainerName: storage.outputs.deadLetterContainerName
+    auditStorageAccountName: auditStorage.outputs.name
+    stateContainerName: auditStorage.outputs.stateContainerName
+    auditContainerName: auditStorage.outputs.auditContainerName
     keyVaultName: vault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: identities.outputs.functionPrincipalId
@@ -188,7 +208,8 @@ module function 'app/function.bicep' = {
     identityClientId: identities.outputs.functionClientId
     storageAccountName: storage.outputs.name
     storageBlobEndpoint: storage.outputs.blobEndpoint
-    storageQueueEndpoint: storage.outputs.queueEndpoint
+    auditBlobEndpoint: auditStorage.outputs.blobEndpoint
+    auditQueueEndpoint: auditStorage.outputs.queueEndpoint
     deploymentContainerName: deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     watchedSubscriptionIds: watchedSubscriptionIds
@@ -197,6 +218,7 @@ module function 'app/function.bicep' = {
     recheckQueueName: recheckQueueName
     reconcileSchedule: reconcileSchedule
     policyFile: policyFile
+    webhookAllowedHosts: webhookAllowedHosts
     teamsSecretUri: vault.outputs.teamsSecretUri
     slackSecretUri: vault.outputs.slackSecretUri
     jsonSecretUri: vault.outputs.jsonSecretUri
@@ -237,5 +259,7 @@ output AZURE_FUNCTION_APP_NAME string = function.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_KEY_VAULT_NAME string = vault.outputs.name
 output WATCHED_SUBSCRIPTIONS string = join(watchedSubscriptionIds, ',')
+output AUDIT_STORAGE_ACCOUNT_NAME string = auditStorage.outputs.name
 output AUDIT_CONTAINER string = auditContainerName
+output AUDIT_RETENTION_DAYS int = auditRetentionDays
 output EVENTGRID_TOPIC_ENDPOINT string = eventTopic ? events.outputs.endpoint : ''

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shared.escape import terminal_lines
 from shared.model import PairSet, ResourceId, Topology, VirtualNetwork
 from shared.transit import WAN_GATEWAY, Endpoint, compute_pairs, endpoints_of
 
@@ -87,7 +88,7 @@ class Explanation:
                 lines.append(f"- via circuit {c.circuit.name}: {ga.name} <-> {gb.name}"
                              + (" (pending)" if c.pending else "") + (f": {c.why}" if c.why else ""))
             lines += [f"warning: {w}" for w in self.warnings]
-            return "\n".join(lines)
+            return terminal_lines(lines)  # names are others' text: no injected line, ANSI or runner command
         lines = [f"{head}: not an ER-transit pair"]
         lines += [f"- {r}" for r in self.reasons]
         for ca in self.circuits:
@@ -96,7 +97,7 @@ class Explanation:
                 ga, gb = r.gateways
                 lines.append(f"- via circuit {ca.circuit.name}, {ga.name} <-> {gb.name}: " + _route_why(ca, r))
         lines += [f"warning: {w}" for w in self.warnings]
-        return "\n".join(lines)
+        return terminal_lines(lines)
 
 
 def _route_why(ca: CircuitAttempt, route: RouteAttempt) -> str:

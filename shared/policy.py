@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from shared.escape import terminal_line
 from shared.model import ResourceId
 
 SEVERITIES = ("info", "warning", "critical")
@@ -417,5 +418,6 @@ def policy_lines(doc: Mapping[str, Any]) -> list[str]:
     for verb in ("opened", "closed"):
         for p in doc.get(verb) or []:
             names = " <-> ".join(ResourceId.parse(str(v)).name for v in p.get("vnets", []))
-            lines.append(f"{p.get('severity', '?'):<8}  {verb:<6}  {names}: {(p.get('policy') or {}).get('reason')}")
+            lines.append(terminal_line(f"{p.get('severity', '?'):<8}  {verb:<6}  {names}: "
+                                       f"{(p.get('policy') or {}).get('reason')}"))
     return lines

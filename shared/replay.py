@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from shared.escape import terminal_lines
 from shared.ports import JsonDict
 
 
@@ -119,7 +120,7 @@ def _summary(step: JsonDict) -> str:
             causes = "; ".join(c["text"] for c in p.get("cause", []))
             label = f"{verb} ({p['direction']})" if verb == "pending" else verb
             parts.append(f"    {label}: {a} <-> {b}   cause: {causes}")
-    return "\n".join(parts)
+    return terminal_lines(parts)
 
 
 def replay_main(story: str, store: str | None, *, as_json: bool) -> int:

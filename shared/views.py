@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.diff import Diff, PairChange
+from shared.escape import controls, terminal_lines
 from shared.model import PairSet, ResourceId, Topology, TransitPair
 from shared.transit import Endpoint, endpoints_of
 
@@ -76,6 +77,7 @@ def diff_json(diff: Diff, *, warnings: Sequence[str] = ()) -> dict[str, Any]:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    rows = [[controls(c) for c in r] for r in rows]  # names are others' text: one cell stays on one line
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
     out = [line, "  ".join("-" * w for w in widths)]
@@ -105,7 +107,7 @@ def pairs_table(doc: dict[str, Any], topology: Topology | None = None) -> str:
     pairs = doc["pairs"]
     out = [f"{len(pairs)} ER-transit pair(s)"]
     if pairs:
-        out.append(_table(PAIR_HEADERS, _rows(pairs)))
+        out += _table(PAIR_HEADERS, _rows(pairs)).splitlines()
     if topology is not None:
         paired = {v.lower() for p in pairs for v in p["vnets"]}
         alone = sorted(v.name for v in topology.vnets.values() if v.present and v.id.key not in paired)
@@ -113,12 +115,12 @@ def pairs_table(doc: dict[str, Any], topology: Topology | None = None) -> str:
             shown = ", ".join(alone[:20]) + (f" and {len(alone) - 20} more" if len(alone) > 20 else "")
             out.append(f"VNets in no ER-transit pair: {shown}")
     out += [f"warning: {w}" for w in doc["warnings"]]
-    return "\n".join(out)
+    return terminal_lines(out)
 
 
 def diff_table(doc: dict[str, Any]) -> str:
     if not doc["opened"] and not doc["closed"]:
-        return "\n".join(["no ER-transit path opened or closed", *(f"warning: {w}" for w in doc["warnings"])])
+        return terminal_lines(["no ER-transit path opened or closed", *(f"warning: {w}" for w in doc["warnings"])])
     by_key = {tuple(p["vnets"]): p for p in doc["opened"] + doc["closed"]}
     out = [f"{len(doc['opened'])} opened, {len(doc['closed'])} closed"]
     for group in doc["groups"]:
@@ -130,4 +132,4 @@ def diff_table(doc: dict[str, Any]) -> str:
                 table = _table(PAIR_HEADERS, _rows([by_key[tuple(k)] for k in group[verb]]))
                 out += ["    " + line for line in table.splitlines()]
     out += [f"warning: {w}" for w in doc["warnings"]]
-    return "\n".join(out)
+    return terminal_lines(out)

@@ -18,7 +18,9 @@ param identityClientId string
 
 param storageAccountName string
 param storageBlobEndpoint string
-param storageQueueEndpoint string
+@description('Blob and queue endpoints of the evidence account (state, audit log, recheck queue): the AuditorStorage connection.')
+param auditBlobEndpoint string
+param auditQueueEndpoint string
 param deploymentContainerName string
 
 param applicationInsightsConnectionString string
@@ -32,6 +34,9 @@ param recheckQueueName string = 'er-transit-recheck'
 
 @description('NCRONTAB schedule of the reconcile timer.')
 param reconcileSchedule string = '0 */15 * * * *'
+
+@description('WEBHOOK_ALLOWED_HOSTS: hosts a webhook may post to besides Slack\'s and Teams Workflows\' own (needed for a JSON webhook). Empty: setting not created.')
+param webhookAllowedHosts string = ''
 
 @description('Optional path of a policy file, read by the code as POLICY_FILE. Empty: setting not created.')
 param policyFile string = ''
@@ -83,14 +88,15 @@ var baseSettings = [
     name: 'AzureWebJobsStorage__clientId'
     value: identityClientId
   }
-  // State, audit and the recheck queue: the "AuditorStorage" connection of the code and of the queue trigger.
+  // State, audit and the recheck queue (the evidence account): the "AuditorStorage" connection of the code and
+  // of the queue trigger.
   {
     name: 'AuditorStorage__blobServiceUri'
-    value: storageBlobEndpoint
+    value: auditBlobEndpoint
   }
   {
     name: 'AuditorStorage__queueServiceUri'
-    value: storageQueueEndpoint
+    value: auditQueueEndpoint
   }
   {
     name: 'AuditorStorage__credential'
@@ -154,6 +160,13 @@ var jsonSetting = empty(jsonSecretUri) ? [] : [
     value: '@Microsoft.KeyVault(SecretUri=${jsonSecretUri})'
   }
 ]
+var allowedHostsSetting = empty(webhookAllowedHosts) ? [] : [
+  {
+    name: 'WEBHOOK_ALLOWED_HOSTS'
+    value: webhookAllowedHosts
+  }
+]
+
 // The topic takes Entra tokens only: no EVENTGRID_TOPIC_KEY here. The event source is this app's resource id.
 var eventTopicSettings = empty(eventTopicEndpoint) ? [] : [
   {
@@ -199,7 +212,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
       scmMinTlsVersion: '1.2'
       ftpsState: 'Disabled'
       http20Enabled: true
-      appSettings: concat(baseSettings, teamsSetting, slackSetting, jsonSetting, policySetting, eventTopicSettings)
+      appSettings: concat(baseSettings, teamsSetting, slackSetting, jsonSetting, allowedHostsSetting, policySetting,
+        eventTopicSettings)
     }
     functionAppConfig: {
       deployment: {

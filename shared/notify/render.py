@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from shared.escape import terminal_lines
 from shared.notify import slack, teams
 from shared.notify.view import AlertView, more_line, read_alert, short_time
 
@@ -62,7 +63,7 @@ def render_text(alert: Mapping[str, Any]) -> str:
     if view.omitted:
         lines.append("  " + more_line(view.omitted, "pairs not included in this alert", view.id))
     lines.extend(f"  warning: {w}" for w in view.warnings)
-    return "\n".join(lines) + "\n"
+    return terminal_lines(lines) + "\n"  # names and callers are others' text: no newline, ANSI or runner command
 
 
 def render_main(channel: str, diff_path: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.escape import slack_mrkdwn
 from shared.notify.view import AlertView, Endpoint, Group, Pair, Ref, short_time
 from shared.notify.view import more_line as _more_line
 
@@ -38,7 +39,7 @@ def render_slack(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[st
         blocks.append(_section(_cut("*Warnings*\n" + "\n".join(f"• {_esc(w)}" for w in view.warnings),
                                     MAX_SECTION_TEXT)))
     footer = "ER-transit auditor" + (f" · alert id `{_esc(view.id)}`" if view.id else "")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer}]})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": footer, "verbatim": True}]})
     return {"text": _fallback(view), "blocks": blocks}
 
 
@@ -60,7 +61,7 @@ def _fallback(view: AlertView) -> str:
     return _cut(_esc(" — ".join(parts)), MAX_FALLBACK)
 
 
-def _facts(view: AlertView) -> list[dict[str, str]]:
+def _facts(view: AlertView) -> list[dict[str, Any]]:
     facts = [
         ("Severity", f"{SEVERITY_ICON.get(view.severity, '')} {view.severity}"),
         ("Pairs", f"{view.opened} opened, {view.closed} closed"
@@ -71,7 +72,8 @@ def _facts(view: AlertView) -> list[dict[str, str]]:
         ("Trigger", _esc(view.trigger)),
     ]
     # Slack allows at most 10 fields of at most 2000 characters each.
-    return [{"type": "mrkdwn", "text": _cut(f"*{k}*\n{v}", 2000)} for k, v in facts if v.strip()][:10]
+    return [{"type": "mrkdwn", "text": _cut(f"*{k}*\n{v}", 2000), "verbatim": True} for k, v in facts
+            if v.strip()][:10]
 
 
 def _cause_text(group: Group) -> str:
@@ -122,7 +124,8 @@ def _pack(texts: list[str]) -> list[str]:
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    # verbatim: Slack does not turn bare URLs, channel names or mentions into links (our <url|name> links stay).
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
 
 
 def _link(r: Ref) -> str:
@@ -130,7 +133,7 @@ def _link(r: Ref) -> str:
 
 
 def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return slack_mrkdwn(text)
 
 
 def _cut(text: str, limit: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from shared.escape import teams_markdown as _md
 from shared.notify.view import AlertView, Endpoint, Group, Pair, Ref, more_line, short_time
 
 MAX_BYTES = 24 * 1024  # Teams refuses messages over ~28 KB; keep a margin for the envelope Workflows adds.
@@ -15,7 +16,7 @@ SEVERITY_ICON = {"critical": "🚨", "warning": "⚠️", "info": "ℹ️"}
 
 def render_teams(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
-        _text(f"{SEVERITY_ICON.get(view.severity, '')} {view.title}", size="Large", weight="Bolder",
+        _text(f"{SEVERITY_ICON.get(view.severity, '')} {_md(view.title)}", size="Large", weight="Bolder",
               color=SEVERITY_COLOR.get(view.severity, "Default")),
         {"type": "FactSet", "facts": _facts(view)},
     ]
@@ -29,7 +30,7 @@ def render_teams(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[st
         body.append(_text(more_line(view.omitted, "pairs not included in this alert", view.id), isSubtle=True,
                           separator=True))
     if view.warnings:
-        body.append(_text("**Warnings**\n\n" + "\n\n".join(f"- {w}" for w in view.warnings),
+        body.append(_text("**Warnings**\n\n" + "\n\n".join(f"- {_md(w)}" for w in view.warnings),
                           color="Warning", separator=True))
     card: dict[str, Any] = {
         "type": "AdaptiveCard",
@@ -64,12 +65,13 @@ def _facts(view: AlertView) -> list[dict[str, str]]:
         ("Trigger", view.trigger),
         ("Alert id", view.id),
     ]
-    return [{"title": k, "value": v} for k, v in facts if v]
+    # Fact values render as markdown in Teams: a display name like "[x](https://…)" would become a link.
+    return [{"title": k, "value": _md(v)} for k, v in facts if v]
 
 
 def _group(group: Group, alert_id: str, max_pairs: int) -> dict[str, Any]:
-    causes = [f"**[{c.ref.name}]({c.ref.link})** {c.text}" if c.ref and c.ref.link
-              else f"**{c.ref.name}** {c.text}" if c.ref else c.text for c in group.causes[:5]]
+    causes = [f"**[{_md(c.ref.name)}]({c.ref.link})** {_md(c.text)}" if c.ref and c.ref.link
+              else f"**{_md(c.ref.name)}** {_md(c.text)}" if c.ref else _md(c.text) for c in group.causes[:5]]
     if len(group.causes) > 5:
         causes.append(f"+{len(group.causes) - 5} more changes")
     cause_text = "\n\n".join(causes) if causes else "not determined"
@@ -97,8 +99,8 @@ def _pair(p: Pair) -> list[dict[str, Any]]:
         {"type": "FactSet", "spacing": "Small", "facts": [_endpoint_fact(p.a), _endpoint_fact(p.b)]},
     ]
     if via or p.warnings or p.missing:
-        lines = (["via " + " · ".join(via)] if via else []) + [f"⚠ {w}" for w in p.warnings[:3]]
-        lines += [f"now missing: {m}" for m in p.missing[:3]]
+        lines = (["via " + " · ".join(via)] if via else []) + [f"⚠ {_md(w)}" for w in p.warnings[:3]]
+        lines += [f"now missing: {_md(m)}" for m in p.missing[:3]]
         out.append(_text("\n\n".join(lines), spacing="Small", isSubtle=True))
     return out
 
@@ -106,7 +108,7 @@ def _pair(p: Pair) -> list[dict[str, Any]]:
 def _endpoint_fact(e: Endpoint) -> dict[str, str]:
     prefixes = ", ".join(e.prefixes[:4]) + (f" +{len(e.prefixes) - 4}" if len(e.prefixes) > 4 else "")
     where = " / ".join(x for x in (e.subscription, e.resource_group) if x)
-    return {"title": e.ref.name, "value": " · ".join(x for x in (prefixes, where) if x) or "-"}
+    return {"title": _md(e.ref.name), "value": _md(" · ".join(x for x in (prefixes, where) if x) or "-")}
 
 
 def _actions(view: AlertView) -> list[dict[str, Any]]:
@@ -128,7 +130,7 @@ def _actions(view: AlertView) -> list[dict[str, Any]]:
 
 
 def _md_link(r: Ref) -> str:
-    return f"[{r.name}]({r.link})" if r.link else r.name
+    return f"[{_md(r.name)}]({r.link})" if r.link else _md(r.name)
 
 
 def _text(text: str, **props: Any) -> dict[str, Any]:

@@ -169,3 +169,65 @@ def test_replay_ignores_azure_store_settings_and_writes_its_own_folder(tmp_path:
     assert not [c.name for c in service.list_containers(name_starts_with="replay-must-not")]
     assert sorted((tmp_path / "store").glob("audit-*.jsonl"))
     assert cli("audit", "verify", "--store", tmp_path / "store", env=env).returncode == 0
+
+
+# -- 6: what others write is escaped wherever it is printed or rendered ---------------------------------------------
+
+GOLDEN = REPO / "tests" / "golden"
+LINK = "[click here](https://evil.example/x)"
+
+
+def alert_with(tmp_path: Path, **fields: Any) -> Path:
+    alert = json.loads((GOLDEN / "lab-diff.json").read_text(encoding="utf-8"))
+    alert.update(fields)
+    return write(tmp_path, "alert.json", alert)
+
+
+def texts_of(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        return [t for v in node.values() for t in texts_of(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in texts_of(v)]
+    return [node] if isinstance(node, str) else []
+
+
+def test_teams_facts_and_text_show_a_markdown_link_in_a_display_name_as_text(tmp_path: Path) -> None:
+    done = cli("render", "--channel", "teams", alert_with(tmp_path, caller=LINK + " **boss**",
+                                                          correlationId="- [x](https://evil.example)"))
+    assert done.returncode == 0, done.stderr
+    texts = texts_of(json.loads(done.stdout))
+    assert not [t for t in texts if "](https://evil" in t or "**boss**" in t]
+    assert "\\[click here\\](https:\u200b//evil.example/x) \\*\\*boss\\*\\*" in texts
+    assert "\\- \\[x\\](https:\u200b//evil.example)" in texts
+
+
+def test_slack_text_neutralises_mentions_formatting_backticks_and_bare_links(tmp_path: Path) -> None:
+    done = cli("render", "--channel", "slack", alert_with(tmp_path, caller="<!channel> *urgent* `rm` https://evil.example"))
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    [changed_by] = [f for f in body["blocks"][1]["fields"] if f["text"].startswith("*Changed by*")]
+    assert changed_by["verbatim"] is True
+    assert changed_by["text"] == ("*Changed by*\n&lt;!channel&gt; *\u200burgent*\u200b `\u200brm`\u200b "
+                                  "https:\u200b//evil.example")
+    assert all(b["text"].get("verbatim") for b in body["blocks"] if b.get("type") == "section" and "text" in b)
+
+
+HOSTILE = "hub-01\n::error::pwned\x1b[31m\u202e"
+
+
+def hostile_lab() -> list[dict[str, Any]]:
+    """The lab with hub-01 renamed (its id, every reference and its name) to something a terminal must not obey."""
+    text = json.dumps(lab(enabled=(1, 2))).replace('virtualNetworks/hub-01"', 'virtualNetworks/HOSTILE"')
+    text = text.replace('virtualNetworks/hub-01/', 'virtualNetworks/HOSTILE/').replace('"hub-01"', '"HOSTILE"')
+    return list(json.loads(text.replace("HOSTILE", json.dumps(HOSTILE)[1:-1])))
+
+
+def test_terminal_output_shows_control_characters_and_never_starts_a_runner_command(tmp_path: Path) -> None:
+    for args in (["pairs", write(tmp_path, "s.json", hostile_lab())],
+                 ["diff", write(tmp_path, "b.json", lab()), write(tmp_path, "a.json", hostile_lab())],
+                 ["explain", write(tmp_path, "e.json", hostile_lab()), rid("virtualNetworks", HOSTILE), "hub-02"]):
+        done = cli(*args)
+        assert done.returncode == 0, done.stderr
+        assert "\x1b" not in done.stdout and "\u202e" not in done.stdout
+        assert not [line for line in done.stdout.splitlines() if line.lstrip().startswith(("::", "##"))]
+        assert "hub-01\\n::error::pwned\\x1b[31m\\u202e" in done.stdout

@@ -38,7 +38,9 @@ BUILT_IN_ROLES = {
 # Scope None: the deployment scope of the file (watched-subscription.bicep targets a subscription).
 ALLOWED_ASSIGNMENTS = {
     ("app/rbac.bicep", "storageBlobDataOwner", "functionPrincipalId", "storage"),
-    ("app/rbac.bicep", "storageQueueDataContributor", "functionPrincipalId", "storage"),
+    ("app/rbac.bicep", "custom:auditAppenderRole", "functionPrincipalId", "auditContainer"),
+    ("app/rbac.bicep", "custom:stateWriterRole", "functionPrincipalId", "stateContainer"),
+    ("app/rbac.bicep", "storageQueueDataContributor", "functionPrincipalId", "auditStorage"),
     ("app/rbac.bicep", "keyVaultSecretsUser", "functionPrincipalId", "vault"),
     ("app/rbac.bicep", "monitoringMetricsPublisher", "functionPrincipalId", "appInsights"),
     ("app/rbac.bicep", "storageBlobDataContributor", "deadLetterPrincipalId", "deadLetterContainer"),
@@ -51,8 +53,12 @@ def role_assignment(resource: Resource) -> tuple[str, str, str, str | None]:
     properties = resource.body["properties"]
     definition = render(properties["roleDefinitionId"])
     prefix = "subscription_resource_id(Microsoft.Authorization/roleDefinitions, roles."
-    assert definition.startswith(prefix) and definition.endswith(".id)"), definition
-    role = definition[len(prefix) : -len(".id)")]
+    custom = {r.symbol for r in resources(resource.file) if r.type == "Microsoft.Authorization/roleDefinitions"}
+    if isinstance(definition, str) and definition.endswith(".id") and definition[: -len(".id")] in custom:
+        role = "custom:" + definition[: -len(".id")]
+    else:
+        assert definition.startswith(prefix) and definition.endswith(".id)"), definition
+        role = definition[len(prefix) : -len(".id)")]
     assert properties["principalType"] == "ServicePrincipal"
     return resource.file, role, render(properties["principalId"]), render(resource.body.get("scope"))
 
@@ -68,7 +74,7 @@ def check_storage_account(body: dict[str, Any]) -> None:
 def check_audit_immutability(parsed: dict[str, Any]) -> None:
     policies = [
         r
-        for r in resources("app/storage.bicep", parsed)
+        for r in resources("app/audit-storage.bicep", parsed)
         if r.type == "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
     ]
     assert len(policies) == 1, "exactly one immutability policy"
@@ -81,7 +87,8 @@ def check_audit_immutability(parsed: dict[str, Any]) -> None:
     days = properties["immutabilityPeriodSinceCreationInDays"]
     days = parsed["parameters"][days]["default"] if isinstance(days, str) else days
     assert isinstance(days, int) and days >= 1
-    # Deployed unless the operator says it has been locked (a locked policy rejects updates).
+    # Deployed unless it is to be locked (the postprovision hook creates and locks it; a locked policy rejects
+    # updates, so the template must then leave it alone).
     assert render(policy.condition) == "not(auditPolicyLocked)"
     assert parsed["parameters"]["auditPolicyLocked"]["default"] is False
 
@@ -103,6 +110,7 @@ def check_function_site(body: dict[str, Any]) -> None:
 
 def test_roles_file_holds_the_real_built_in_role_ids() -> None:
     roles = {key: value["id"] for key, value in roles_file().items() if isinstance(value, dict)}
+    assert roles_file()["storageBlobDataOwner"]["actions"][0].endswith("/blobServices/containers/*")
     assert roles == BUILT_IN_ROLES
     for key, value in roles_file().items():
         if isinstance(value, dict):
@@ -122,8 +130,14 @@ def test_role_assignment_modules_load_the_roles_file() -> None:
         assert loaded["parameters"]["file_path"] == "../roles.json"
 
 
-def test_no_custom_roles_and_no_literal_role_ids() -> None:
-    assert not [r for r in all_resources() if r.type == "Microsoft.Authorization/roleDefinitions"]
+def test_custom_roles_are_the_two_data_only_ones_and_no_literal_role_ids() -> None:
+    custom = {r.symbol: r for r in all_resources() if r.type == "Microsoft.Authorization/roleDefinitions"}
+    assert set(custom) == {"auditAppenderRole", "stateWriterRole"}
+    for role in custom.values():
+        assert role.file == "app/rbac.bicep"
+        [permissions] = role.body["properties"]["permissions"]
+        assert permissions["actions"] == [] and permissions["notActions"] == [], "no control-plane action"
+        assert render(role.body["properties"]["assignableScopes"]) == ["resource_group().id"]
     for path in bicep_files():
         text = path.read_text(encoding="utf-8").lower()
         for role_id in BUILT_IN_ROLES.values():
@@ -199,14 +213,16 @@ def test_key_vault_is_rbac_only_and_recoverable() -> None:
     assert "accessPolicies" not in properties
 
 
-def test_storage_account_is_https_tls12_private_and_keyless() -> None:
-    check_storage_account(one("app/storage.bicep", "Microsoft.Storage/storageAccounts").body)
+@pytest.mark.parametrize("relative", ["app/storage.bicep", "app/audit-storage.bicep"])
+def test_storage_accounts_are_https_tls12_private_and_keyless(relative: str) -> None:
+    check_storage_account(one(relative, "Microsoft.Storage/storageAccounts").body)
 
 
 def test_no_container_is_public() -> None:
     containers = [
         r
-        for r in resources("app/storage.bicep")
+        for relative in ("app/storage.bicep", "app/audit-storage.bicep")
+        for r in resources(relative)
         if r.type == "Microsoft.Storage/storageAccounts/blobServices/containers"
     ]
     assert len(containers) == 4
@@ -214,10 +230,19 @@ def test_no_container_is_public() -> None:
 
 
 def test_audit_container_is_worm_with_protected_appends_and_state_stays_mutable() -> None:
-    check_audit_immutability(template("app/storage.bicep"))
-    assert by_symbol("app/storage.bicep", "stateContainer").body["name"] == "stateContainerName"
-    assert param_default("app/storage.bicep", "auditContainerName") == "er-transit-audit"
-    assert param_default("app/storage.bicep", "stateContainerName") == "er-transit-state"
+    check_audit_immutability(template("app/audit-storage.bicep"))
+    assert by_symbol("app/audit-storage.bicep", "stateContainer").body["name"] == "stateContainerName"
+    assert param_default("app/audit-storage.bicep", "auditContainerName") == "er-transit-audit"
+    assert param_default("app/audit-storage.bicep", "stateContainerName") == "er-transit-state"
+
+
+def test_state_and_audit_live_apart_from_the_host_storage() -> None:
+    host = {r.symbol for r in resources("app/storage.bicep")}
+    assert {"stateContainer", "auditContainer", "auditImmutability", "recheckQueue"}.isdisjoint(host)
+    params = module("main.bicep", "function")[0]["params"]
+    assert render(params["auditBlobEndpoint"]) == "auditStorage.outputs.blobEndpoint"
+    assert render(params["auditQueueEndpoint"]) == "auditStorage.outputs.queueEndpoint"
+    assert render(params["storageAccountName"]) == "storage.outputs.name"
 
 
 def test_function_app_is_https_only_flex_python_311_with_its_identity() -> None:
@@ -274,7 +299,7 @@ def test_storage_check_catches_a_weakened_account(key: str, value: Any) -> None:
     ],
 )
 def test_immutability_check_catches_a_weakened_policy(key: str, value: Any) -> None:
-    parsed = copy.deepcopy(template("app/storage.bicep"))
+    parsed = copy.deepcopy(template("app/audit-storage.bicep"))
     body = parsed["resources"]["auditImmutability"]["config"]["config"]
     (body["properties"] if key != "parent" else body)[key] = value
     with pytest.raises(AssertionError):
@@ -282,7 +307,7 @@ def test_immutability_check_catches_a_weakened_policy(key: str, value: Any) -> N
 
 
 def test_immutability_check_catches_a_removed_policy() -> None:
-    parsed = copy.deepcopy(template("app/storage.bicep"))
+    parsed = copy.deepcopy(template("app/audit-storage.bicep"))
     del parsed["resources"]["auditImmutability"]
     with pytest.raises(AssertionError):
         check_audit_immutability(parsed)

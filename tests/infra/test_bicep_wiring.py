@@ -32,7 +32,8 @@ def app_settings() -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for entry in variables["baseSettings"]["value"]:
         settings[entry["name"]] = entry["value"]
-    for optional in ("teamsSetting", "slackSetting", "jsonSetting", "policySetting", "eventTopicSettings"):
+    for optional in ("teamsSetting", "slackSetting", "jsonSetting", "allowedHostsSetting", "policySetting",
+                     "eventTopicSettings"):
         conditional = variables[optional]["value"]["operator"]
         assert conditional["type"] == "conditional" and conditional["operands"]["true_value"] == []
         for entry in conditional["operands"]["false_value"]:
@@ -57,7 +58,8 @@ def test_no_construct_the_offline_parsers_cannot_read() -> None:
 def test_site_uses_the_settings_variables() -> None:
     site = one(FUNCTION, "Microsoft.Web/sites").body
     assert render(site["properties"]["siteConfig"]["appSettings"]) == (
-        "concat(baseSettings, teamsSetting, slackSetting, jsonSetting, policySetting, eventTopicSettings)"
+        "concat(baseSettings, teamsSetting, slackSetting, jsonSetting, allowedHostsSetting, policySetting, "
+        "eventTopicSettings)"
     )
 
 
@@ -82,6 +84,7 @@ def test_app_settings_are_the_names_the_code_reads() -> None:
         "TEAMS_WEBHOOK_URL",
         "SLACK_WEBHOOK_URL",
         "JSON_WEBHOOK_URL",
+        "WEBHOOK_ALLOWED_HOSTS",
         "POLICY_FILE",
         "EVENTGRID_TOPIC_ENDPOINT",
         "EVENTGRID_EVENT_SOURCE",
