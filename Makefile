@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck infra-check setup bench clean
+.PHONY: demo test lint typecheck infra-check setup bench clean chromium screenshot
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ node_modules/.bin/azurite: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch node_modules/.bin/azurite
 
-setup: $(STAMP) node_modules/.bin/azurite
+# Headless Chromium (Debian's package) for the report page's browser test; without it that test is skipped.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium) \
+	    >/dev/null 2>&1 || echo "note: chromium could not be installed with apt-get (root and a Debian package source \
+	are needed); the report's browser test will be skipped"; }
+
+setup: $(STAMP) node_modules/.bin/azurite chromium
 
 demo: $(STAMP)
 	@echo "== The article's lab, step 1: enable allowRemoteVnetTraffic on gateway 2 only"
@@ -28,7 +35,10 @@ demo: $(STAMP)
 	@echo; echo "== The auditor (function entry points, local store) replaying the lab as Event Grid events"
 	@store=$$(mktemp -d /tmp/er-transit-demo.XXXXXX) && \
 	  $(PY) -m shared.cli replay examples/replay-lab --store $$store && \
-	  $(PY) -m shared.cli audit verify --store $$store
+	  $(PY) -m shared.cli audit verify --store $$store && \
+	  echo && echo "== The report page: the lab after step 2, with the replay's audit log and the example policy" && \
+	  $(PY) -m shared.cli report examples/lab/03-enable-gw1/topology.json --store $$store \
+	    --policy examples/policy.yaml -o $$store/er-transit-report.html
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -45,6 +55,11 @@ test: setup lint typecheck infra-check
 bench: $(STAMP)
 	$(PY) benchmarks/bench_transit.py
 	$(PY) benchmarks/bench_auditor.py
+	$(PY) benchmarks/bench_report.py
+
+# The README's picture of the lab's report (needs chromium: `make chromium`).
+screenshot: $(STAMP) chromium
+	$(PY) scripts/headless_chromium.py lab-screenshot docs/report-lab.png
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -182,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_diff)
     _register_explain_whatif_policy(sub)
 
-    from shared import cli_ops
+    from shared import cli_ops, cli_report
 
     cli_ops.register(sub)
+    cli_report.register(sub)
     return parser
 
 
@@ -207,4 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main: under `python -m` this file is __main__, and the commands that raise
+    # `shared.cli.UsageError` (cli_ops, cli_report) would otherwise raise a class main does not catch.
+    from shared.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -289,6 +289,13 @@ class PairIndex(Mapping[tuple[str, str], TransitPair]):
     def __len__(self) -> int:
         return len(self._routes)
 
+    def routes_by_pair(self) -> Iterator[tuple[ResourceId, ResourceId, tuple[Route, ...]]]:
+        """(a, b, routes) of every pair in key order, without making a TransitPair each (readers of all pairs)."""
+        width, vnets = len(self._vnets), self._vnets
+        for code, routes in self._routes.items():
+            ra, rb = divmod(code, width)
+            yield vnets[ra], vnets[rb], routes
+
     def __repr__(self) -> str:
         return f"PairIndex({len(self)} pairs)"
 
