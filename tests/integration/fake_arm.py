@@ -368,7 +368,7 @@ class FakeArmServer:
             rtype = str(resource.get("type", "")).lower()
             if _subscription_of(key) not in keep or rtype.count("/") != 1:
                 continue  # Resource Graph's `resources` table has no hubVirtualNetworkConnections etc.
-            row = copy.deepcopy(resource)
+            row = dict(resource)  # shallow: held resources are never mutated (set_resources replaces them)
             row["type"] = rtype
             row.setdefault("subscriptionId", _subscription_of(key))
             row.setdefault("resourceGroup", _resource_group_of(key))
