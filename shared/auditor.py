@@ -301,11 +301,9 @@ class Auditor:
                                  if trigger.event_id else previous.processed_event_ids),
             outbox=outbox, pending=decision.pending, sequence=sequence, audit_tail=previous.audit_tail,
         )
-        try:
-            self.state.save(new_state, etag=etag)  # StateConflict -> the caller re-reads and recomputes
-        except StateConflict:
-            self._drop_stashes(items)
-            raise
+        # StateConflict -> the caller re-reads and recomputes; its next attempt overwrites the same stash names
+        # (run id + part), so the stash is not removed here (one request less inside the commit race).
+        self.state.save(new_state, etag=etag)
         if decision.pending and self.recheck is not None:
             self._schedule_recheck(trigger, reason="settling")
         delivered, undelivered = self._process_outbox(
