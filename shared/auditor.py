@@ -521,11 +521,15 @@ class Auditor:
             closed = [p for d, p in kept if d == "closed"]
         keys = sorted(["+" + "|".join(_pair_key(p)) for p in opened] + ["-" + "|".join(_pair_key(p)) for p in closed])
         alert_id = hashlib.sha256(f"{decision.basis}\n{chr(10).join(keys)}".encode()).hexdigest()[:32]
-        # A change confirmed by a later run is attributed to whoever started it.
-        callers = [trigger.caller] if trigger.caller else sorted(
-            {str(p["firstCaller"]) for p in opened + closed if p.get("firstCaller")})
+        # "Changed by" names a caller only for a change they made: the event's own resource is among the causes.
+        # Otherwise the alert says what detected it, and who started it when an earlier event touched a cause
+        # (a change confirmed by a later run, recorded while it settled).
+        pairs = opened + closed
+        own = attributed_caller(trigger, pairs)
+        callers = [own] if own else sorted({str(p["firstCaller"]) for p in pairs if p.get("firstCaller")})
         return {
-            "id": alert_id, "runId": run_id, "caller": ", ".join(callers) or None, "time": now.isoformat(),
+            "id": alert_id, "runId": run_id, "caller": ", ".join(callers) or None,
+            **({} if own else {"detectedBy": detected_by(trigger)}), "time": now.isoformat(),
             "eventTime": trigger.event_time, "correlationId": trigger.correlation_id, "trigger": trigger.to_json(),
             "opened": opened, "closed": closed, "groups": _groups(opened, closed), "warnings": decision.warnings,
             **({"omitted": omitted} if omitted else {}),
@@ -755,6 +759,29 @@ def _explain_closings(closed: list[JsonDict], topology: Topology, pairs: PairSet
         doc["explanation"] = list(explain_pair(topology, a, b, pairs=pairs, endpoints=endpoints).missing)
 
 
+def attributed_caller(trigger: RunTrigger, pairs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The event's caller when the event's own resource is among the causes of `pairs`; else None (an event on
+    hub-03 does not make its caller the author of a change to ergw-01 it merely revealed)."""
+    if trigger.kind != "event" or not trigger.caller or not trigger.resource_id:
+        return None
+    own = ResourceId.parse(trigger.resource_id)
+    for pair in pairs:
+        for cause in pair.get("cause") or []:
+            resource = cause.get("resource") if isinstance(cause, Mapping) else None
+            if isinstance(resource, str) and ResourceId.parse(resource) == own:
+                return trigger.caller
+    return None
+
+
+def detected_by(trigger: RunTrigger) -> str:
+    """How a change nobody is named for was found: `reconcile`, `re-check`, or the event that revealed it."""
+    if trigger.kind != "event":
+        return {"recheck": "re-check"}.get(trigger.kind, trigger.kind)
+    what = trigger.operation or "event"
+    where = f" on {ResourceId.parse(trigger.resource_id).name}" if trigger.resource_id else ""
+    return f"event {what}{where} from {trigger.caller or 'unknown'} (not among the causes)"
+
+
 def _unexplained() -> JsonDict:
     return {"resource": None, "name": None, "kind": "unknown", "change": "modified", "property": None, "old": None,
             "new": None, "text": "the pair's resources are no longer in the topology"}
@@ -779,7 +806,7 @@ def _annotated(change: PairChange, earlier: JsonDict | None, trigger: RunTrigger
     if change.pending:
         doc["direction"] = "opened" if opened else "closed"
         doc["since"] = doc.get("since") or now.isoformat()
-        doc["caller"] = (earlier or {}).get("caller") or trigger.caller
+        doc["caller"] = (earlier or {}).get("caller") or attributed_caller(trigger, [doc])
     doc.update(_severity(classify, doc, opened))
     return doc
 

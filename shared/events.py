@@ -217,11 +217,20 @@ def _time_text(value: object) -> str | None:
 
 
 def _caller(claims: Mapping[str, Any]) -> str:
-    for key in (UPN_CLAIM, "name"):
-        value = claims.get(key)
-        if isinstance(value, str) and value.strip():
-            return value
+    """Who made the change, by what identifies them: the UPN, else the object id; a display name (the `name`
+    claim, which its owner may set to anything) only labelled as such."""
+    upn = claims.get(UPN_CLAIM)
+    if isinstance(upn, str) and upn.strip():
+        return upn
+    name = claims.get("name")
+    shown = f'display name "{name.strip()}"' if isinstance(name, str) and name.strip() else ""
     appid = claims.get("appid")
+    oid = _first_claim(claims, OBJECT_ID_CLAIMS)
+    if oid:
+        label = shown or (f"app {appid}" if isinstance(appid, str) and appid.strip() else "")
+        return f"object id {oid}" + (f" ({label})" if label else "")
+    if shown:
+        return shown
     if isinstance(appid, str) and appid.strip():
         return f"app:{appid}"
     return "unknown"

@@ -43,7 +43,7 @@ def render_text(alert: Mapping[str, Any]) -> str:
     """A plain-text rendering for a terminal or a log (every pair, no summarising)."""
     view = read_alert(alert)
     lines = [f"[{view.severity.upper()}] {view.title}"]
-    facts = (("changed by", view.caller), ("time", short_time(view.time)),
+    facts = (("changed by", view.caller), ("detected by", view.detected_by), ("time", short_time(view.time)),
              ("correlation id", view.correlation_id), ("trigger", view.trigger), ("alert id", view.id))
     for label, value in facts:
         if value:

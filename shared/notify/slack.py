@@ -67,6 +67,7 @@ def _facts(view: AlertView) -> list[dict[str, Any]]:
         ("Pairs", f"{view.opened} opened, {view.closed} closed"
          + (f" ({view.pending} pending)" if view.pending else "")),
         ("Changed by", _esc(view.caller)),
+        ("Detected by", _esc(view.detected_by)),
         ("Time", _esc(short_time(view.time))),
         ("Correlation id", f"`{_esc(view.correlation_id)}`" if view.correlation_id else ""),
         ("Trigger", _esc(view.trigger)),

@@ -60,6 +60,7 @@ def _facts(view: AlertView) -> list[dict[str, str]]:
         ("Pairs", f"{view.opened} opened, {view.closed} closed"
          + (f" ({view.pending} pending)" if view.pending else "")),
         ("Changed by", view.caller),
+        ("Detected by", view.detected_by),
         ("Time", short_time(view.time)),
         ("Correlation id", view.correlation_id),
         ("Trigger", view.trigger),

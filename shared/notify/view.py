@@ -74,6 +74,7 @@ class AlertView:
     groups: tuple[Group, ...]
     warnings: tuple[str, ...]
     omitted: int = 0  # pairs the alert itself leaves out (a very large change); the audit log has them all
+    detected_by: str = ""  # when nobody is named as the author: what found the change (reconcile, an event on ...)
 
     @property
     def title(self) -> str:
@@ -124,6 +125,7 @@ def read_alert(alert: Mapping[str, Any]) -> AlertView:
         groups=tuple(sorted(groups, key=lambda g: -SEVERITY_RANK.get(g.severity, 0))),
         warnings=tuple(_strs(alert.get("warnings"))),
         omitted=more_opened + more_closed,
+        detected_by=_str(alert.get("detectedBy")),
     )
 
 

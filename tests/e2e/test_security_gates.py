@@ -231,3 +231,71 @@ def test_terminal_output_shows_control_characters_and_never_starts_a_runner_comm
         assert "\x1b" not in done.stdout and "\u202e" not in done.stdout
         assert not [line for line in done.stdout.splitlines() if line.lstrip().startswith(("::", "##"))]
         assert "hub-01\\n::error::pwned\\x1b[31m\\u202e" in done.stdout
+
+
+# -- 5: "Changed by" names only the author of a change among the causes --------------------------------------------
+
+STORY = REPO / "examples" / "replay-lab"
+
+
+def gateway_event(gateway: str, claims: dict[str, str], event_id: str) -> Any:
+    from azure.functions.eventgrid import EventGridEventInConverter
+    from azure.functions.meta import Datum
+
+    [doc] = json.loads((STORY / "03-enable-gw1" / "event.json").read_text(encoding="utf-8"))
+    text = json.dumps(doc).replace("ergw-01", gateway).replace(doc["id"], event_id)
+    doc = json.loads(text)
+    doc["data"]["claims"] = claims
+    return EventGridEventInConverter.decode(Datum(json.dumps(doc), "json"), trigger_metadata=None)
+
+
+@pytest.fixture
+def local_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from shared import entrypoints
+
+    live = tmp_path / "live.json"
+    monkeypatch.setenv("TOPOLOGY_SNAPSHOT", str(live))
+    monkeypatch.setenv("STORE_DIR", str(tmp_path / "store"))
+    for key in ("WATCHED_SUBSCRIPTIONS", "AuditorStorage", "AuditorStorage__blobServiceUri", "TEAMS_WEBHOOK_URL",
+                "SLACK_WEBHOOK_URL", "JSON_WEBHOOK_URL", "POLICY_FILE", "EVENTGRID_TOPIC_ENDPOINT"):
+        monkeypatch.delenv(key, raising=False)
+    entrypoints.reset()
+    yield live
+    entrypoints.reset()
+
+
+def run_event(live: Path, resources: list[dict[str, Any]], event: Any) -> None:
+    import function_app
+
+    live.write_text(json.dumps(resources), encoding="utf-8")
+    function_app.on_resource_event(event)
+
+
+UPN = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+OID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+
+
+def test_an_event_on_another_resource_does_not_name_its_caller_as_the_author(
+        local_app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_event(local_app, lab(enabled=(2,)), gateway_event("ergw-02", {UPN: "bob@contoso.example"}, "e-1"))
+    capsys.readouterr()
+    # Someone enabled ergw-01 without an event reaching us; carol's event on ergw-03 reveals it.
+    run_event(local_app, lab(enabled=(1, 2)), gateway_event("ergw-03", {UPN: "carol@contoso.example"}, "e-2"))
+    out = capsys.readouterr().out
+    assert "ER transit opened: hub-01" in out
+    assert "changed by:" not in out
+    assert ("detected by: event Microsoft.Network/virtualNetworkGateways/write on ergw-03 from "
+            "carol@contoso.example (not among the causes)") in out
+
+
+def test_the_author_of_a_change_among_the_causes_is_named_and_a_display_name_is_labelled(
+        local_app: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_event(local_app, lab(enabled=(2,)), gateway_event("ergw-02", {UPN: "bob@contoso.example"}, "e-1"))
+    capsys.readouterr()
+    run_event(local_app, lab(enabled=(1, 2)), gateway_event("ergw-01", {"name": "[Boss](https://evil.example)"},
+                                                            "e-2"))
+    out = capsys.readouterr().out
+    assert 'changed by: display name "[Boss](https://evil.example)"' in out and "detected by" not in out
+    run_event(local_app, lab(enabled=(2,)), gateway_event("ergw-01", {UPN: "dan@contoso.example",
+                                                                        OID: "0000-oid"}, "e-3"))
+    assert "changed by: dan@contoso.example" in capsys.readouterr().out

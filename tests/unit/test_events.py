@@ -198,15 +198,35 @@ def test_caller_is_the_upn_claim_first(gateway_write: dict[str, Any]) -> None:
     assert isinstance(trigger, Trigger) and trigger.caller == "alice@contoso.example"
 
 
-def test_caller_falls_back_to_name(gateway_write: dict[str, Any]) -> None:
+def test_caller_without_upn_is_the_object_id_with_the_display_name_labelled(gateway_write: dict[str, Any]) -> None:
     del gateway_write["data"]["claims"][UPN_CLAIM]
     trigger = parse_event(gateway_write)
-    assert isinstance(trigger, Trigger) and trigger.caller == "Network Admin"
+    assert isinstance(trigger, Trigger)
+    assert trigger.caller == 'object id 11111111-2222-3333-4444-555555555555 (display name "Network Admin")'
+
+
+def test_a_display_name_alone_is_labelled_as_one(gateway_write: dict[str, Any]) -> None:
+    claims = gateway_write["data"]["claims"]
+    del claims[UPN_CLAIM]
+    for key in [k for k in claims if "objectidentifier" in k or k == "oid"]:
+        del claims[key]
+    trigger = parse_event(gateway_write)
+    assert isinstance(trigger, Trigger) and trigger.caller == 'display name "Network Admin"'
+
+
+def test_a_service_principal_is_its_object_id_and_app(gateway_write: dict[str, Any]) -> None:
+    claims = gateway_write["data"]["claims"]
+    del claims[UPN_CLAIM], claims["name"]
+    trigger = parse_event(gateway_write)
+    assert isinstance(trigger, Trigger)
+    assert trigger.caller == "object id 11111111-2222-3333-4444-555555555555 (app c44b4083-3bb0-49c1-b47d-974e53cbdf3c)"
 
 
 def test_caller_falls_back_to_appid(gateway_write: dict[str, Any]) -> None:
     claims = gateway_write["data"]["claims"]
     del claims[UPN_CLAIM], claims["name"]
+    for key in [k for k in claims if "objectidentifier" in k or k == "oid"]:
+        del claims[key]
     trigger = parse_event(gateway_write)
     assert isinstance(trigger, Trigger) and trigger.caller == "app:c44b4083-3bb0-49c1-b47d-974e53cbdf3c"
 
