@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.model import PairSet, ResourceId, Topology, TransitPair, is_settling
+from shared.collector import collector_paused
+from shared.model import PairIndex, PairSet, ResourceId, Route, Topology, TransitPair, is_settling
 from shared.transit import VNET_GATEWAY, Endpoint, endpoints_of
 
 
@@ -151,30 +152,6 @@ def _membership(topology: Topology, ep: Endpoint, vnet: ResourceId, index: _Link
     return [vnet, *(index.hub_connections.get((hub, vnet), ()) if hub is not None else ())]
 
 
-def dependencies(topology: Topology, pair: TransitPair, endpoints: Mapping[ResourceId, Endpoint], *,
-                 index: _LinkIndex | None = None) -> list[ResourceId]:
-    """Every resource whose state the pair depends on, in `topology`."""
-    links = index if index is not None else _LinkIndex.of(topology)
-    deps: dict[ResourceId, None] = {}
-    for route in pair.routes:
-        deps[route.circuit] = None
-        for gid in route.gateways:
-            deps[gid] = None
-            ep = endpoints.get(gid)
-            if ep is None:
-                continue
-            if ep.kind == VNET_GATEWAY:
-                deps.update(dict.fromkeys(links.connections.get((gid, route.circuit), ())))
-            else:
-                hub = topology.wan_gateways[gid].hub
-                if hub is not None:
-                    deps[hub] = None
-            for vnet in (pair.a, pair.b):
-                if vnet in ep.domain:
-                    deps.update(dict.fromkeys(_membership(topology, ep, vnet, links)))
-    return list(deps)
-
-
 def _resource_changes(rid: ResourceId, old: Facets | None, new: Facets | None) -> tuple[Cause, ...]:
     if old is None and new is None:
         return ()
@@ -185,20 +162,6 @@ def _resource_changes(rid: ResourceId, old: Facets | None, new: Facets | None) -
         return (Cause(rid, old[0], old[1], "removed"),)
     return tuple(Cause(rid, new[0], new[1], "modified", prop, old[2].get(prop), value)
                  for prop, value in new[2].items() if _comparable(old[2].get(prop)) != _comparable(value))
-
-
-def changes_between(before: Topology, after: Topology, resources: Iterable[ResourceId], *,
-                    memo: dict[ResourceId, tuple[Cause, ...]] | None = None) -> tuple[Cause, ...]:
-    """The changes of `resources` from `before` to `after`; `memo` remembers them per resource across calls."""
-    known = memo if memo is not None else {}
-    causes: list[Cause] = []
-    for rid in resources:
-        if rid not in known:
-            known[rid] = _resource_changes(rid, facets_of(before, rid), facets_of(after, rid))
-        causes += known[rid]
-    # A provisioning-state transition only explains a change when nothing else about the pair changed.
-    decisive = [c for c in causes if c.prop != "provisioningState"]
-    return tuple(sorted(decisive or causes, key=lambda c: (c.text.lower(), c.resource)))
 
 
 def _comparable(value: Any) -> Any:
@@ -223,6 +186,111 @@ def settling_in(topology: Topology, resources: Iterable[ResourceId],
     return False
 
 
+def _changed(new: Mapping[tuple[str, str], TransitPair], old: Mapping[tuple[str, str], TransitPair]
+             ) -> list[TransitPair]:
+    """The pairs of `new` that `old` lacks, in key order."""
+    if isinstance(new, PairIndex) and isinstance(old, PairIndex):
+        # On integer codes: a 20k-VNet estate has half a million pairs, and a set difference of ints runs in C.
+        present = old.codes()
+        if new.vnets == old.vnets:
+            return [new.pair_at(code) for code in sorted(new.codes() - present)]
+        return [new.pair_at(code) for code, there in new.codes_in(old).items() if there not in present]
+    return [new[key] for key in sorted(k for k in new if k not in old)]
+
+
+_Part = tuple[tuple[ResourceId, ...], bool]  # (the resources of a dependency group that changed, any settling)
+_UNSEEN: Any = object()
+_NO_MEMBERS: dict[str, _Part | None] = {}
+
+
+class _PairExplainer:
+    """The causes (and, for a closed pair, whether it is still settling) of many pairs of one topology.
+
+    A pair's dependencies are its routes' parts (circuit, gateways, their connection or hub) and each VNet's
+    membership behind a gateway; thousands of pairs share those parts, so each part is resolved once, to the few
+    resources in it that changed (most change nothing), and each set of changed resources to its causes once.
+    tests/unit/test_diff_reference.py checks it against a direct reading of the same rules.
+    """
+
+    def __init__(self, topology: Topology, endpoints: Mapping[ResourceId, Endpoint], before: Topology,
+                 after: Topology) -> None:
+        self.topology, self.endpoints, self.before, self.after = topology, endpoints, before, after
+        self.index = _LinkIndex.of(topology)
+        self.causes: dict[ResourceId, tuple[Cause, ...]] = {}
+        self.settling: dict[ResourceId, bool] = {}
+        self.parts: dict[tuple[ResourceId, ...], _Part] = {}
+        self.route_parts: dict[int, _Part] = {}
+        self.member_parts: dict[str, dict[str, _Part | None]] = {}  # gateway key -> VNet key -> part
+        self.explained: dict[frozenset[ResourceId], tuple[Cause, ...]] = {}
+        self.unknown = (Cause(ResourceId.parse("/"), "unknown", "no change found on the pair's own resources",
+                              "modified", None, None, None),)
+
+    def _part(self, rids: tuple[ResourceId, ...]) -> _Part:
+        """(the resources of `rids` that changed, whether any of them is settling in `after`)."""
+        known = self.parts.get(rids)
+        if known is None:
+            for rid in rids:
+                if rid not in self.causes:
+                    old, new = facets_of(self.before, rid), facets_of(self.after, rid)
+                    self.causes[rid] = _resource_changes(rid, old, new)
+                    self.settling[rid] = new is not None and is_settling(new[2].get("provisioningState"))
+            changed = tuple(rid for rid in rids if self.causes[rid])
+            known = self.parts[rids] = (changed, any(self.settling[rid] for rid in rids))
+        return known
+
+    def _route(self, route: Route) -> _Part:
+        # Routes are shared by every pair between two gateway groups: keyed by identity, kept alive by the index.
+        known = self.route_parts.get(id(route))
+        if known is None:
+            rids: list[ResourceId] = [route.circuit]
+            for gid in route.gateways:
+                rids.append(gid)
+                ep = self.endpoints.get(gid)
+                if ep is None:
+                    continue
+                if ep.kind == VNET_GATEWAY:
+                    rids += self.index.connections.get((gid, route.circuit), ())
+                elif (hub := self.topology.wan_gateways[gid].hub) is not None:
+                    rids.append(hub)
+            known = self.route_parts[id(route)] = self._part(tuple(rids))
+        return known
+
+    def _member(self, gid: ResourceId, vnet: ResourceId) -> _Part | None:
+        ep = self.endpoints.get(gid)
+        part = None
+        if ep is not None and vnet in ep.domain:
+            part = self._part(tuple(_membership(self.topology, ep, vnet, self.index)))
+        self.member_parts.setdefault(gid.key, {})[vnet.key] = part
+        return part
+
+    def explain(self, pair: TransitPair) -> tuple[tuple[Cause, ...], bool]:
+        """(the pair's causes, or the one "unknown" cause; whether a resource it depends on is settling)."""
+        # The hot loop of a large diff (once per changed pair): parts are looked up by the ids' interned key
+        # strings, since a str hashes in C and a ResourceId through a Python call.
+        parts = []
+        a, b = pair.a, pair.b
+        for route in pair.routes:
+            parts.append(self.route_parts.get(id(route)) or self._route(route))
+            for gid in route.gateways:
+                members = self.member_parts.get(gid.key, _NO_MEMBERS)
+                for vnet in (a, b):
+                    part = members.get(vnet.key, _UNSEEN)
+                    if part is _UNSEEN:
+                        part = self._member(gid, vnet)
+                    if part is not None:
+                        parts.append(part)
+        changed = frozenset(rid for rids, _ in parts for rid in rids)
+        settling = any(part_settling for _, part_settling in parts)
+        causes = self.explained.get(changed)
+        if causes is None:
+            found = [c for rid in changed for c in self.causes[rid]]
+            # A provisioning-state transition only explains a change when nothing else about the pair changed.
+            decisive = [c for c in found if c.prop != "provisioningState"]
+            causes = self.explained[changed] = tuple(sorted(decisive or found,
+                                                            key=lambda c: (c.text.lower(), c.resource)))
+        return causes or self.unknown, settling
+
+
 def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, after_topology: Topology,
                before_endpoints: Mapping[ResourceId, Endpoint] | None = None,
                after_endpoints: Mapping[ResourceId, Endpoint] | None = None) -> Diff:
@@ -231,34 +299,21 @@ def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, af
     A closed pair is *pending* when a resource it depended on is still settling in `after_topology`.
     `*_endpoints` may be passed when the caller already computed `endpoints_of` for those topologies.
     """
-    opened_keys = [k for k in after.pairs if k not in before.pairs]
-    closed_keys = [k for k in before.pairs if k not in after.pairs]
-    opened: list[PairChange] = []
-    closed: list[PairChange] = []
-    causes: dict[ResourceId, tuple[Cause, ...]] = {}  # per resource, shared by every pair that depends on it
-    if opened_keys:
-        endpoints = after_endpoints if after_endpoints is not None else endpoints_of(after_topology)
-        index = _LinkIndex.of(after_topology)
-        for key in sorted(opened_keys):
-            pair = after.pairs[key]
-            deps = dependencies(after_topology, pair, endpoints, index=index)
-            opened.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps,
-                                                                       memo=causes)),
-                                     pair.pending, after_topology))
-    if closed_keys:
-        endpoints = before_endpoints if before_endpoints is not None else endpoints_of(before_topology)
-        index = _LinkIndex.of(before_topology)
-        settling: dict[ResourceId, bool] = {}
-        for key in sorted(closed_keys):
-            pair = before.pairs[key]
-            deps = dependencies(before_topology, pair, endpoints, index=index)
-            closed.append(PairChange(pair, _or_unknown(changes_between(before_topology, after_topology, deps,
-                                                                       memo=causes)),
-                                     settling_in(after_topology, deps, settling), before_topology))
-    return Diff(opened=tuple(opened), closed=tuple(closed))
-
-
-def _or_unknown(causes: tuple[Cause, ...]) -> tuple[Cause, ...]:
-    # A pair changed but none of its own resources did: say so rather than inventing a cause.
-    return causes or (Cause(ResourceId.parse("/"), "unknown", "no change found on the pair's own resources",
-                            "modified", None, None, None),)
+    with collector_paused():
+        opened_pairs = _changed(after.pairs, before.pairs)
+        closed_pairs = _changed(before.pairs, after.pairs)
+        opened: list[PairChange] = []
+        closed: list[PairChange] = []
+        if opened_pairs:
+            endpoints = after_endpoints if after_endpoints is not None else endpoints_of(after_topology)
+            explainer = _PairExplainer(after_topology, endpoints, before_topology, after_topology)
+            for pair in opened_pairs:
+                causes, _ = explainer.explain(pair)
+                opened.append(PairChange(pair, causes, pair.pending, after_topology))
+        if closed_pairs:
+            endpoints = before_endpoints if before_endpoints is not None else endpoints_of(before_topology)
+            explainer = _PairExplainer(before_topology, endpoints, before_topology, after_topology)
+            for pair in closed_pairs:
+                causes, settling = explainer.explain(pair)
+                closed.append(PairChange(pair, causes, settling, before_topology))
+        return Diff(opened=tuple(opened), closed=tuple(closed))

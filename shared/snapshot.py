@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from shared.collector import collector_paused
 from shared.model import (
     Circuit,
     Connection,
@@ -171,8 +172,9 @@ def read_snapshot(path: str | Path | Sequence[str | Path]) -> Topology:
     """The topology of one snapshot file or folder, or of several merged."""
     source = str(path) if isinstance(path, str | Path) else ", ".join(str(p) for p in path)
     notes: list[str] = []
-    resources = load_snapshots(path, notes=notes)
-    return parse_resources(resources, source=source, notes=notes)
+    with collector_paused():  # millions of parsed JSON containers, none garbage: see collector_paused
+        resources = load_snapshots(path, notes=notes)
+        return parse_resources(resources, source=source, notes=notes)
 
 
 def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:

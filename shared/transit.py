@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
+from shared.collector import collector_paused
 from shared.model import (
     Gateway,
     PairIndex,
@@ -207,6 +208,12 @@ def route_verdict(e1: Endpoint, e2: Endpoint) -> tuple[bool, list[str]]:
 
 def compute_pairs(topology: Topology) -> PairSet:
     """Every ER-transit pair of the topology (see DESIGN.md, "Transit rules")."""
+    # Half a million routes and pairs at 20k VNets, all acyclic: see collector_paused for why the collector waits.
+    with collector_paused():
+        return _compute_pairs(topology)
+
+
+def _compute_pairs(topology: Topology) -> PairSet:
     warnings: list[str] = list(topology.warnings)
     endpoints = endpoints_of(topology, warnings)
     by_circuit: dict[ResourceId, list[Endpoint]] = {}
