@@ -94,6 +94,7 @@ var stateContainerName = 'er-transit-state'
 var auditContainerName = 'er-transit-audit'
 var deadLetterContainerName = 'er-transit-deadletter'
 var recheckQueueName = 'er-transit-recheck'
+var reportContainerName = 'er-transit-report'
 
 resource group 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: groupName
@@ -138,6 +139,7 @@ module auditStorage 'app/audit-storage.bicep' = {
     stateContainerName: stateContainerName
     auditContainerName: auditContainerName
     recheckQueueName: recheckQueueName
+    reportContainerName: reportContainerName
     auditRetentionDays: auditRetentionDays
     auditPolicyLocked: auditPolicyLocked
   }
@@ -178,6 +180,7 @@ module rbac 'app/rbac.bicep' = {
     auditStorageAccountName: auditStorage.outputs.name
     stateContainerName: auditStorage.outputs.stateContainerName
     auditContainerName: auditStorage.outputs.auditContainerName
+    reportContainerName: auditStorage.outputs.reportContainerName
     keyVaultName: vault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     functionPrincipalId: identities.outputs.functionPrincipalId
@@ -216,6 +219,7 @@ module function 'app/function.bicep' = {
     stateContainerName: stateContainerName
     auditContainerName: auditContainerName
     recheckQueueName: recheckQueueName
+    reportContainerName: reportContainerName
     reconcileSchedule: reconcileSchedule
     policyFile: policyFile
     webhookAllowedHosts: webhookAllowedHosts
@@ -261,5 +265,6 @@ output AZURE_KEY_VAULT_NAME string = vault.outputs.name
 output WATCHED_SUBSCRIPTIONS string = join(watchedSubscriptionIds, ',')
 output AUDIT_STORAGE_ACCOUNT_NAME string = auditStorage.outputs.name
 output AUDIT_CONTAINER string = auditContainerName
+output REPORT_CONTAINER string = reportContainerName
 output AUDIT_RETENTION_DAYS int = auditRetentionDays
 output EVENTGRID_TOPIC_ENDPOINT string = eventTopic ? events.outputs.endpoint : ''

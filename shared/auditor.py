@@ -32,11 +32,13 @@ from shared.ports import (
     JsonDict,
     Notifier,
     RecheckQueue,
+    ReportPublisher,
     StateConflict,
     StateStore,
     TopologyReader,
     bounded_ids,
 )
+from shared.report import build_report
 from shared.snapshot import SnapshotError, parse_resources
 from shared.store.chain import ChainTail, EncodedRecord, canonical_json
 from shared.transit import Endpoint, compute_pairs, endpoints_of
@@ -174,6 +176,7 @@ class Auditor:
     backoff_cap_seconds: float = 1.0
     clock: Callable[[], datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
+    report: ReportPublisher | None = None  # the report page, written after each committed change
     _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
 
     # ---- the run -------------------------------------------------------------------------------------------------
@@ -258,6 +261,9 @@ class Auditor:
         now = self.clock()
         sequence = (state.sequence if state else 0) + 1
         alert = self._alert(decision, trigger, run_id, now)
+        if alert is not None and self.report is not None:
+            alert["report"] = dict(zip(("latest", "copy"), self.report.names(sequence=sequence, when=now),
+                                       strict=True), location=self.report.location)
         # The record names its alert and the channels it goes to, so `audit show`/`list` can find its deliveries.
         alert_ref = {"alertId": alert["id"], "notifiers": [n.name for n in self.notifiers]} if alert else {}
         record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
@@ -303,8 +309,22 @@ class Auditor:
             self._schedule_recheck(trigger, reason="settling")
         delivered, undelivered = self._process_outbox(
             run_id, [i for i in outbox if i.get("claimedBy") == run_id], encoded)
+        if outcome == COMMITTED and self.report is not None:
+            self._publish_report(after_topology, self._computed.pairs(digest, relevant), digest, sequence, now)
         return RunResult(outcome=outcome, opened=decision.opened, closed=decision.closed, pending=decision.pending,
                          delivered=delivered, undelivered=undelivered)
+
+    def _publish_report(self, topology: Topology, pairs: PairSet, digest: str, sequence: int, now: datetime) -> None:
+        """The report page of what was just committed. Never fails the run: the state and alerts are what count,
+        and the next committed change writes the page again."""
+        assert self.report is not None
+        try:
+            page = build_report(topology, pairs, endpoints_of(topology), generated_at=now,
+                                source=f"live read, committed run {sequence} (topology sha256 {digest[:16]}…)")
+            self.report.publish(page, sequence=sequence, when=now)
+        except Exception:
+            logger.exception("run %d: could not write the report page to %s; the next change writes it again",
+                             sequence, self.report.location)
 
     def _read_focused(self, trigger: RunTrigger, state: CommittedState | None) -> FocusedRead | None:
         """The event path: only the event's resource is read (ARM), then applied to the committed working copy.

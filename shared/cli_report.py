@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,15 +45,10 @@ def read_audit_folder(store_dir: str) -> AuditView:
 
 def write_atomically(path: Path, text: str) -> None:
     """Write the page next to its destination and rename it into place (a reader never sees half a page)."""
+    from shared.store._local import _replace_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _replace_atomically(path, text.encode("utf-8"))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

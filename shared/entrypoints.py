@@ -25,6 +25,7 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
     from shared.notify import ConsoleNotifier, notifiers_from_settings
     from shared.notify.eventgrid import publisher_from_settings
     from shared.store import store_from_settings
+    from shared.store.report import report_publisher_from_settings
 
     settings = Settings.from_env(env)
     reader: TopologyReader
@@ -39,7 +40,8 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
     notifiers[:0] = [p for p in [publisher_from_settings(env, client_id=settings.client_id)] if p]  # fails fast: first
     classify, notify_info = _classification(settings)
     return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
-                   classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds)
+                   classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds,
+                   report=report_publisher_from_settings(env))
 
 
 def _classification(settings: Settings) -> tuple[Classifier, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 JsonDict = dict[str, Any]
@@ -107,6 +108,20 @@ class AuditLog(Protocol):
 class RecheckQueue(Protocol):
     def schedule(self, message: JsonDict, *, delay_seconds: int) -> None:
         """Ask for a re-check run after `delay_seconds` (a change was still settling)."""
+        ...
+
+
+class ReportPublisher(Protocol):
+    """Where the report page goes after each committed change (store.report: a private blob container, a folder)."""
+
+    location: str  # the container (or folder) the pages go to; not secret, alerts name it
+
+    def names(self, *, sequence: int, when: datetime) -> tuple[str, str]:
+        """(latest, dated copy): the names the page of commit `sequence` made at `when` is written to."""
+        ...
+
+    def publish(self, page: str, *, sequence: int, when: datetime) -> None:
+        """Write the page as its dated copy and as the latest page."""
         ...
 
 

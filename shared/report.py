@@ -463,17 +463,11 @@ def report_data(topology: Topology, pairs: PairSet, endpoints: Mapping[ResourceI
         circuits.append({"id": m.circuit.value, "name": m.circuit.name, "usable": m.usable,
                          "problems": list(m.problems), "known": res is not None,
                          "gw": [index[g] for g in m.gateways], "cells": "".join(codes), "tips": tips})
-    for g in groups:
-        for c in g.circuits:
-            if c not in circuit_index:  # a pair over a circuit no matrix shows cannot happen; keep ids safe
-                circuit_index[c] = len(circuits)
-                circuits.append({"id": c.value, "name": c.name, "usable": True, "problems": [], "known": False,
-                                 "gw": [], "cells": "", "tips": []})
     counts = {
         "vnets": sum(1 for v in topology.vnets.values() if v.present),
         "gateways": sum(1 for g in topology.gateways.values() if g.is_expressroute),
         "wanGateways": len(topology.wan_gateways),
-        "circuits": len(circuits),
+        "circuits": len(set(topology.circuits) | set(circuit_index)),  # with gateways or in the snapshot
         "openPairs": paths.confirmed,
         "pendingPairs": paths.pending,
         "domainPairs": len(groups),

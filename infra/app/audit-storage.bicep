@@ -25,6 +25,7 @@ param skuName string = 'Standard_GRS'
 param stateContainerName string = 'er-transit-state'
 param auditContainerName string = 'er-transit-audit'
 param recheckQueueName string = 'er-transit-recheck'
+param reportContainerName string = 'er-transit-report'
 
 @description('Days an audit blob stays immutable after it is written (time-based retention).')
 @minValue(1)
@@ -113,6 +114,16 @@ resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
   }
 }
 
+// The report page (latest.html and a dated copy per committed change): private like everything here; readers
+// need Storage Blob Data Reader on this container (README, "The report page in Azure").
+resource reportContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: reportContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: auditContainerName
@@ -150,3 +161,4 @@ output blobEndpoint string = account.properties.primaryEndpoints.blob
 output queueEndpoint string = account.properties.primaryEndpoints.queue
 output stateContainerName string = stateContainer.name
 output auditContainerName string = auditContainer.name
+output reportContainerName string = reportContainer.name

@@ -30,6 +30,7 @@ param watchedSubscriptionIds array
 
 param stateContainerName string = 'er-transit-state'
 param auditContainerName string = 'er-transit-audit'
+param reportContainerName string = 'er-transit-report'
 param recheckQueueName string = 'er-transit-recheck'
 
 @description('NCRONTAB schedule of the reconcile timer.')
@@ -121,6 +122,10 @@ var baseSettings = [
   {
     name: 'AUDIT_CONTAINER'
     value: auditContainerName
+  }
+  {
+    name: 'REPORT_CONTAINER'
+    value: reportContainerName
   }
   {
     name: 'RECHECK_QUEUE'

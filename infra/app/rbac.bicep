@@ -9,6 +9,7 @@ param deadLetterContainerName string
 param auditStorageAccountName string
 param stateContainerName string
 param auditContainerName string
+param reportContainerName string
 param keyVaultName string
 param applicationInsightsName string
 
@@ -51,6 +52,11 @@ resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
 resource auditContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: auditBlobService
   name: auditContainerName
+}
+
+resource reportContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: auditBlobService
+  name: reportContainerName
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -146,6 +152,19 @@ resource functionStateWriter 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
     description: 'ER-transit auditor: committed state.'
+  }
+}
+
+// The report page: read and overwrite latest.html, create the dated copies; on the report container only (the
+// state writer's data actions: no delete).
+resource functionReportWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(reportContainer.id, functionPrincipalId, stateWriterRole.id)
+  scope: reportContainer
+  properties: {
+    roleDefinitionId: stateWriterRole.id
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+    description: 'ER-transit auditor: report page.'
   }
 }
 

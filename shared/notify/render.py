@@ -44,7 +44,8 @@ def render_text(alert: Mapping[str, Any]) -> str:
     view = read_alert(alert)
     lines = [f"[{view.severity.upper()}] {view.title}"]
     facts = (("changed by", view.caller), ("detected by", view.detected_by), ("time", short_time(view.time)),
-             ("correlation id", view.correlation_id), ("trigger", view.trigger), ("alert id", view.id))
+             ("correlation id", view.correlation_id), ("trigger", view.trigger), ("alert id", view.id),
+             ("report", view.report))
     for label, value in facts:
         if value:
             lines.append(f"  {label}: {value}")

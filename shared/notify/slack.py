@@ -71,6 +71,7 @@ def _facts(view: AlertView) -> list[dict[str, Any]]:
         ("Time", _esc(short_time(view.time))),
         ("Correlation id", f"`{_esc(view.correlation_id)}`" if view.correlation_id else ""),
         ("Trigger", _esc(view.trigger)),
+        ("Report", f"`{_esc(view.report)}`" if view.report else ""),
     ]
     # Slack allows at most 10 fields of at most 2000 characters each.
     return [{"type": "mrkdwn", "text": _cut(f"*{k}*\n{v}", 2000), "verbatim": True} for k, v in facts

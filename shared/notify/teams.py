@@ -65,6 +65,7 @@ def _facts(view: AlertView) -> list[dict[str, str]]:
         ("Correlation id", view.correlation_id),
         ("Trigger", view.trigger),
         ("Alert id", view.id),
+        ("Report", view.report),
     ]
     # Fact values render as markdown in Teams: a display name like "[x](https://…)" would become a link.
     return [{"title": k, "value": _md(v)} for k, v in facts if v]

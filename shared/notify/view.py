@@ -75,6 +75,7 @@ class AlertView:
     warnings: tuple[str, ...]
     omitted: int = 0  # pairs the alert itself leaves out (a very large change); the audit log has them all
     detected_by: str = ""  # when nobody is named as the author: what found the change (reconcile, an event on ...)
+    report: str = ""  # where the report page of this change is (container/blob), when the app writes one
 
     @property
     def title(self) -> str:
@@ -126,7 +127,15 @@ def read_alert(alert: Mapping[str, Any]) -> AlertView:
         warnings=tuple(_strs(alert.get("warnings"))),
         omitted=more_opened + more_closed,
         detected_by=_str(alert.get("detectedBy")),
+        report=_report_name(alert.get("report")),
     )
+
+
+def _report_name(value: Any) -> str:
+    """`container/dated copy` of the alert's report page (the copy stays; latest.html moves on)."""
+    if not isinstance(value, Mapping) or not value.get("copy"):
+        return ""
+    return f"{_str(value.get('location'))}/{_str(value.get('copy'))}"
 
 
 def _groups(alert: Mapping[str, Any], pairs: list[tuple[dict[str, Any], Pair]]) -> list[Group]:

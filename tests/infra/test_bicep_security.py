@@ -40,6 +40,7 @@ ALLOWED_ASSIGNMENTS = {
     ("app/rbac.bicep", "storageBlobDataOwner", "functionPrincipalId", "storage"),
     ("app/rbac.bicep", "custom:auditAppenderRole", "functionPrincipalId", "auditContainer"),
     ("app/rbac.bicep", "custom:stateWriterRole", "functionPrincipalId", "stateContainer"),
+    ("app/rbac.bicep", "custom:stateWriterRole", "functionPrincipalId", "reportContainer"),
     ("app/rbac.bicep", "storageQueueDataContributor", "functionPrincipalId", "auditStorage"),
     ("app/rbac.bicep", "keyVaultSecretsUser", "functionPrincipalId", "vault"),
     ("app/rbac.bicep", "monitoringMetricsPublisher", "functionPrincipalId", "appInsights"),
@@ -225,7 +226,7 @@ def test_no_container_is_public() -> None:
         for r in resources(relative)
         if r.type == "Microsoft.Storage/storageAccounts/blobServices/containers"
     ]
-    assert len(containers) == 4
+    assert len(containers) == 5  # deployment, dead letters, state, audit, report page
     assert all(c.body["properties"]["publicAccess"] == "None" for c in containers)
 
 

@@ -77,6 +77,7 @@ def test_app_settings_are_the_names_the_code_reads() -> None:
         "WATCHED_SUBSCRIPTIONS",
         "STATE_CONTAINER",
         "AUDIT_CONTAINER",
+        "REPORT_CONTAINER",
         "RECHECK_QUEUE",
         "RECONCILE_SCHEDULE",
         "APPLICATIONINSIGHTS_CONNECTION_STRING",
@@ -123,14 +124,17 @@ def test_names_and_defaults_match_the_code() -> None:
     assert main["stateContainerName"]["value"] == "er-transit-state"
     assert main["auditContainerName"]["value"] == "er-transit-audit"
     assert main["recheckQueueName"]["value"] == "er-transit-recheck"
+    assert main["reportContainerName"]["value"] == "er-transit-report"
     assert param_default("main.bicep", "reconcileSchedule") == "0 */15 * * * *"
     function = module("main.bicep", "function")[0]["params"]
-    for name in ("stateContainerName", "auditContainerName", "recheckQueueName", "reconcileSchedule"):
+    for name in ("stateContainerName", "auditContainerName", "recheckQueueName", "reportContainerName",
+                 "reconcileSchedule"):
         assert function[name] == name
     settings = app_settings()
     assert settings["STATE_CONTAINER"] == "stateContainerName"
     assert settings["AUDIT_CONTAINER"] == "auditContainerName"
     assert settings["RECHECK_QUEUE"] == "recheckQueueName"
+    assert settings["REPORT_CONTAINER"] == "reportContainerName"
     assert render(settings["WATCHED_SUBSCRIPTIONS"]) == "join(watchedSubscriptionIds, ,)"
     assert function["watchedSubscriptionIds"] == "watchedSubscriptionIds"
 

@@ -346,7 +346,8 @@ def test_summary_counts_match_compute_pairs() -> None:
     topology, pairs, endpoints = computed(resources)
     data = report_data(topology, pairs, endpoints, source="s", generated_at=NOW)
     assert data["counts"]["openPairs"] == len(pairs.pairs) == 2
-    assert data["counts"]["vnets"] == 4 and data["counts"]["gateways"] == 3 and data["counts"]["circuits"] == 1
+    # Circuits: er-0 (three gateways) and er-1 (in the snapshot, no gateway): both counted.
+    assert data["counts"]["vnets"] == 4 and data["counts"]["gateways"] == 3 and data["counts"]["circuits"] == 2
     assert data["audit"] is None and data["policy"] is None
 
 
