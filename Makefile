@@ -38,7 +38,9 @@ demo: $(STAMP)
 	  $(PY) -m shared.cli audit verify --store $$store && \
 	  echo && echo "== The report page: the lab after step 2, with the replay's audit log and the example policy" && \
 	  $(PY) -m shared.cli report examples/lab/03-enable-gw1/topology.json --store $$store \
-	    --policy examples/policy.yaml -o $$store/er-transit-report.html
+	    --policy examples/policy.yaml -o $$store/er-transit-report.html && \
+	  echo && echo "== The audit log: who opened and closed hub-01 <-> hub-02, and its state now" && \
+	  $(PY) -m shared.cli audit history hub-01 hub-02 --store $$store
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -56,6 +58,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_transit.py
 	$(PY) benchmarks/bench_auditor.py
 	$(PY) benchmarks/bench_report.py
+	$(PY) benchmarks/bench_audit_query.py
 
 # The README's picture of the lab's report (needs chromium: `make chromium`).
 screenshot: $(STAMP) chromium

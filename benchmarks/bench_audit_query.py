@@ -125,14 +125,15 @@ def _time_cli(args: list[str]) -> dict[str, Any]:
     code = ("import resource, sys, time; from shared.cli import main; t = time.perf_counter(); "
             "import io, contextlib; out = io.StringIO()\n"
             "with contextlib.redirect_stdout(out): rc = main(sys.argv[1:])\n"
-            "print(rc, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "
-            "len(out.getvalue().splitlines()), file=sys.stderr)")
+            "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+            "print(rc, time.perf_counter() - t, u.ru_maxrss, len(out.getvalue().splitlines()), "
+            "u.ru_utime + u.ru_stime, file=sys.stderr)")
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     last = done.stderr.strip().splitlines()[-1].split()
     return {"rc": int(last[0]), "seconds": float(last[1]), "wall": wall, "rss_mb": int(last[2]) / 1024,
-            "lines": int(last[3])}
+            "lines": int(last[3]), "cpu": float(last[4])}
 
 
 def main() -> None:
@@ -167,10 +168,10 @@ def main() -> None:
                                                                     "--store", str(store)])))
     rows.append(("verify (for comparison)", _time_cli(["audit", "verify", "--store", str(store)])))
     print(f"| question ({len(counts)} day files, {sum(counts.values()):,} records, {size / 1e6:.0f} MB) "
-          "| time | peak RSS | output lines |")
-    print("|---|---:|---:|---:|")
+          "| time | CPU | peak RSS | output lines |")
+    print("|---|---:|---:|---:|---:|")
     for label, row in rows:
-        print(f"| {label} | {row['seconds']:.2f} s | {row['rss_mb']:.0f} MB | {row['lines']:,} |")
+        print(f"| {label} | {row['seconds']:.2f} s | {row['cpu']:.2f} s | {row['rss_mb']:.0f} MB | {row['lines']:,} |")
 
 
 def _ids_on(path: Path) -> tuple[str, str]:

@@ -369,6 +369,19 @@ def who_of(record: Mapping[str, Any]) -> str:
     return ", ".join(first)
 
 
+def vnet_name(vnet_id: Any) -> str:
+    return str(vnet_id).rstrip("/").rsplit("/", 1)[-1]
+
+
+def cause_texts(record: Mapping[str, Any], *lists: str) -> list[str]:
+    texts: dict[str, None] = {}
+    for _, pair in pairs_of(record, *lists):
+        for cause in pair.get("cause") or []:
+            if isinstance(cause, Mapping) and cause.get("text"):
+                texts[str(cause["text"])] = None
+    return list(texts)
+
+
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
     window: Window = field(default_factory=Window)
@@ -394,51 +407,28 @@ class AuditFilter:
             return False
         return not self.vnets or any(pair_matches(p, self.vnets) for _, p in pairs_of(doc))
 
+    def needles(self) -> tuple[str, ...]:
+        """Lower-case texts that the stored line of every record this filter selects contains (none: no hint).
+
+        Lines are canonical JSON (not ASCII-escaped), so a name appears as itself unless it holds a character
+        JSON escapes; then no hint is given.
+        """
+        needles = [v.strip().rstrip("/").lower() for v in self.vnets]
+        if self.caller is not None:
+            needles.append(self.caller.strip().lower())
+        if any(_JSON_ESCAPED_RE.search(n) for n in needles):
+            return ()
+        if self.outcomes is not None and len(self.outcomes) == 1:
+            needles.append(f'"outcome":"{next(iter(self.outcomes))}"')
+        return tuple(needles)
+
+
+_JSON_ESCAPED_RE = re.compile(r'["\\\x00-\x1f]')
+
 
 # ----------------------------------------------------------------------------------------------------------------
-# Texts
+# Answers
 # ----------------------------------------------------------------------------------------------------------------
-
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(value: Any) -> str:
-    """A value others control (names, callers, causes) as terminal-safe text: control characters escaped."""
-    return _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                           else f"\\u{ord(m.group()):04x}", str(value))
-
-
-def vnet_name(vnet_id: Any) -> str:
-    return str(vnet_id).rstrip("/").rsplit("/", 1)[-1]
-
-
-def cause_texts(record: Mapping[str, Any], *lists: str) -> list[str]:
-    texts: dict[str, None] = {}
-    for _, pair in pairs_of(record, *lists):
-        for cause in pair.get("cause") or []:
-            if isinstance(cause, Mapping) and cause.get("text"):
-                texts[str(cause["text"])] = None
-    return list(texts)
-
-
-def _cause_cell(record: Mapping[str, Any]) -> str:
-    if record.get("outcome") == DELIVERY:
-        done = [f"{i} delivered" for i in record.get("delivered") or []]
-        return ", ".join(done + [f"{i} not delivered" for i in record.get("undelivered") or []]) or "-"
-    if record.get("baseline"):
-        return f"baseline ({record.get('pairs', '?')} pairs)"
-    texts = cause_texts(record)
-    if not texts:
-        return str(record.get("detail") or "-")
-    return texts[0] + (f" (+{len(texts) - 1} more)" if len(texts) > 1 else "")
-
-
-def _trigger_cell(record: Mapping[str, Any]) -> str:
-    trigger = record.get("trigger") if isinstance(record.get("trigger"), Mapping) else {}
-    assert isinstance(trigger, Mapping)
-    kind = str(trigger.get("kind") or "?")
-    return f"{kind}: {trigger['operation']}" if trigger.get("operation") else kind
-
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -469,10 +459,12 @@ def change_of(logged: LoggedRecord, attempts: Mapping[str, Sequence[Attempt]]) -
                   tuple(attempts.get(alert_id, ())))
 
 
-def changes(records: Iterable[LoggedRecord], audit_filter: AuditFilter) -> list[Change]:
+def changes(records: Iterable[LoggedRecord], audit_filter: AuditFilter,
+            wanted: set[str] | None = None) -> list[Change]:
     """The records the filter selects, newest first, each with its alert and where the alert was delivered.
 
-    Reads `records` once; every `delivery` record among them counts, in the window or not.
+    Reads `records` once; every `delivery` record among them counts, in the window or not. `wanted` receives the
+    alert and run ids of each record selected, as it is read (so a reader can leave other deliveries unread).
     """
     attempts: dict[str, list[Attempt]] = {}
     selected: list[LoggedRecord] = []
@@ -482,101 +474,11 @@ def changes(records: Iterable[LoggedRecord], audit_filter: AuditFilter) -> list[
                 attempts.setdefault(alert_id, []).extend(tries)
         if audit_filter.matches(logged):
             selected.append(logged)
+            if wanted is not None:
+                wanted.update(str(logged.record[k]) for k in ("alertId", "runId") if logged.record.get(k))
     out = [change_of(logged, attempts) for logged in selected]
     out.sort(key=lambda c: (c.logged.recorded_at, c.logged.seq), reverse=True)
     return out
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip(),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
-LIST_HEADERS = ("time (UTC)", "who", "cause", "opened", "closed", "alert", "delivered to")
-
-
-def list_text(found: Sequence[Change], *, outcomes: frozenset[str] | None) -> str:
-    what = "committed changes" if outcomes == frozenset({"committed"}) else "records"
-    if not found:
-        return f"no {what} match"
-    rows = []
-    for change in found:
-        doc = change.logged.record
-        outcome = str(doc.get("outcome"))
-        cause = _cause_cell(doc) if outcome == "committed" else f"{outcome}: {_cause_cell(doc)}"
-        pending = len(doc.get("pending") or [])
-        rows.append([short_time(change.logged.recorded_at), printable(who_of(doc) or "-"), printable(cause),
-                     str(len(doc.get("opened") or [])), str(len(doc.get("closed") or []))
-                     + (f" (+{pending} pending)" if pending else ""),
-                     change.alert_id or "-", printable(", ".join(change.deliveries) or "-")])
-    return f"{len(found)} {what}, newest first\n" + _table(LIST_HEADERS, rows)
-
-
-def _pair_lines(direction: str, pair: Mapping[str, Any]) -> list[str]:
-    ids = [str(v) for v in pair.get("vnets") or []]
-    names = " <-> ".join(printable(vnet_name(v)) for v in ids)
-    extra = [f"status {pair['status']}"] if pair.get("status") else []
-    if pair.get("severity"):
-        extra.append(f"severity {pair['severity']}")
-    lines = [f"  {direction.upper():7} {names}" + (f"  [{', '.join(printable(e) for e in extra)}]" if extra else "")]
-    lines += [f"          vnet: {printable(v)}" for v in ids]
-    lines += [f"          cause: {printable(c.get('text'))}" for c in pair.get("cause") or [] if isinstance(c, Mapping)]
-    lines += [f"          now missing: {printable(m)}" for m in pair.get("explanation") or []]
-    circuits = ", ".join(printable(vnet_name(c)) for c in pair.get("circuits") or [])
-    gateways = ", ".join(printable(vnet_name(g)) for g in pair.get("gateways") or [])
-    if circuits or gateways:
-        lines.append(f"          via circuit {circuits or '?'}; gateways {gateways or '?'}")
-    if pair.get("policy"):
-        lines.append(f"          policy: {printable(pair['policy'])}")
-    lines += [f"          warning: {printable(w)}" for w in pair.get("warnings") or []]
-    return lines
-
-
-def show_text(change: Change, chain: str) -> str:
-    """Everything one record holds, readable, plus the chain's verdict up to it."""
-    logged, doc = change.logged, change.logged.record
-    trigger = doc.get("trigger") if isinstance(doc.get("trigger"), Mapping) else {}
-    assert isinstance(trigger, Mapping)
-    seqs = f"{logged.seq}" if logged.parts == 1 else f"{logged.seq}-{logged.last_seq} ({logged.parts} parts)"
-    lines = [
-        f"run {printable(doc.get('runId'))}: {printable(doc.get('outcome'))}",
-        f"  recorded: {short_time(logged.recorded_at)} UTC, record {seqs}, {logged.where}",
-        f"  run time: {printable(doc.get('time'))}",
-        f"  trigger: {printable(_trigger_cell(doc))}",
-    ]
-    if trigger.get("resourceId"):
-        lines.append(f"  resource: {printable(trigger['resourceId'])}")
-    for label, key in (("changed by", "caller"), ("event time", "eventTime"), ("correlation id", "correlationId"),
-                       ("event id", None), ("detail", "detail")):
-        value = trigger.get("eventId") if key is None else doc.get(key)
-        if label == "changed by":
-            value = who_of(doc)
-        if value:
-            lines.append(f"  {label}: {printable(value)}")
-    if doc.get("baseline"):
-        lines.append(f"  baseline: the first run; {doc.get('pairs', '?')} pairs recorded, none announced")
-    counts = {k: len(doc.get(k) or []) for k in PAIR_LISTS}
-    lines.append(f"  {counts['opened']} opened, {counts['closed']} closed, {counts['pending']} pending"
-                 + (f"; {doc['pairs']} pairs committed after it" if isinstance(doc.get("pairs"), int) else ""))
-    for key in PAIR_LISTS:
-        for _, pair in pairs_of(doc, key):
-            lines += _pair_lines(key, pair)
-    lines += [f"  warning: {printable(w)}" for w in doc.get("warnings") or []]
-    if doc.get("outcome") == DELIVERY:
-        lines += [f"  delivered: {printable(i)}" for i in doc.get("delivered") or []]
-        lines += [f"  not delivered: {printable(i)}" for i in doc.get("undelivered") or []]
-    if change.alert_id:
-        lines.append(f"  alert {change.alert_id}: " + (printable(", ".join(change.deliveries)) or "no delivery yet"))
-        lines += [f"    {short_time(a.time)} {printable(a.notifier)}: "
-                  f"{'delivered' if a.delivered else 'not delivered'} (run {a.run_id}, {a.where})"
-                  for a in change.attempts]
-    elif doc.get("outcome") == "committed":
-        lines.append("  alert: none (nothing to announce)")
-    lines.append(f"  chain: {chain}")
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,19 +517,3 @@ def pair_history(records: Iterable[LoggedRecord], vnet_a: str, vnet_b: str) -> l
                                   "give its resource id")
     events.sort(key=lambda e: (e.logged.recorded_at, e.logged.seq))
     return events
-
-
-def history_text(vnet_a: str, vnet_b: str, events: Sequence[PairEvent], now: str) -> str:
-    title = f"{printable(vnet_name(vnet_a))} <-> {printable(vnet_name(vnet_b))}"
-    lines = [f"history of {title}: {len(events)} change{'s' if len(events) != 1 else ''} recorded"]
-    for event in events:
-        doc, pair = event.logged.record, event.pair
-        causes = "; ".join(printable(c.get("text")) for c in pair.get("cause") or [] if isinstance(c, Mapping))
-        who = printable(who_of(doc) or doc.get("trigger", {}).get("kind") or "?")
-        lines.append(f"  {short_time(event.logged.recorded_at)}  {event.direction.upper():13} by {who}"
-                     f"  (run {printable(doc.get('runId'))}, {_trigger_cell(doc)})")
-        if causes:
-            lines.append(f"      cause: {causes}")
-        lines += [f"      now missing: {printable(m)}" for m in pair.get("explanation") or []]
-    lines.append(f"now: {now}")
-    return "\n".join(lines)

@@ -3,8 +3,9 @@ checked, records written in parts joined back; `find_record` for `audit show`, w
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Protocol, runtime_checkable
@@ -54,7 +55,16 @@ class _Sequence:
     where: str = ""
 
     def check(self, record: JsonDict, line: AuditLine) -> None:
-        seq = int(record["seq"])
+        self._step(int(record["seq"]), line)
+
+    def skip(self, line: AuditLine) -> None:
+        """A line confirmed by the next line's prevHash: its seq, read without parsing it, must follow too."""
+        seq = _top_level(line.text, "seq")
+        if seq is None or not seq.isdigit():
+            raise AuditQueryError(f"{line.file} line {line.line} has no seq; run `audit verify`")
+        self._step(int(seq), line)
+
+    def _step(self, seq: int, line: AuditLine) -> None:
         if self.seq is not None and seq != self.seq + 1:
             if seq == self.seq + 2:
                 what = f"record {seq - 1} is missing"
@@ -66,23 +76,49 @@ class _Sequence:
         self.seq, self.where = seq, f"{line.file} line {line.line}"
 
 
-def read_records(log: AuditDayFiles, window: Window, *, today: date) -> Iterator[LoggedRecord]:
+def read_records(log: AuditDayFiles, window: Window, *, today: date, needles: Sequence[str] = (),
+                 wanted: Set[str] | None = None) -> Iterator[LoggedRecord]:
     """The records of the files `window` needs, oldest first, parts joined (the caller keeps those inside it).
 
     After the window's days it reads on into the next file only as far as records recorded inside the window (a
     lagging clock, a full day blob) or the last parts of a record go. Every line read must be a record, with
     seq numbers without gaps (else AuditQueryError naming the line); hashes are `audit verify`'s and `show`'s job.
+
+    `needles` (lower case): the caller only wants records whose line holds all of them. A line without them is
+    then passed over unparsed, but only when the next line's prevHash is that line's own SHA-256: it is then
+    exactly the record the log chained, unaltered and whole (else it is parsed, and checked, as any other).
+    Records in parts are always parsed; delivery records are parsed when they name one of the ids in `wanted`
+    (the caller adds the alert and run ids of the records it keeps as it reads them), or always when it is None.
     """
     inside, after = window.split_files(log.day_names(window.name_prefixes(today=today)))
     joiner = PartJoiner(skip_leading_orphans=window.since is not None)
     sequence = _Sequence()
-    for name in inside:
-        for line in log.day_lines(name):
-            record, recorded_at = parse_record(line)
-            sequence.check(record, line)
-            logged = joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
-            if logged is not None:
-                yield logged
+
+    def read(line: AuditLine) -> LoggedRecord | None:
+        record, recorded_at = parse_record(line)
+        sequence.check(record, line)
+        return joiner.feed(record, file=line.file, line=line.line, recorded_at=recorded_at)
+
+    held: AuditLine | None = None  # a line passed over until the next line confirms it
+    for line in (line for name in inside for line in log.day_lines(name)):
+        if held is not None:
+            if _chained_after(held, line):
+                sequence.skip(held)
+            else:
+                logged = read(held)
+                if logged is not None:
+                    yield logged
+            held = None
+        if needles and _passable(line.text, needles, wanted):
+            held = line
+            continue
+        logged = read(line)
+        if logged is not None:
+            yield logged
+    if held is not None:
+        logged = read(held)
+        if logged is not None:
+            yield logged
     for name in after:
         for line in log.day_lines(name):
             record, recorded_at = parse_record(line)
@@ -98,6 +134,42 @@ def read_records(log: AuditDayFiles, window: Window, *, today: date) -> Iterator
     error = joiner.missing_parts_error()
     if error is not None:
         raise error
+
+
+# A delivery record's items: "ALERT_ID:NOTIFIER" strings (ids are hex, notifier names have no quote).
+_ITEM_RE = re.compile(r'"([0-9a-f]+):[^"]*"')
+
+
+def _passable(text: str, needles: Sequence[str], wanted: Set[str] | None) -> bool:
+    """True when the line cannot be one the caller wants: not a part, and not a delivery of a wanted alert, nor a
+    record holding every needle."""
+    if '"parts":' in text:
+        return False
+    if '"outcome":"delivery"' in text:
+        if wanted is None:
+            return False
+        ids = {m.group(1) for m in _ITEM_RE.finditer(text)}
+        ids.add(_top_level(text, "runId") or "")
+        return wanted.isdisjoint(ids)
+    lowered = text.lower()
+    return not all(n in lowered for n in needles)
+
+
+def _top_level(text: str, key: str) -> str | None:
+    """The value text of a top-level key of a canonical record line: keys are sorted, and no nested object after
+    `prevHash` or `seq` (only `trigger`, with fixed keys) can hold that key, so its last occurrence is the one."""
+    at = text.rfind(f'"{key}":')
+    if at < 0:
+        return None
+    value = _SCALAR_RE.match(text, at + len(key) + 3)
+    return value.group(1) if value else None
+
+
+_SCALAR_RE = re.compile(r'"?([^",}]*)')
+
+
+def _chained_after(held: AuditLine, line: AuditLine) -> bool:
+    return _top_level(line.text, "prevHash") == hashlib.sha256(held.text.encode("utf-8")).hexdigest()
 
 
 _ID_RE = re.compile(r"[0-9a-f]{8,64}")

@@ -415,14 +415,24 @@ class Auditor:
 
         ordered = sorted(items, key=lambda i: (i["kind"] != "audit", when(i)))
         audit_done = []
+        audit_failed: dict[str, tuple[str, bool]] = {}
         for item in (i for i in ordered if i["kind"] == "audit"):
-            record = self._audit_payload(item, encoded or {})
-            if record is not None:
-                self.audit.append(record)
+            if audit_failed:  # keep the records in order: the rest wait with the one that failed
+                audit_failed[item["id"]] = ("an earlier audit record is not appended yet", False)
+                continue
+            try:
+                record = self._audit_payload(item, encoded or {})
+                if record is not None:
+                    self.audit.append(record)
+            except Exception as exc:  # the audit log never holds the alerts back: they are delivered below
+                logger.error("audit record %s not appended (kept in the outbox; alerts are still delivered): %s",
+                             item["id"], exc)
+                audit_failed[item["id"]] = (f"audit append failed: {type(exc).__name__}: {exc}"[:300], False)
+                continue
             audit_done.append(item["id"])
-        if audit_done:
-            self._settle(run_id, {i: None for i in audit_done})
-            self._drop_stashes([i for i in ordered if i["kind"] == "audit"])
+        if audit_done or audit_failed:
+            self._settle(run_id, {**{i: None for i in audit_done}, **audit_failed})
+            self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in audit_done])
         delivered: list[str] = []
         failures: dict[str, tuple[str, bool]] = {}
         for item in (i for i in ordered if i["kind"] == "alert"):
@@ -484,8 +494,11 @@ class Auditor:
                 continue
 
     def _append_delivery(self, run_id: str, delivered: list[str], undelivered: list[str]) -> None:
-        self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
-                           "delivered": delivered, "undelivered": undelivered})
+        try:
+            self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
+                               "delivered": delivered, "undelivered": undelivered})
+        except Exception as exc:  # what was delivered is settled in the state already; never undo that here
+            logger.error("run %s: delivery record not appended to the audit log: %s", run_id, exc)
 
     # ---- records and alerts ------------------------------------------------------------------------------------------
     def _record(self, trigger: RunTrigger, run_id: str, outcome: str, *, conflicts: int = 0,

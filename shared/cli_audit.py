@@ -18,16 +18,14 @@ from shared.audit_query import (
     change_of,
     changes,
     delivery_attempts,
-    history_text,
-    list_text,
     pair_history,
     pair_matches,
     parse_outcomes,
     parse_when,
-    printable,
-    show_text,
+    who_of,
 )
 from shared.audit_reader import AuditDayFiles, find_record, read_records
+from shared.audit_views import history_text, list_text, printable, show_text
 from shared.ports import StateStore
 
 
@@ -35,19 +33,19 @@ class _Refused(Exception):
     """The store cannot be opened for questions; printed as one line, exit 2."""
 
 
-def _open(args: argparse.Namespace) -> tuple[AuditDayFiles, StateStore, str]:
-    """The audit log and committed state the command reads, and a name for the log in messages."""
+def _open(args: argparse.Namespace) -> tuple[AuditDayFiles, StateStore]:
+    """The audit log and the committed state the command reads."""
     from shared.store import LocalAuditLog, LocalStateStore, store_from_settings
 
     if args.from_settings:
         state, log, _ = store_from_settings(os.environ)
         if not isinstance(log, AuditDayFiles):
             raise _Refused("the audit log the app settings select cannot be queried")
-        return log, state, "the audit log of the app settings"
+        return log, state
     folder = Path(args.store)
     if not folder.is_dir():
         raise _Refused(f"no store folder {args.store}")
-    return LocalAuditLog(folder), LocalStateStore(folder), str(folder)
+    return LocalAuditLog(folder), LocalStateStore(folder)
 
 
 def _storage_errors() -> tuple[type[BaseException], ...]:
@@ -83,8 +81,10 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     audit_filter = AuditFilter(window=_window(args, now), vnets=tuple(args.vnet or ()), caller=args.caller,
                                outcomes=parse_outcomes(args.outcome))
-    log, _, _ = _open(args)
-    found = changes(read_records(log, audit_filter.window, today=now.date()), audit_filter)
+    log, _ = _open(args)
+    wanted: set[str] = set()  # alert and run ids of the records kept: only their deliveries need reading
+    found = changes(read_records(log, audit_filter.window, today=now.date(), needles=audit_filter.needles(),
+                                 wanted=wanted), audit_filter, wanted)
     if args.json:
         for change in found:
             sys.stdout.write(json.dumps(change.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n")
@@ -94,7 +94,7 @@ def cmd_audit_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_show(args: argparse.Namespace) -> int:
-    log, _, _ = _open(args)
+    log, _ = _open(args)
     found = find_record(log, args.id)
     change = change_of(found.record, delivery_attempts(found.related))
     chain = found.chain
@@ -142,11 +142,12 @@ def _now_text(state_store: StateStore, vnet_a: str, vnet_b: str, opened_before: 
 def cmd_audit_history(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     window = _window(args, now)
-    AuditFilter(vnets=(args.vnet_a, args.vnet_b))  # the same checks as --vnet
-    log, state_store, _ = _open(args)
+    needles = AuditFilter(vnets=(args.vnet_a, args.vnet_b), outcomes=frozenset({"committed"})).needles()
+    log, state_store = _open(args)
 
     def inside() -> Iterator[Any]:
-        return (r for r in read_records(log, window, today=now.date()) if window.contains(r.recorded_at))
+        return (r for r in read_records(log, window, today=now.date(), needles=needles, wanted=set())
+                if window.contains(r.recorded_at))
 
     events = pair_history(inside(), args.vnet_a, args.vnet_b)
     now_text = _now_text(state_store, args.vnet_a, args.vnet_b, any(e.direction == "opened" for e in events))
@@ -154,7 +155,7 @@ def cmd_audit_history(args: argparse.Namespace) -> int:
         for event in events:
             sys.stdout.write(json.dumps({"time": event.logged.record.get("recordedAt"), "direction": event.direction,
                                          "runId": event.logged.record.get("runId"),
-                                         "who": event.logged.record.get("caller"), "pair": event.pair,
+                                         "who": who_of(event.logged.record), "pair": event.pair,
                                          "file": event.logged.file, "line": event.logged.line},
                                         ensure_ascii=False, separators=(",", ":")) + "\n")
         sys.stdout.write(json.dumps({"now": now_text}, ensure_ascii=False) + "\n")

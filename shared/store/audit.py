@@ -19,6 +19,7 @@ from shared.store._local import _flock
 from shared.store.chain import (
     _AUDIT_FILE_RE,
     AuditLine,
+    AuditLogCorrupt,
     ChainTail,
     Clock,
     EncodedRecord,
@@ -31,6 +32,8 @@ from shared.store.chain import (
     _split_lines,
     _utcnow,
     audit_file_name,
+    damage_record,
+    segment_file_name,
 )
 
 if TYPE_CHECKING:
@@ -75,8 +78,11 @@ class LocalAuditLog:
             now = _as_utc(self._clock())
             files = self._files()
             previous = self._known_end(files)
+            damage: JsonDict | None = None
+            segment: Path | None = None
             if previous is None and files:
                 previous_text: str | None = None
+                source = files[-1]
                 for path in reversed(files):
                     with open(path, "rb") as handle:
 
@@ -87,15 +93,31 @@ class LocalAuditLog:
 
                         previous_text = _last_line(read_range, os.fstat(handle.fileno()).st_size)
                     if previous_text is not None:
+                        source = path
                         break
                 if previous_text is not None:
-                    previous = _previous_of(previous_text, files[-1].name)
+                    try:
+                        previous = _previous_of(previous_text, source.name)
+                    except AuditLogCorrupt:
+                        # A junk line that WORM will not let us remove: start a new chain segment that records
+                        # the damage, instead of failing every run from now on.
+                        lines = list(_split_lines(source.name, source.read_bytes()))
+                        previous, damage = damage_record(lines, None)
+                        segment = self._folder / segment_file_name(source.name, [f.name for f in files])
+                        logger.error("audit log %s is damaged at line %s; continuing in %s", source.name,
+                                     damage["damage"].get("line"), segment.name)
             target = self._folder / audit_file_name(now.date())
             # A clock behind the newest file (skew, or an injected clock) still appends to the newest file,
             # so the files stay in chain order.
             if files and files[-1].name > target.name:
                 target = files[-1]
-            stored, text = _next_line(previous, encoded, now)
+            prefix = ""
+            if damage is not None and segment is not None:
+                target = segment
+                opened, prefix = _next_line(previous, EncodedRecord.of(damage), now)
+                previous = (opened["seq"], _line_hash_of(prefix))
+            stored, line = _next_line(previous, encoded, now)
+            text = prefix + line
             fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, text.encode("utf-8"))
@@ -104,7 +126,7 @@ class LocalAuditLog:
             finally:
                 os.close(fd)
             with self._tail_lock:
-                self._tail = ChainTail(target.name, size, stored["seq"], _line_hash_of(text))
+                self._tail = ChainTail(target.name, size, stored["seq"], _line_hash_of(line))
         return stored
 
     def _known_end(self, files: list[Path]) -> tuple[int, str] | None:
@@ -242,20 +264,35 @@ class AppendBlobAuditLog:
                     target = today if today > latest.name else _next_day_name(latest.name)
                 position, create = 0, True
             tail = self._tail
+            prefix = ""  # the record that opens a new segment after a damaged tail, written with ours
             previous: tuple[int, str] | None
             if tail is not None and earlier and earlier[-1].name == tail.file and earlier[-1].size == tail.size:
                 previous = (tail.seq, tail.line_hash)  # the chain ends where we (or the state) last saw it
             else:
                 previous_text = self._previous_text(earlier)
-                previous = None if previous_text is None else _previous_of(previous_text, earlier[-1].name)
-            stored, text = _next_line(previous, encoded, now)
+                try:
+                    previous = None if previous_text is None else _previous_of(previous_text, earlier[-1].name)
+                except AuditLogCorrupt:
+                    # A junk line WORM will not let us remove: a new segment records the damage (see LocalAuditLog).
+                    damaged = next(b for b in reversed(earlier) if b.size)
+                    before = self._previous_text(earlier[: earlier.index(damaged)])
+                    previous, damage = damage_record(self.day_lines(damaged.name),
+                                                     None if before is None else _previous_of(before, "earlier"))
+                    target = segment_file_name(damaged.name, [b.name for b in blobs])
+                    position, create = 0, True
+                    logger.error("audit blob %s is damaged at line %s; continuing in %s", damaged.name,
+                                 damage["damage"].get("line"), target)
+                    opened, prefix = _next_line(previous, EncodedRecord.of(damage), now)
+                    previous = (opened["seq"], _line_hash_of(prefix))
+            stored, line = _next_line(previous, encoded, now)
+            text = prefix + line
             data = text.encode("utf-8")
             client = container.get_blob_client(target)
             try:
                 if create:
                     client.create_append_blob(if_none_match="*")
                 client.append_block(data, appendpos_condition=position)
-                self._remember(ChainTail(target, position + len(data), stored["seq"], _line_hash_of(text)))
+                self._remember(ChainTail(target, position + len(data), stored["seq"], _line_hash_of(line)))
                 return stored
             except ResourceExistsError as exc:
                 code = getattr(exc, "error_code", None)  # a str, or a str-valued StorageErrorCode
@@ -270,7 +307,7 @@ class AppendBlobAuditLog:
             except HttpResponseError as exc:
                 if exc.status_code != 412:
                     raise
-                if self._written_by_us(target, data):
+                if self._written_by_us(target, line.encode("utf-8")):
                     self._remember(None)
                     return stored
                 logger.debug("audit append attempt %s lost the append position", attempt + 1)

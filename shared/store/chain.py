@@ -23,7 +23,11 @@ RESERVED_AUDIT_KEYS = frozenset({"seq", "prevHash", "hash", "recordedAt"})
 # One audit record is one append block; an append block is at most 4 MiB.
 MAX_AUDIT_RECORD_BYTES = 4 * 1024 * 1024
 
-_AUDIT_FILE_RE = re.compile(r"audit-(\d{4}-\d{2}-\d{2})\.jsonl")
+# `audit-DAY.jsonl`, or `audit-DAY.sNNN.jsonl`: a new chain segment started after a damaged tail (it sorts after
+# the day's first file and before the next day's).
+_AUDIT_FILE_RE = re.compile(r"audit-(\d{4}-\d{2}-\d{2})(?:\.s(\d{3}))?\.jsonl")
+# The first record of a segment: where the damage is and the last good record the chain goes on from.
+DAMAGE_OUTCOME = "audit damaged"
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -99,6 +103,7 @@ class AuditVerification:
     problem: str | None = None
     seq: int | None = None
     file: str | None = None
+    segments: tuple[str, ...] = ()  # one line per chain segment when a damaged tail started a new one
 
 
 def _file_of(record: Mapping[str, Any]) -> str:
@@ -117,11 +122,26 @@ def verify_audit(records: Iterable[Mapping[str, Any] | AuditLine]) -> AuditVerif
     """
     previous: Mapping[str, Any] | None = None
     count = 0
+    damage: AuditVerification | None = None  # the first damage a later segment picked the chain up after
+    segments: list[str] = []
+    segment_start = 1
 
     def broken(seq: int, file: str, reason: str) -> AuditVerification:
         return AuditVerification(False, count, f"record {seq} ({file}): {reason}", seq, file)
 
-    for item in records:
+    def resumes(item: Mapping[str, Any] | AuditLine) -> bool:
+        """A segment record that links to the last good record (what a damaged tail's next append writes)."""
+        try:
+            record = json.loads(item.text) if isinstance(item, AuditLine) else item
+        except ValueError:
+            return False
+        return (isinstance(record, dict) and record.get("outcome") == DAMAGE_OUTCOME
+                and record.get("seq") == count + 1 and isinstance(record.get("hash"), str)
+                and record.get("prevHash") == (GENESIS_HASH if previous is None else line_hash(previous))
+                and record_hash(record) == record["hash"])
+
+    def check(item: Mapping[str, Any] | AuditLine) -> AuditVerification | None:
+        nonlocal previous, count
         expected = count + 1
         if isinstance(item, AuditLine):
             file = item.file
@@ -158,6 +178,28 @@ def verify_audit(records: Iterable[Mapping[str, Any] | AuditLine]) -> AuditVerif
             return broken(seq, file, "prevHash does not match the previous record (removed, reordered or forked)")
         previous = record
         count += 1
+        return None
+
+    for item in records:
+        if damage is not None and not segments:
+            # Skipping damage: lines up to the record that started the next segment are not part of the chain.
+            if not resumes(item):
+                continue
+            segments.append(f"segment 1: records {segment_start}-{count} intact, then damage at "
+                            f"{damage.problem}")
+            segment_start = count + 1
+        problem = check(item)
+        if problem is not None:
+            if damage is not None:
+                return problem
+            damage = problem
+    if damage is not None:
+        if not segments:
+            return damage
+        last = f"segment 2: records {segment_start}-{count} intact, opened by a '{DAMAGE_OUTCOME}' record that " \
+               "links to the last good record"
+        return AuditVerification(False, count, f"{damage.problem}; the chain goes on in a new segment",
+                                 damage.seq, damage.file, (*segments, last))
     return AuditVerification(True, count)
 
 
@@ -288,6 +330,45 @@ def _last_line(read_range: Callable[[int, int], bytes], size: int) -> str | None
         if cut >= 0 or end == 0:
             return stripped[cut + 1 :].decode("utf-8", errors="replace")
     return None
+
+
+def segment_file_name(name: str, existing: Iterable[str]) -> str:
+    """The file a new chain segment starts in after `name` (a day file or segment) was found damaged."""
+    match = _AUDIT_FILE_RE.fullmatch(name)
+    if match is None:
+        raise ValueError(f"not an audit file name: {name}")
+    day = match.group(1)
+    taken = [int(m.group(2)) for m in (_AUDIT_FILE_RE.fullmatch(e) for e in existing)
+             if m is not None and m.group(1) == day and m.group(2)]
+    return f"audit-{day}.s{max(taken, default=1) + 1:03d}.jsonl"
+
+
+def damage_record(lines: Iterable[AuditLine],
+                  before: tuple[int, str] | None) -> tuple[tuple[int, str] | None, JsonDict]:
+    """For a file whose tail is not a valid record: (the chain end to go on from, the record that opens the new
+    segment and says where the damage is). The chain goes on from the last intact record before the first bad
+    line (or `before`, the end of the earlier files, when the file has none)."""
+    last_good, first_bad = before, None
+    for line in lines:
+        try:
+            record: Any = json.loads(line.text)
+        except ValueError:
+            record = None
+        intact = (isinstance(record, dict) and isinstance(record.get("seq"), int)
+                  and isinstance(record.get("hash"), str) and record_hash(record) == record["hash"])
+        if intact and first_bad is None:
+            last_good = (int(record["seq"]), line_hash(record))
+        elif not intact and first_bad is None:
+            first_bad = line
+    where = {"file": first_bad.file, "line": first_bad.line} if first_bad is not None else {}
+    damage: JsonDict = {
+        "outcome": DAMAGE_OUTCOME,
+        "damage": {**where, "lastGoodSeq": last_good[0] if last_good else 0,
+                   "lastGoodHash": last_good[1] if last_good else GENESIS_HASH},
+        "detail": "the audit log's last line is not a valid record (appended by someone else, or cut); WORM keeps "
+                  "it, so the chain goes on in this new segment from the last good record",
+    }
+    return last_good, damage
 
 
 def _next_day_name(name: str) -> str:

@@ -71,6 +71,8 @@ def audit_verify_main(store_dir: str | None, *, settings: Mapping[str, str] | No
     result = verify_audit(lines)
     if not result.ok:
         print(f"audit chain broken at {result.problem}")
+        for segment in result.segments:  # a damaged tail: the log went on in a new segment
+            print(f"  {segment}")
         return 1
     missing = missing_tail(state_store.load()[0], _parse_lines(lines))
     if missing:

@@ -299,3 +299,67 @@ def test_the_author_of_a_change_among_the_causes_is_named_and_a_display_name_is_
     run_event(local_app, lab(enabled=(2,)), gateway_event("ergw-01", {UPN: "dan@contoso.example",
                                                                         OID: "0000-oid"}, "e-3"))
     assert "changed by: dan@contoso.example" in capsys.readouterr().out
+
+
+# -- 4: a corrupt audit tail never blocks alerts; a new segment records the damage ----------------------------------
+
+def test_a_junk_line_in_the_audit_log_starts_a_new_segment_and_alerts_still_go_out(
+        local_app: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store"
+    run_event(local_app, lab(enabled=(2,)), gateway_event("ergw-02", {UPN: "bob@contoso.example"}, "e-1"))
+    [day] = sorted(store.glob("audit-*.jsonl"))
+    good = day.read_text(encoding="utf-8").splitlines()
+    with day.open("a", encoding="utf-8") as f:
+        f.write('{"not": "an audit record"\n')  # anyone with data access can append; WORM keeps it forever
+    capsys.readouterr()
+    run_event(local_app, lab(enabled=(1, 2)), gateway_event("ergw-01", {UPN: "dan@contoso.example"}, "e-2"))
+    assert "ER transit opened: hub-01" in capsys.readouterr().out  # the alert went out
+    segment = day.with_name(day.name.replace(".jsonl", ".s002.jsonl"))
+    first, *rest = [json.loads(line) for line in segment.read_text(encoding="utf-8").splitlines()]
+    assert first["outcome"] == "audit damaged" and rest
+    assert first["damage"] == {"file": day.name, "line": len(good) + 1, "lastGoodSeq": len(good),
+                               "lastGoodHash": first["prevHash"]}
+    assert day.read_text(encoding="utf-8").splitlines()[:-1] == good  # nothing rewritten
+    done = cli("audit", "verify", "--store", store)
+    assert done.returncode == 1
+    assert "not valid JSON" in done.stdout and "segment 1: records 1-" in done.stdout
+    assert f"segment 2: records {len(good) + 1}-" in done.stdout
+
+
+def test_a_junk_block_in_an_azure_audit_blob_starts_a_new_segment_blob(tmp_path: Path, azurite: Any,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import uuid
+
+    from azure.storage.blob import BlobServiceClient
+
+    from shared import entrypoints
+
+    suffix = uuid.uuid4().hex[:8]
+    live = tmp_path / "live.json"
+    env = {"TOPOLOGY_SNAPSHOT": str(live), "AuditorStorage": azurite.connection_string,
+           "STATE_CONTAINER": f"state-{suffix}", "AUDIT_CONTAINER": f"audit-{suffix}",
+           "RECHECK_QUEUE": f"recheck-{suffix}"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("WATCHED_SUBSCRIPTIONS", "TEAMS_WEBHOOK_URL", "SLACK_WEBHOOK_URL", "JSON_WEBHOOK_URL", "POLICY_FILE",
+                "EVENTGRID_TOPIC_ENDPOINT", "STORE_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    entrypoints.reset()
+    try:
+        run_event(live, lab(enabled=(2,)), gateway_event("ergw-02", {UPN: "bob@contoso.example"}, "a-1"))
+        container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(
+            f"audit-{suffix}")
+        [day] = [b.name for b in container.list_blobs()]
+        container.get_blob_client(day).append_block(b"junk\n")
+        capsys.readouterr()
+        run_event(live, lab(enabled=(1, 2)), gateway_event("ergw-01", {UPN: "dan@contoso.example"}, "a-2"))
+        assert "ER transit opened: hub-01" in capsys.readouterr().out
+        names = sorted(b.name for b in container.list_blobs())
+        assert names == [day, day.replace(".jsonl", ".s002.jsonl")]
+        first = json.loads(container.get_blob_client(names[1]).download_blob().readall().splitlines()[0])
+        assert first["outcome"] == "audit damaged" and first["damage"]["file"] == day
+    finally:
+        entrypoints.reset()
+    done = cli("audit", "verify", "--from-settings", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env})
+    assert done.returncode == 1 and "segment 2: records" in done.stdout, done.stdout + done.stderr

@@ -509,14 +509,17 @@ def test_audit_verify_main_on_a_missing_folder_fails(tmp_path: Path, capsys: pyt
     assert "broken" in capsys.readouterr().out
 
 
-def test_append_refuses_to_extend_a_log_whose_last_line_is_garbled(tmp_path: Path) -> None:
+def test_append_after_a_garbled_last_line_goes_on_in_a_new_segment(tmp_path: Path) -> None:
     log = LocalAuditLog(tmp_path)
     _fill(log, 2)
     day_file = next(tmp_path.glob("audit-*.jsonl"))
     with open(day_file, "a", encoding="utf-8") as handle:
         handle.write('{"seq": 3, "trunc')
-    with pytest.raises(AuditLogCorrupt):
-        log.append(_record(3))
+    stored = LocalAuditLog(tmp_path).append(_record(3))  # a fresh log: it must read the garbled tail itself
+    assert stored["seq"] == 4  # seq 3 is the record that opens the segment and names the damage
+    segment = day_file.with_name(day_file.name.replace(".jsonl", ".s002.jsonl"))
+    first = json.loads(segment.read_text(encoding="utf-8").splitlines()[0])
+    assert first["outcome"] == "audit damaged" and first["damage"]["line"] == 3
 
 
 def test_settings_choose_local_folder_by_default(tmp_path: Path) -> None:
