@@ -311,8 +311,12 @@ class BlobStateStore(_Layout):
             downloader = self._blob().download_blob()
         except ResourceNotFoundError:
             return None, None
-        content = gzip.decompress(downloader.readall())
-        return content, str(downloader.properties.etag)
+        etag = str(downloader.properties.etag)
+        try:
+            content = gzip.decompress(downloader.readall())
+        except (OSError, EOFError) as exc:  # not gzip, or cut short: refused, rebuilt by the next complete run
+            raise StateCorrupt(f"the committed state cannot be read (not gzip: {exc})", etag=etag) from None
+        return content, etag
 
     def _read_projection(self, key: str) -> bytes | None:
         from azure.core.exceptions import ResourceNotFoundError

@@ -191,3 +191,14 @@ def test_audit_verify_reads_the_azure_audit_log_from_the_app_settings(azurite: A
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "audit chain intact: 3 records"
     assert "AccountKey" not in done.stdout + done.stderr
+
+
+def test_a_garbage_state_blob_is_refused_as_corrupt_not_a_raw_error(azurite: Any) -> None:
+    from shared.ports import StateCorrupt
+
+    container = f"state-{uuid.uuid4().hex[:8]}"
+    store = BlobStateStore(connection_string=azurite.connection_string, container=container)
+    store._blob().upload_blob(b"\x1f\x8b not really gzip", overwrite=True)
+    with pytest.raises(StateCorrupt) as info:
+        store.load()
+    assert "cannot be read" in str(info.value) and info.value.etag
