@@ -104,7 +104,8 @@ def _read_json(path: str) -> Any:
 
 
 def cmd_whatif(args: argparse.Namespace) -> int:
-    resources = load_snapshots(args.snapshot)
+    notes: list[str] = []  # e.g. a saved page that says more pages exist
+    resources = load_snapshots(args.snapshot, notes=notes)
     if not (args.set or args.delete or args.template):
         raise UsageError("nothing to check: give --set, --delete or --template")
     puts: tuple[Any, ...] = ()
@@ -123,7 +124,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
                         source=", ".join(args.snapshot))
     except ChangeError as exc:
         raise UsageError(str(exc)) from None
-    return _report_diff(diff_json(result.diff, warnings=result.after_pairs.warnings), args)
+    return _report_diff(diff_json(result.diff, warnings=(*notes, *result.after_pairs.warnings)), args)
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
