@@ -233,7 +233,7 @@ class ResourceGraphTopologyReader:
             logger.info("resource %s is gone (404)", target.resource_id)
             return []
         except AzureError as exc:
-            raise IncompleteReadError(f"ARM GET {target.resource_id} failed: {_describe(exc)}") from exc
+            raise _get_failed(target, exc) from exc
         found = [_to_arm_json(model, target.subscription_id, target.resource_group)]
         if target.kind == "virtualhubs":
             self._calls["arm"] += 1
@@ -261,7 +261,13 @@ class ResourceGraphTopologyReader:
             try:
                 response = graph.resources(request)
             except AzureError as exc:
-                raise IncompleteReadError(f"Resource Graph query failed: {_describe(exc)}") from exc
+                detail = _describe(exc)
+                # None of the subscriptions is readable (see TOPOLOGY_QUERY): each is named in the health alert.
+                none_readable = getattr(exc, "status_code", None) in (400, 403) and "subscription" in detail.lower()
+                raise IncompleteReadError(
+                    f"Resource Graph query failed: {detail}",
+                    unreadable=dict.fromkeys(self._subscriptions, NO_READER) if none_readable else None,
+                ) from exc
             if str(getattr(response.result_truncated, "value", response.result_truncated)).lower() == "true":
                 raise IncompleteReadError("Resource Graph truncated the answer (resultTruncated=true)")
             page: Any = response.data  # objectArray: a JSON array (the SDK types it as a JSON object)
@@ -292,7 +298,8 @@ class ResourceGraphTopologyReader:
             raise IncompleteReadError(
                 "Resource Graph returned nothing for subscription(s) "
                 + ", ".join(missing)
-                + ": the identity cannot read them, or they do not exist (grant Reader on each subscription)"
+                + ": the identity cannot read them, or they do not exist (grant Reader on each subscription)",
+                unreadable=dict.fromkeys(missing, NO_READER),
             )
         return resources
 
@@ -316,7 +323,7 @@ class ResourceGraphTopologyReader:
             _drop(resources, target.resource_id)
             return
         except AzureError as exc:
-            raise IncompleteReadError(f"ARM GET {target.resource_id} failed: {_describe(exc)}") from exc
+            raise _get_failed(target, exc) from exc
         resource = _to_arm_json(model, target.subscription_id, target.resource_group)
         resources.pop(target.resource_id.lower(), None)
         resources[str(resource.get("id") or target.resource_id).lower()] = resource
@@ -414,6 +421,16 @@ def _to_arm_json(model: Any, subscription_id: str, resource_group: str) -> JsonD
     data.setdefault("subscriptionId", subscription_id)
     data.setdefault("resourceGroup", resource_group)
     return data
+
+
+NO_READER = "no Reader role for the auditor's identity, or not found (Resource Graph cannot tell which)"
+
+
+def _get_failed(target: _Target, exc: AzureError) -> IncompleteReadError:
+    """An ARM GET that failed; a 403 means the subscription itself is not readable (no Reader): say which."""
+    forbidden = getattr(exc, "status_code", None) == 403
+    return IncompleteReadError(f"ARM GET {target.resource_id} failed: {_describe(exc)}",
+                               unreadable={target.subscription_id: NO_READER} if forbidden else None)
 
 
 def _describe(exc: AzureError) -> str:

@@ -16,14 +16,27 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.collector import collector_paused
 from shared.diff import PairChange, diff_pairs, settling_in
 from shared.explain import explain_pair
 from shared.focus import FocusedRead, patch_copy, project
+from shared.health import (
+    DEFAULT_LIMIT,
+    LOG_MARKER_CLEARED,
+    LOG_MARKER_RAISED,
+    LOG_MARKER_RECONCILED,
+    RAISED,
+    Observation,
+    Transition,
+    assess,
+    channel_of_condition,
+    health_alert,
+)
 from shared.model import PairSet, ResourceId, Topology, TransitPair
+from shared.policy import Policy
 from shared.ports import (
     AuditLog,
     CommittedState,
@@ -48,6 +61,14 @@ logger = logging.getLogger(__name__)
 
 COMMITTED, NO_CHANGE, DUPLICATE, INCOMPLETE, LOST_RACE = (
     "committed", "no change", "duplicate", "incomplete read", "lost race")
+
+DEAD_LETTER = "dead letter"
+# An outbox item is tried at most this often; with the backoff below that is about a day of failing (a chat
+# outage of hours loses nothing), then it goes to a dead-letter audit record and leaves the outbox.
+MAX_DELIVERY_ATTEMPTS = 100
+BACKOFF_CAP_SECONDS = 900.0  # an item waits at most one reconcile period between attempts
+MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond an hour is taken as an hour
+
 
 # Severity of a pair change: (pair json, opened?) -> "critical" | "warning" | "info" (a policy decides).
 Classifier = Callable[[JsonDict, bool], tuple[str, str | None]]
@@ -171,12 +192,20 @@ class Auditor:
     classify: Classifier = default_classifier
     notify_info: bool = False  # accepted paths (severity info) are audited but not sent to chat by default
     recheck_delay_seconds: int = 120
-    lease_seconds: int = 300
+    # An outbox item claimed by a run that died is taken over once its claim lapses; every settle renews the
+    # claims a live run still holds, so a short lease is safe as long as one delivery call stays under it.
+    lease_seconds: int = 60
+    health_limit: timedelta = DEFAULT_LIMIT
+    max_wait_seconds: float = 20.0  # how long one run may wait for a webhook's "not before" time
+    max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS
     max_commit_attempts: int = 20
     backoff_cap_seconds: float = 1.0
     clock: Callable[[], datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
     report: ReportPublisher | None = None  # the report page, written after each committed change
+    report_policy: Policy | None = None  # marks forbidden and unexpected paths on the report page
+    # Retry-After learned by this process, per notifier name (also committed with the outbox as `webhooks`).
+    _holds: dict[str, JsonDict] = field(default_factory=dict, init=False, repr=False)
     _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
 
     # ---- the run -------------------------------------------------------------------------------------------------
@@ -228,6 +257,8 @@ class Auditor:
             self._append_direct(trigger, run_id, INCOMPLETE, conflicts=conflicts, detail=detail)
             if trigger.kind != "recheck" and self.recheck is not None:
                 self._schedule_recheck(trigger, reason="incomplete read")
+            unreadable = exc.unreadable if isinstance(exc, IncompleteReadError) else {}
+            self._observe(run_id, Observation(read_complete=False, read_error=detail, unreadable=unreadable))
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
 
@@ -250,9 +281,12 @@ class Auditor:
                                   after_pairs=self._computed.pairs(digest, relevant), before_computed=before)
             if read_warnings:
                 decision = replace(decision, warnings=[*decision.warnings, *read_warnings])
+        seen = Observation(read_complete=True, reconciled=trigger.kind == "reconcile")
         if unchanged and not trigger.event_id:
-            # A reconcile that found nothing new: record it, but do not rewrite the state.
+            # A reconcile that found nothing new: record it, but do not rewrite the state (unless its health moved).
             self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
+            self._observe(run_id, seen)
+            self._log_reconciled(trigger)
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=NO_CHANGE, delivered=delivered, undelivered=undelivered)
 
@@ -293,22 +327,27 @@ class Auditor:
             items += [self._item("alert", item_id, part, run_id, now, notifier=n.name)
                       for n in self.notifiers for item_id, part in alert_parts(n, alert, complete)]
         previous = state or CommittedState()
+        health, transitions = assess(previous.health, seen, now=now, limit=self.health_limit)
+        items += self._health_items(transitions, run_id, now)
         outbox = [self._claim(i, run_id, now) for i in previous.outbox] + items
         new_state = CommittedState(
             pairs=decision.pairs, resources=relevant, topology_digest=digest,
             processed_event_ids=(bounded_ids(previous.processed_event_ids, trigger.event_id)
                                  if trigger.event_id else previous.processed_event_ids),
             outbox=outbox, pending=decision.pending, sequence=sequence, audit_tail=previous.audit_tail,
+            health=health, webhooks=previous.webhooks,
         )
         try:
             self.state.save(new_state, etag=etag)  # StateConflict -> the caller re-reads and recomputes
         except StateConflict:
             self._drop_stashes(items)
             raise
+        _log_transitions(transitions)
+        self._log_reconciled(trigger)
         if decision.pending and self.recheck is not None:
             self._schedule_recheck(trigger, reason="settling")
         delivered, undelivered = self._process_outbox(
-            run_id, [i for i in outbox if i.get("claimedBy") == run_id], encoded)
+            run_id, [i for i in outbox if i.get("claimedBy") == run_id], encoded, new_state.webhooks)
         if outcome == COMMITTED and self.report is not None:
             self._publish_report(after_topology, self._computed.pairs(digest, relevant), digest, sequence, now)
         return RunResult(outcome=outcome, opened=decision.opened, closed=decision.closed, pending=decision.pending,
@@ -319,7 +358,7 @@ class Auditor:
         and the next committed change writes the page again."""
         assert self.report is not None
         try:
-            page = build_report(topology, pairs, endpoints_of(topology), generated_at=now,
+            page = build_report(topology, pairs, endpoints_of(topology), generated_at=now, policy=self.report_policy,
                                 source=f"live read, committed run {sequence} (topology sha256 {digest[:16]}…)")
             self.report.publish(page, sequence=sequence, when=now)
         except Exception:
@@ -371,16 +410,19 @@ class Auditor:
     def _item(self, kind: str, item_id: str, payload: JsonDict | None, run_id: str, now: datetime,
               notifier: str | None = None) -> JsonDict:
         item: JsonDict = {"id": item_id, "kind": kind, "notifier": notifier, "attempts": 0,
-                          "claimedBy": run_id, "claimedUntil": now.timestamp() + self.lease_seconds}
+                          "createdAt": now.timestamp(), "claimedBy": run_id,
+                          "claimedUntil": now.timestamp() + self.lease_seconds}
         if payload is not None:
             item["payload"] = payload
         return item
 
     def _claim(self, item: JsonDict, run_id: str, now: datetime) -> JsonDict:
-        """Take over an outbox item left by an earlier run (crashed or failed), unless another run holds it."""
-        if item.get("dead") or float(item.get("claimedUntil") or 0) > now.timestamp():
+        """Take over an outbox item left by an earlier run (crashed or failed), unless another run holds it or it
+        waits for its next attempt (`notBefore`, the item's own backoff after a failure)."""
+        moment = now.timestamp()
+        if _number(item.get("claimedUntil")) > moment or _number(item.get("notBefore")) > moment:
             return item
-        return {**item, "claimedBy": run_id, "claimedUntil": now.timestamp() + self.lease_seconds}
+        return {**item, "claimedBy": run_id, "claimedUntil": moment + self.lease_seconds}
 
     def _flush(self, run_id: str) -> tuple[list[str], list[str]]:
         """Claim and process what earlier runs left in the outbox (no state change of our own)."""
@@ -390,70 +432,115 @@ class Auditor:
                 return [], []
             now = self.clock()
             claimed = [self._claim(i, run_id, now) for i in state.outbox]
-            mine = [i for i, old in zip(claimed, state.outbox, strict=True) if i is not old]
+            mine = [i for i in claimed if i.get("claimedBy") == run_id]  # with what this run committed itself
             if not mine:
                 return [], []
-            try:
-                self.state.save(replace(state, outbox=claimed), etag=etag)
-            except StateConflict:
-                continue
-            return self._process_outbox(run_id, mine)
+            if any(i is not old for i, old in zip(claimed, state.outbox, strict=True)):
+                try:
+                    self.state.save(replace(state, outbox=claimed), etag=etag)
+                except StateConflict:
+                    continue
+            return self._process_outbox(run_id, mine, holds=state.webhooks)
         return [], []
 
     def _process_outbox(self, run_id: str, items: list[JsonDict],
-                        encoded: Mapping[str, EncodedRecord] | None = None) -> tuple[list[str], list[str]]:
+                        encoded: Mapping[str, EncodedRecord] | None = None, holds: Mapping[str, Any] | None = None,
+                        *, depth: int = 0) -> tuple[list[str], list[str]]:
         """Append claimed audit records (oldest first), then deliver claimed alerts, settling them in the state.
 
         Audit records are settled together (appending one twice after a crash is visible by its runId); an
         alert is settled the moment its service accepted it, so it is never posted twice. `encoded`: this run's
-        own records, already serialised (others are read back from their stash).
+        own records, already serialised (others are read back from their stash). An item that cannot succeed
+        (refused for good, or failing for `max_delivery_attempts`) goes to a dead-letter audit record and leaves
+        the outbox, so it never blocks the items behind it. What the deliveries show about the channels feeds
+        the health alerts, which are delivered in the same run.
         """
         by_name = {n.name: n for n in self.notifiers}
+        holds = holds or {}
 
         def when(item: JsonDict) -> str:
-            return str(item.get("time") or (item.get("payload") or {}).get("time") or "")
+            payload = item.get("payload")
+            return str(item.get("time") or (payload.get("time") if isinstance(payload, dict) else "") or "")
 
         ordered = sorted(items, key=lambda i: (i["kind"] != "audit", when(i)))
-        audit_done = []
-        audit_failed: dict[str, tuple[str, bool]] = {}
+        audit_done: dict[str, Failure | None] = {}
+        held = False
         for item in (i for i in ordered if i["kind"] == "audit"):
-            if audit_failed:  # keep the records in order: the rest wait with the one that failed
-                audit_failed[item["id"]] = ("an earlier audit record is not appended yet", False)
+            if item.get("dead"):
+                audit_done[item["id"]] = Failure(str(item.get("lastError") or "dead"), DEAD)
+                continue
+            if held:  # keep the records in order: the rest wait with the one that failed
+                audit_done[item["id"]] = Failure("an earlier audit record is not appended yet", DEFER)
                 continue
             try:
                 record = self._audit_payload(item, encoded or {})
-                if record is not None:
-                    self.audit.append(record)
+                if record is None:
+                    audit_done[item["id"]] = Failure("its stashed record is gone", DEAD)
+                    continue
+                self.audit.append(record)
+            except (ValueError, TypeError, UnicodeError) as exc:
+                # The record itself is unwritable (too large, not serialisable): retrying cannot help.
+                logger.error("audit record %s cannot be appended, dead-lettered: %s", item["id"], _short(exc))
+                audit_done[item["id"]] = Failure(f"cannot be appended: {_short(exc)}", DEAD)
+                continue
             except Exception as exc:  # the audit log never holds the alerts back: they are delivered below
                 logger.error("audit record %s not appended (kept in the outbox; alerts are still delivered): %s",
-                             item["id"], exc)
-                audit_failed[item["id"]] = (f"audit append failed: {type(exc).__name__}: {exc}"[:300], False)
+                             item["id"], _short(exc))
+                audit_done[item["id"]] = Failure(f"audit append failed: {_short(exc)}", RETRY)
+                held = True
                 continue
-            audit_done.append(item["id"])
-        if audit_done or audit_failed:
-            self._settle(run_id, {**{i: None for i in audit_done}, **audit_failed})
-            self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in audit_done])
+            audit_done[item["id"]] = None
+        if audit_done:
+            self._settle(run_id, audit_done, items)
+            finished = {k for k, v in audit_done.items() if v is None or v.verdict == DEAD}
+            self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in finished])
         delivered: list[str] = []
-        failures: dict[str, tuple[str, bool]] = {}
+        failures: dict[str, Failure] = {}
+        broken: dict[str, str] = {}  # notifier name -> why (raises the delivery health alert)
+        working: set[str] = set()
+        waited = 0.0
         for item in (i for i in ordered if i["kind"] == "alert"):
-            notifier = by_name.get(str(item.get("notifier")))
-            if notifier is None:
-                logger.warning("alert %s waits for notifier %s, which is not configured", item["id"],
-                               item.get("notifier"))
-                failures[item["id"]] = ("notifier not configured", False)
+            name = str(item.get("notifier"))
+            notifier = by_name.get(name)
+            if item.get("dead") or notifier is None:
+                why = str(item.get("lastError") or f"notifier {name} is not configured")
+                logger.warning("alert %s cannot be delivered: %s", item["id"], why)
+                failures[item["id"]] = Failure(why, DEAD)
                 continue
+            wait = self._not_before(name, holds) - self.clock().timestamp()
+            if wait > 0:
+                if waited + wait > self.max_wait_seconds:
+                    # The service asked us to hold off longer than this run may wait: a later run posts it.
+                    failures[item["id"]] = Failure(f"{name} asked to wait {wait:.0f} s (Retry-After)", DEFER,
+                                                   self._not_before(name, holds))
+                    continue
+                self.sleep(wait)
+                waited += wait
             try:
                 notifier.deliver(item["payload"], alert_id=item["payload"]["id"])
             except DeliveryError as exc:
-                logger.warning("alert %s not delivered by %s: %s", item["id"], item.get("notifier"), exc)
-                failures[item["id"]] = (str(exc), not exc.retryable)
+                logger.warning("alert %s not delivered by %s: %s", item["id"], name, exc)
+                if exc.retry_after is not None:
+                    self._hold_off(name, exc.retry_after, holds)
+                dead = not exc.retryable or int(_number(item.get("attempts"))) + 1 >= self.max_delivery_attempts
+                failures[item["id"]] = Failure(str(exc), DEAD if dead else RETRY)
+                age = self.clock().timestamp() - _number(item.get("createdAt"), self.clock().timestamp())
+                if exc.alarm or dead or age >= self.health_limit.total_seconds():
+                    broken[name] = str(exc)
                 continue
-            self._settle(run_id, {item["id"]: None})
+            working.add(name)
+            self._settle(run_id, {item["id"]: None}, items)
             delivered.append(item["id"])
         if failures:
-            self._settle(run_id, failures)
+            self._settle(run_id, failures, items)
         if delivered or failures:
             self._append_delivery(run_id, delivered, list(failures))
+        if depth == 0 and (broken or working):
+            mine = self._observe(run_id, Observation(channel_failures=broken, channels_ok=frozenset(working)))
+            if mine:
+                more_delivered, more_failed = self._process_outbox(run_id, mine, holds=holds, depth=1)
+                delivered += more_delivered
+                failures.update(dict.fromkeys(more_failed, Failure("", RETRY)))
         return delivered, list(failures)
 
     def _audit_payload(self, item: JsonDict, encoded: Mapping[str, EncodedRecord]) -> JsonDict | EncodedRecord | None:
@@ -470,28 +557,129 @@ class Auditor:
         loaded: JsonDict = json.loads(text)
         return loaded
 
-    def _settle(self, run_id: str, outcomes: Mapping[str, tuple[str, bool] | None]) -> None:
-        """Remove finished items (None) from the outbox, or release failed ones ((error, dead)), with the ETag."""
+    def _settle(self, run_id: str, outcomes: Mapping[str, Failure | None], claimed: Sequence[JsonDict] = ()) -> None:
+        """Remove finished items (None) from the outbox, or release failed ones ((error, dead)), with the ETag.
+
+        A dead item leaves the outbox after its dead-letter record is appended. Our other claims are renewed.
+        """
+        dead = {k: v.error for k, v in outcomes.items() if v is not None and v.verdict == DEAD}
+        if dead:
+            outcomes = dict(outcomes)
+            for item in claimed:
+                if item["id"] in dead and not self._dead_letter(run_id, item, dead[item["id"]]):
+                    outcomes[item["id"]] = Failure(dead[item["id"]], RETRY)  # kept until its record is written
         while True:
             state, etag = self.state.load()
             if state is None:
                 return
+            now = self.clock().timestamp()
             outbox: list[JsonDict] = []
             for item in state.outbox:
-                if item["id"] not in outcomes or item.get("claimedBy") != run_id:
+                if item.get("claimedBy") != run_id:
                     outbox.append(item)
                     continue
+                if item["id"] not in outcomes:
+                    outbox.append({**item, "claimedUntil": now + self.lease_seconds})
+                    continue
                 failure = outcomes[item["id"]]
-                if failure is not None:
-                    error, dead = failure
-                    outbox.append({**item, "claimedBy": None, "claimedUntil": 0, "attempts": item["attempts"] + 1,
-                                   "lastError": error, "dead": dead})
+                if failure is None or failure.verdict == DEAD:
+                    continue
+                if failure.verdict == DEFER:  # not an attempt: the service asked us to wait
+                    outbox.append({**item, "claimedBy": None, "claimedUntil": 0, "notBefore": failure.not_before})
+                    continue
+                attempts = int(_number(item.get("attempts"))) + 1
+                outbox.append({**item, "claimedBy": None, "claimedUntil": 0, "attempts": attempts,
+                               "lastError": failure.error[:500], "notBefore": now + _backoff(attempts)})
+            webhooks = _merged_holds(state.webhooks, self._holds, now)
             tail = self._audit_tail() or state.audit_tail
             try:
-                self.state.save(replace(state, outbox=outbox, audit_tail=tail), etag=etag)
+                self.state.save(replace(state, outbox=outbox, webhooks=webhooks, audit_tail=tail), etag=etag)
                 return
             except StateConflict:
                 continue
+
+    def _dead_letter(self, run_id: str, item: JsonDict, error: str) -> bool:
+        """The dead-letter record of an item that leaves the outbox undone: what it was and why, never its secret."""
+        payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
+        assert isinstance(payload, dict)
+        record: JsonDict = {
+            "runId": run_id, "time": self.clock().isoformat(), "outcome": DEAD_LETTER,
+            "item": {"id": _bounded(item.get("id")), "kind": item.get("kind"), "notifier": item.get("notifier"),
+                     "attempts": int(_number(item.get("attempts"))) + 1, "error": _bounded(error)},
+            # Where the full content is: the audit record of the run that produced it.
+            "ofRun": _bounded(payload.get("runId") or str(item.get("id", "")).split(":")[0]),
+            "outcomeOfRun": _bounded(payload.get("outcome")),
+        }
+        if item.get("kind") == "alert":
+            record["alertId"] = _bounded(payload.get("id"))
+            record["counts"] = {d: len(payload.get(d) or []) for d in ("opened", "closed")}
+            if payload.get("kind"):
+                record["alertKind"] = _bounded(payload.get("kind"))
+        logger.error("outbox item %s dead-lettered after %s attempt(s): %s", record["item"]["id"],
+                     record["item"]["attempts"], _bounded(error))
+        try:
+            self.audit.append(record)
+        except Exception as exc:  # the item stays in the outbox: never dropped without its record
+            logger.error("dead-letter record of %s not appended: %s", record["item"]["id"], _short(exc))
+            return False
+        return True
+
+    # ---- webhook "not before" times (Retry-After kept across alerts and runs) -----------------------------------
+    def _hold_off(self, name: str, seconds: float, stored: Mapping[str, Any]) -> None:
+        until = self.clock().timestamp() + min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+        self._holds[name] = {"notBefore": max(until, self._not_before(name, stored))}
+
+    def _not_before(self, name: str, stored: Mapping[str, Any]) -> float:
+        """The later of what this process learned and what the committed outbox says (another process or run)."""
+        def when(holds: Mapping[str, Any]) -> float:
+            hold = holds.get(name)
+            return _number(hold.get("notBefore")) if isinstance(hold, dict) else 0.0
+
+        return max(when(self._holds), when(stored))
+
+    # ---- health ----------------------------------------------------------------------------------------------------
+    def _health_items(self, transitions: Sequence[Transition], run_id: str, now: datetime) -> list[JsonDict]:
+        """Outbox items for health transitions: an audit record each, and the alert to every channel it concerns
+        (an alarm about a channel is not sent to that channel; its all-clear is)."""
+        items: list[JsonDict] = []
+        for t in transitions:
+            alert = health_alert(t, now=now)
+            alert["runId"] = run_id
+            record = {"runId": run_id, "time": now.isoformat(), "outcome": f"health {t.status}",
+                      "condition": t.condition, "title": t.title, "detail": t.detail, "since": t.since,
+                      "alertId": alert["id"]}
+            items.append(self._item("audit", f"{alert['id']}:audit", record, run_id, now))
+            about = channel_of_condition(t.condition)
+            items += [self._item("alert", f"{alert['id']}:{n.name}", alert, run_id, now, notifier=n.name)
+                      for n in self.notifiers if not (t.status == RAISED and n.name == about)]
+        return items
+
+    def _observe(self, run_id: str, seen: Observation) -> list[JsonDict]:
+        """Fold what this run saw into the committed health; commit the health items it raises (claimed by us).
+
+        Writes the state only when the health moved. Without any committed state (no baseline yet) the
+        transitions are only logged (Azure Monitor still sees them) and tried again by every run.
+        """
+        while True:
+            state, etag = self.state.load()
+            now = self.clock()
+            health, transitions = assess(state.health if state else {}, seen, now=now, limit=self.health_limit)
+            if state is None:
+                _log_transitions(transitions)
+                return []
+            if health == state.health and not transitions:
+                return []
+            items = self._health_items(transitions, run_id, now)
+            try:
+                self.state.save(replace(state, health=health, outbox=[*state.outbox, *items]), etag=etag)
+            except StateConflict:
+                continue
+            _log_transitions(transitions)
+            return items
+
+    def _log_reconciled(self, trigger: RunTrigger) -> None:
+        if trigger.kind == "reconcile":
+            logger.info("%s", LOG_MARKER_RECONCILED)
 
     def _append_delivery(self, run_id: str, delivered: list[str], undelivered: list[str]) -> None:
         try:
@@ -575,6 +763,58 @@ class Auditor:
                                   delay_seconds=self.recheck_delay_seconds)
         except Exception:  # the timer reconcile still catches it; never lose the run for this
             logger.exception("could not schedule a re-check; the next reconcile will pick the change up")
+
+
+RETRY, DEFER, DEAD = "retry", "defer", "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an outbox item was not done, and what happens to it: tried again later, deferred
+    (not an attempt: a webhook asked us to wait) or dead-lettered."""
+
+    error: str
+    verdict: str  # RETRY | DEFER | DEAD
+    not_before: float = 0.0  # DEFER: when it may be tried again
+
+
+def _merged_holds(stored: Mapping[str, Any], learned: Mapping[str, JsonDict], now: float) -> JsonDict:
+    """The webhooks' not-before times to commit: the later of each, those already past dropped."""
+    out: JsonDict = {}
+    for name in {*stored, *learned}:
+        times = [_number(h.get("notBefore")) for h in (stored.get(name), learned.get(name)) if isinstance(h, dict)]
+        if times and max(times) > now:
+            out[name] = {"notBefore": max(times)}
+    return out
+
+
+def _backoff(attempts: int) -> float:
+    """Wait before the next attempt of an item that failed `attempts` times: the next run, then 30 s doubling."""
+    return min(30.0 * 2 ** min(attempts - 2, 10), BACKOFF_CAP_SECONDS) if attempts > 1 else 0.0
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    """A stored number, or `default` for anything else (a state written by an older version, or damaged)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+        return default
+    return float(value)
+
+
+def _bounded(value: Any, limit: int = 300) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _log_transitions(transitions: Sequence[Transition]) -> None:
+    """One line per transition with a fixed marker: Azure Monitor alerts on it even when every chat is down."""
+    for t in transitions:
+        if t.status == RAISED:
+            logger.error("%s: %s: %s (since %s)", LOG_MARKER_RAISED, t.condition, t.detail, t.since)
+        else:
+            logger.warning("%s: %s: %s", LOG_MARKER_CLEARED, t.condition, t.title)
 
 
 # An alert carries at most this many pairs (the chat services show far fewer); the audit record has them all.

@@ -6,11 +6,13 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from shared.auditor import Auditor, Classifier, RunResult, RunTrigger, default_classifier
 from shared.events import MalformedEventError, Skip, parse_event
 from shared.offline import SnapshotFileTopologyReader
+from shared.policy import Policy
 from shared.ports import Notifier, TopologyReader
 from shared.settings import Settings
 
@@ -36,25 +38,39 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
 
         reader = ResourceGraphTopologyReader(default_credential(settings.client_id), settings.subscriptions)
     state, audit, recheck = store_from_settings(env)
-    notifiers: list[Notifier] = list(notifiers_from_settings(env)) or [ConsoleNotifier()]
+    notifiers: list[Notifier] = list(notifiers_from_settings(
+        env, timeout=settings.webhook_timeout_seconds, max_total_wait=settings.webhook_max_wait_seconds,
+    )) or [ConsoleNotifier()]
     notifiers[:0] = [p for p in [publisher_from_settings(env, client_id=settings.client_id)] if p]  # fails fast: first
-    classify, notify_info = _classification(settings)
+    classify, notify_info, policy = _classification(settings)
     return Auditor(reader=reader, state=state, audit=audit, notifiers=notifiers, recheck=recheck,
                    classify=classify, notify_info=notify_info, recheck_delay_seconds=settings.recheck_delay_seconds,
-                   report=report_publisher_from_settings(env))
+                   report=report_publisher_from_settings(env), report_policy=policy, **health_options(settings))
 
 
-def _classification(settings: Settings) -> tuple[Classifier, bool]:
-    """The severity classifier and whether accepted (info) paths go to chat, from the policy file if any.
+def health_options(settings: Settings) -> dict[str, Any]:
+    """The auditor's health and outbox timings from the settings.
+
+    The claim lease covers one delivery call (4 attempts of WEBHOOK_TIMEOUT_SECONDS plus WEBHOOK_MAX_WAIT_SECONDS
+    of waits): a run that died leaves its outbox items to the next run after about a minute with the defaults.
+    """
+    call = 4 * settings.webhook_timeout_seconds + settings.webhook_max_wait_seconds
+    return {"health_limit": timedelta(minutes=settings.health_alert_after_minutes),
+            "max_wait_seconds": settings.webhook_max_wait_seconds,
+            "lease_seconds": int(max(60, call + 5))}
+
+
+def _classification(settings: Settings) -> tuple[Classifier, bool, Policy | None]:
+    """The severity classifier, whether accepted (info) paths go to chat, and the policy file's policy if any.
 
     A policy file with an error raises PolicyError (`FILE:LINE: ...`) here, at start-up: never "allow all".
     """
     if not settings.policy_file:
-        return default_classifier, settings.notify_accepted
+        return default_classifier, settings.notify_accepted, None
     from shared.policy import classifier, load_policy
 
     policy = load_policy(settings.policy_file)
-    return classifier(policy), settings.notify_accepted or policy.notify_info
+    return classifier(policy), settings.notify_accepted or policy.notify_info, policy
 
 
 def auditor() -> Auditor:

@@ -11,7 +11,15 @@ JsonDict = dict[str, Any]
 
 
 class IncompleteReadError(Exception):
-    """The live topology could not be read completely (403, throttling, a failed call)."""
+    """The live topology could not be read completely (403, throttling, a failed call).
+
+    `unreadable` names the watched subscriptions that could not be read at all, each with why (no Reader or
+    not found; Resource Graph cannot tell the two apart), for the health alert that names them.
+    """
+
+    def __init__(self, message: str, *, unreadable: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.unreadable: dict[str, str] = dict(unreadable or {})
 
 
 class StateConflict(Exception):
@@ -19,11 +27,20 @@ class StateConflict(Exception):
 
 
 class DeliveryError(Exception):
-    """A chat service did not accept an alert. `retryable` says whether a later attempt may succeed."""
+    """A chat service did not accept an alert. `retryable` says whether a later attempt may succeed.
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    retry_after: seconds the service asked us to wait (Retry-After) before posting to it again; the auditor keeps
+        it as the webhook's "not before" time across alerts and runs.
+    alarm: the channel itself is broken (revoked or deleted webhook, 401/403/404, or even the minimal alert was
+        refused): a health alert is raised, so someone hears of it by another way.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
+                 alarm: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
+        self.alarm = alarm
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +56,9 @@ class CommittedState:
     outbox: alerts committed but not yet accepted by a chat service: {"id", "channel", "alert"} each.
     pending: changes still settling, re-checked later (free-form records from the auditor).
     sequence: increases by one with every commit.
+    health: the auditor's own health (shared.health): raised conditions, the last complete read and the
+        last complete reconcile.
+    webhooks: per notifier name, {"notBefore": epoch seconds}: no post to that webhook before then (Retry-After).
     audit_tail: where the audit chain ended when this state was written ({"file", "size", "seq", "lineHash"}), so
         the next append need not read the log's last line back (trusted only while the file has that size).
     working_copy_ok: False when the store could not load `resources` intact (then they are empty): the run reads
@@ -52,6 +72,8 @@ class CommittedState:
     outbox: list[JsonDict] = field(default_factory=list)
     pending: list[JsonDict] = field(default_factory=list)
     sequence: int = 0
+    health: JsonDict = field(default_factory=dict)
+    webhooks: JsonDict = field(default_factory=dict)
     audit_tail: JsonDict | None = None
     working_copy_ok: bool = True
 
@@ -64,6 +86,8 @@ class CommittedState:
             "outbox": self.outbox,
             "pending": self.pending,
             "sequence": self.sequence,
+            **({"health": self.health} if self.health else {}),
+            **({"webhooks": self.webhooks} if self.webhooks else {}),
             **({"auditTail": self.audit_tail} if self.audit_tail else {}),
         }
 
@@ -77,6 +101,8 @@ class CommittedState:
             outbox=list(data.get("outbox", [])),
             pending=list(data.get("pending", [])),
             sequence=int(data.get("sequence", 0)),
+            health=dict(data.get("health") or {}),
+            webhooks=dict(data.get("webhooks") or {}),
             audit_tail=dict(data["auditTail"]) if isinstance(data.get("auditTail"), dict) else None,
         )
 

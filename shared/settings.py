@@ -14,6 +14,18 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float, unit: str) -> float:
+    """A setting holding a number of `unit` between `low` and `high` (ConfigurationError naming it otherwise)."""
+    text = (env.get(name) or "").strip() or str(default)
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number of {unit}, not {text!r}") from None
+    if not low <= value <= high:  # also refuses NaN
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g} {unit}, not {text!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     subscriptions: tuple[str, ...] = ()
@@ -22,6 +34,9 @@ class Settings:
     policy_file: str | None = None
     notify_accepted: bool = False
     recheck_delay_seconds: int = 120
+    webhook_timeout_seconds: float = 10.0  # one webhook request
+    webhook_max_wait_seconds: float = 15.0  # all waits (retries, Retry-After) of one delivery
+    health_alert_after_minutes: float = 60.0  # incomplete reads / no complete reconcile for this long: alarm
     raw: Mapping[str, str] = field(default_factory=dict, repr=False)  # may hold secrets: never log it
 
     @classmethod
@@ -43,6 +58,9 @@ class Settings:
             policy_file=env.get("POLICY_FILE") or None,
             notify_accepted=_flag(env.get("NOTIFY_ACCEPTED")),
             recheck_delay_seconds=delay,
+            webhook_timeout_seconds=_number(env, "WEBHOOK_TIMEOUT_SECONDS", 10, 1, 120, "seconds"),
+            webhook_max_wait_seconds=_number(env, "WEBHOOK_MAX_WAIT_SECONDS", 15, 0, 600, "seconds"),
+            health_alert_after_minutes=_number(env, "HEALTH_ALERT_AFTER_MINUTES", 60, 5, 7 * 24 * 60, "minutes"),
             raw=dict(env),
         )
         if not settings.subscriptions and not settings.topology_snapshot:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from shared.notify.compact import render_minimal
 from shared.notify.render import RenderError, render, render_text
 from shared.notify.targets import ALLOWED_HOSTS_SETTING, AllowedHosts, TargetRefused, check_resolved, check_target
 from shared.ports import DeliveryError, JsonDict, Notifier
@@ -38,7 +39,19 @@ SLACK_ERRORS = {
     "invalid_token": "the Slack webhook token is invalid (invalid_token)",
     "channel_not_found": "the Slack channel of this webhook no longer exists (channel_not_found)",
     "channel_is_archived": "the Slack channel of this webhook is archived (channel_is_archived)",
+    "msg_blocks_too_long": "Slack refused the message as too long (msg_blocks_too_long)",
+    "invalid_blocks": "Slack refused the message's blocks (invalid_blocks)",
+    "invalid_blocks_format": "Slack refused the message's blocks (invalid_blocks_format)",
+    "msg_too_long": "Slack refused the message as too long (msg_too_long)",
 }
+# Refusals of a message's size or shape: the minimal alert is sent instead (ours fit; the limits are undocumented
+# in part, see shared/notify/slack.py). Teams Workflows answers 413 "Request entity too large" over about 28 KB.
+SLACK_SIZE_ERRORS = frozenset({"msg_blocks_too_long", "invalid_blocks", "invalid_blocks_format", "msg_too_long"})
+# Answers that mean the channel itself is gone or locked (revoked webhook, deleted or disabled flow, archived
+# channel): retrying never helps, and someone must hear of it another way (the health alarm).
+SLACK_GONE_ERRORS = frozenset({"action_prohibited", "no_service", "no_service_id", "no_team", "team_disabled",
+                               "invalid_token", "channel_not_found", "channel_is_archived"})
+GONE_STATUSES = frozenset({401, 403, 404, 410})
 
 
 class Pacer:
@@ -91,6 +104,7 @@ class _Attempt:
     retryable: bool
     reason: str
     retry_after: float | None = None
+    refusal: str = ""  # "size": refused for its size or shape; "gone": the channel is revoked, deleted or locked
 
 
 class WebhookNotifier:
@@ -139,14 +153,41 @@ class WebhookNotifier:
         """One bounded sequence of attempts; returns once accepted, else raises DeliveryError.
 
         `alert_id` (the outbox's id) is the id shown in the message and sent as X-Alert-Id / Idempotency-Key.
+        A post refused for its size or shape is followed by the minimal alert (title, counts, severity, alert
+        id, where the full record is); if that is refused too, or the channel is gone, the error is an alarm.
         """
-        body, unrenderable = {}, ""
+        body: dict[str, Any] = {}
+        unrenderable = ""
         try:
             body = render(self.channel, {**alert, "id": alert_id})
         except RenderError as exc:
             unrenderable = str(exc)
         if unrenderable:  # raised outside the handler so no exception chain is attached
             raise DeliveryError(f"{self.name}: alert {alert_id} cannot be rendered: {unrenderable}", retryable=False)
+        outcome, attempt = self._attempts(body, alert_id)
+        if outcome.refusal == "size":
+            logger.warning("%s: alert %s refused for its size or shape (%s); sending the minimal alert instead",
+                           self.name, alert_id, outcome.reason)
+            outcome, attempt = self._attempts(render_minimal(self.channel, {**alert, "id": alert_id}), alert_id)
+            if outcome.accepted:
+                return
+            if not outcome.retryable:
+                logger.error("%s: even the minimal alert %s was refused: %s", self.name, alert_id, outcome.reason)
+                raise DeliveryError(f"{self.name}: alert {alert_id} refused, and its minimal form too: "
+                                    f"{outcome.reason}", retryable=False, alarm=True)
+        if outcome.accepted:
+            return
+        if not outcome.retryable:
+            logger.error("%s: alert %s rejected, not retried: %s", self.name, alert_id, outcome.reason)
+            raise DeliveryError(f"{self.name}: alert {alert_id} rejected: {outcome.reason}", retryable=False,
+                                alarm=outcome.refusal == "gone")
+        logger.warning("%s: alert %s not delivered, will be retried on a later run: %s",
+                       self.name, alert_id, outcome.reason)
+        raise DeliveryError(f"{self.name}: alert {alert_id} not delivered after {attempt} attempt(s): "
+                            f"{outcome.reason}", retryable=True, retry_after=outcome.retry_after)
+
+    def _attempts(self, body: dict[str, Any], alert_id: str) -> tuple[_Attempt, int]:
+        """Post `body` with bounded retries (Retry-After honoured within the wait budget); the last outcome."""
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {
             "Content-Type": "application/json; charset=utf-8",
@@ -156,15 +197,13 @@ class WebhookNotifier:
         }
         waited = 0.0
         outcome = _Attempt(False, True, "not attempted")
+        attempt = 0
         for attempt in range(1, self._max_attempts + 1):
             outcome = self._post(data, headers)
             if outcome.accepted:
                 logger.info("%s: alert %s accepted (attempt %d)", self.name, alert_id, attempt)
-                return
-            if not outcome.retryable:
-                logger.error("%s: alert %s rejected, not retried: %s", self.name, alert_id, outcome.reason)
-                raise DeliveryError(f"{self.name}: alert {alert_id} rejected: {outcome.reason}", retryable=False)
-            if attempt == self._max_attempts:
+                return outcome, attempt
+            if not outcome.retryable or attempt == self._max_attempts:
                 break
             delay = self._delay(attempt, outcome.retry_after)
             if waited + delay > self._max_total_wait:
@@ -175,10 +214,7 @@ class WebhookNotifier:
                            self.name, alert_id, attempt, self._max_attempts, outcome.reason, delay)
             self._sleep(delay)
             waited += delay
-        logger.warning("%s: alert %s not delivered, will be retried on a later run: %s",
-                       self.name, alert_id, outcome.reason)
-        raise DeliveryError(f"{self.name}: alert {alert_id} not delivered after {attempt} attempt(s): "
-                            f"{outcome.reason}", retryable=True)
+        return outcome, attempt
 
     def _post(self, data: bytes, headers: dict[str, str]) -> _Attempt:
         """One POST. requests' exceptions carry the URL, so only their class name leaves this method."""
@@ -229,7 +265,14 @@ class WebhookNotifier:
             return _Attempt(False, True, f"HTTP {status}" + _detail(text), _retry_after(response))
         if 300 <= status < 400:
             return _Attempt(False, False, f"HTTP {status}: redirected (not followed; has the webhook URL moved?)")
-        return _Attempt(False, False, f"HTTP {status}: {self._rejection(status, text)}")
+        token = text.split()[0] if text else ""
+        refusal = ""
+        if status == 413 or (self.channel == "slack" and token in SLACK_SIZE_ERRORS) or (
+                self.channel == "teams" and status == 400 and "too large" in text.lower()):
+            refusal = "size"
+        elif status in GONE_STATUSES or (self.channel == "slack" and token in SLACK_GONE_ERRORS):
+            refusal = "gone"
+        return _Attempt(False, False, f"HTTP {status}: {self._rejection(status, text)}", refusal=refusal)
 
     def _rejection(self, status: int, text: str) -> str:
         if self.channel == "slack":
@@ -261,6 +304,26 @@ class ConsoleNotifier:
         stream.flush()
 
 
+class UnusableWebhookNotifier:
+    """Stands for a webhook setting that exists but cannot be used (an unresolved Key Vault reference, a refused
+    URL): every delivery fails, so the alerts stay queued under the setting's name (delivered once it is fixed)
+    and the failure shows as one, never as a silent fallback to the console."""
+
+    def __init__(self, channel: str, *, name: str, reason: str) -> None:
+        self.channel = channel
+        self.name = name
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"UnusableWebhookNotifier(channel={self.channel!r}, name={self.name!r})"
+
+    def deliver(self, alert: JsonDict, *, alert_id: str) -> None:
+        logger.error("%s: alert %s not delivered: the setting is configured but unusable: %s", self.name, alert_id,
+                     self.reason)
+        raise DeliveryError(f"{self.name}: alert {alert_id} not delivered: the setting is configured but unusable: "
+                            f"{self.reason}", retryable=True)
+
+
 def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list[Notifier]:
     """A WebhookNotifier per `TEAMS_/SLACK_/JSON_WEBHOOK_URL*` setting holding a usable URL, in name order.
 
@@ -274,21 +337,25 @@ def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list
         value = (settings[setting] or "").strip()
         if channel is None or not value:
             continue
+        name = f"{channel}:{setting}"
         if value.startswith("@Microsoft.KeyVault"):
-            logger.error("setting %s is an unresolved Key Vault reference (check the app's identity and the "
-                         "secret); its %s webhook is skipped", setting, channel)
+            reason = (f"setting {setting} is an unresolved Key Vault reference (check the app's identity and the "
+                      "secret)")
+            logger.error("%s; its %s alerts stay queued", reason, channel)
+            out.append(UnusableWebhookNotifier(channel, name=name, reason=reason))
             continue
         try:
             check_target(setting, channel, value, allowed)
         except TargetRefused as exc:
-            logger.error("%s; skipped", exc)
+            logger.error("%s; its %s alerts stay queued", exc, channel)
+            out.append(UnusableWebhookNotifier(channel, name=name, reason=str(exc)))
             continue
         if value in seen:
             logger.warning("setting %s holds the same webhook as %s; skipped so alerts are not posted twice",
                            setting, seen[value])
             continue
         seen[value] = setting
-        out.append(WebhookNotifier(channel, value, name=f"{channel}:{setting}", allowed_hosts=allowed, **options))
+        out.append(WebhookNotifier(channel, value, name=name, allowed_hosts=allowed, **options))
     return out
 
 

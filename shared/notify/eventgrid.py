@@ -439,11 +439,8 @@ def _retry_after(response: Any) -> float | None:
 
 def _delivery_error(message: str, *, retryable: bool, retry_after: float | None = None,
                     alarm: bool = False) -> DeliveryError:
-    """A DeliveryError with the Retry-After and alarm hints where the port takes them."""
-    try:
-        return DeliveryError(message, retryable=retryable, retry_after=retry_after, alarm=alarm)  # type: ignore[call-arg]
-    except TypeError:
-        return DeliveryError(message, retryable=retryable)
+    """A DeliveryError with the Retry-After and alarm hints (the port takes them since issue 10 landed)."""
+    return DeliveryError(message, retryable=retryable, retry_after=retry_after, alarm=alarm)
 
 
 __all__ = ["CHANNEL", "HEALTH", "PAIR_CLOSED", "PAIR_OPENED", "EventGridTopicPublisher", "batch_events",

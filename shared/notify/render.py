@@ -8,8 +8,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from shared.escape import terminal_lines
+from shared.health import is_health
 from shared.notify import slack, teams
-from shared.notify.view import AlertView, more_line, read_alert, short_time
+from shared.notify.compact import render_health, render_health_text, render_minimal
+from shared.notify.view import more_line, read_alert, short_time
 
 CHANNELS = ("teams", "slack", "json")
 JSON_SCHEMA = "er-transit-auditor/alert/v1"
@@ -22,15 +24,21 @@ class RenderError(ValueError):
 
 
 def render(channel: str, alert: Mapping[str, Any]) -> dict[str, Any]:
-    """The request body to post for `alert` on `channel` ("teams", "slack" or "json")."""
+    """The request body to post for `alert` on `channel` ("teams", "slack" or "json").
+
+    Teams and Slack bodies are summarised until their measured size fits the service's limits; when even the
+    shortest summary does not, the minimal alert (title, counts, severity, alert id, where the record is).
+    """
+    if channel not in CHANNELS:
+        raise RenderError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
+    if isinstance(alert, Mapping) and is_health(alert):
+        return render_health(channel, alert)
     _check_alert(alert)
     if channel == "json":
         return render_json(alert)
     if channel == "teams":
-        return _fit(read_alert(alert), teams.render_teams, teams.fits)
-    if channel == "slack":
-        return _fit(read_alert(alert), slack.render_slack, slack.fits)
-    raise RenderError(f"unknown channel {channel!r}; expected one of {', '.join(CHANNELS)}")
+        return _fit(channel, alert, teams.render_teams, teams.fits)
+    return _fit(channel, alert, slack.render_slack, slack.fits)
 
 
 def render_json(alert: Mapping[str, Any]) -> dict[str, Any]:
@@ -41,6 +49,8 @@ def render_json(alert: Mapping[str, Any]) -> dict[str, Any]:
 
 def render_text(alert: Mapping[str, Any]) -> str:
     """A plain-text rendering for a terminal or a log (every pair, no summarising)."""
+    if is_health(alert):
+        return render_health_text(alert)
     view = read_alert(alert)
     lines = [f"[{view.severity.upper()}] {view.title}"]
     facts = (("changed by", view.caller), ("detected by", view.detected_by), ("time", short_time(view.time)),
@@ -94,14 +104,14 @@ def _check_alert(alert: Any) -> None:
         raise RenderError("not an alert: expected an object with 'opened' and 'closed' lists (diff --json)")
 
 
-def _fit(view: AlertView, build: Callable[..., dict[str, Any]], fits: Callable[[dict[str, Any]], bool]
-         ) -> dict[str, Any]:
-    body: dict[str, Any] = {}
+def _fit(channel: str, alert: Mapping[str, Any], build: Callable[..., dict[str, Any]],
+         fits: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    view = read_alert(alert)
     for max_groups, max_pairs in FIT_STEPS:
         body = build(view, max_groups=max_groups, max_pairs=max_pairs)
         if fits(body):
             return body
-    return body  # (0, 0) is a header and facts only; it always fits
+    return render_minimal(channel, alert)  # even header, facts and warnings alone were too large
 
 
 __all__ = ["CHANNELS", "RenderError", "render", "render_json", "render_main", "render_text"]

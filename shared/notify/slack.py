@@ -8,9 +8,16 @@ from shared.escape import slack_mrkdwn
 from shared.notify.view import AlertView, Endpoint, Group, Pair, Ref, short_time
 from shared.notify.view import more_line as _more_line
 
+# Slack's limits (Block Kit reference: 50 blocks a message, a section's text 3,000 characters, 10 fields of
+# 2,000, a header 150). Beyond the documented ones, Slack refuses a message whose blocks hold about 12,000-13,000
+# characters of text in all with `msg_blocks_too_long` (undocumented; slackapi/bolt-js issues 2509 and 2867):
+# stay under 12,000, counted on the rendered text (links and escapes included), not on the number of pairs.
 MAX_BLOCKS = 50
 MAX_SECTION_TEXT = 3000
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
 MAX_HEADER_TEXT = 150
+MAX_TOTAL_TEXT = 12000
 MAX_FALLBACK = 3000
 SEVERITY_ICON = {"critical": ":rotating_light:", "warning": ":warning:", "info": ":information_source:"}
 
@@ -43,11 +50,38 @@ def render_slack(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[st
     return {"text": _fallback(view), "blocks": blocks}
 
 
+def block_texts(block: dict[str, Any]) -> list[str]:
+    """Every text a block carries (its text, its fields, its context elements), as Slack counts them."""
+    texts = [block["text"].get("text", "")] if isinstance(block.get("text"), dict) else []
+    texts += [f.get("text", "") for f in block.get("fields", []) if isinstance(f, dict)]
+    texts += [e.get("text", "") for e in block.get("elements", []) if isinstance(e, dict)]
+    return [t for t in texts if isinstance(t, str)]
+
+
+def total_text(body: dict[str, Any]) -> int:
+    return sum(len(t) for b in body.get("blocks", []) for t in block_texts(b))
+
+
+def problems(body: dict[str, Any]) -> list[str]:
+    """What Slack would refuse in this body (empty: it fits)."""
+    blocks = body.get("blocks", [])
+    out = [f"{len(blocks)} blocks (at most {MAX_BLOCKS})"] if len(blocks) > MAX_BLOCKS else []
+    for b in blocks:
+        text = b.get("text", {}).get("text", "") if isinstance(b.get("text"), dict) else ""
+        if b.get("type") == "header" and len(text) > MAX_HEADER_TEXT:
+            out.append(f"header of {len(text)} characters (at most {MAX_HEADER_TEXT})")
+        elif len(text) > MAX_SECTION_TEXT:
+            out.append(f"section of {len(text)} characters (at most {MAX_SECTION_TEXT})")
+        fields = b.get("fields", [])
+        if len(fields) > MAX_FIELDS or any(len(f.get("text", "")) > MAX_FIELD_TEXT for f in fields):
+            out.append(f"fields over {MAX_FIELDS} or over {MAX_FIELD_TEXT} characters")
+    if total_text(body) > MAX_TOTAL_TEXT:
+        out.append(f"{total_text(body)} characters of block text (at most {MAX_TOTAL_TEXT})")
+    return out
+
+
 def fits(body: dict[str, Any]) -> bool:
-    blocks = body["blocks"]
-    return len(blocks) <= MAX_BLOCKS and all(
-        len(b.get("text", {}).get("text", "")) <= MAX_SECTION_TEXT for b in blocks
-    )
+    return not problems(body)
 
 
 def _fallback(view: AlertView) -> str:
@@ -134,9 +168,12 @@ def _link(r: Ref) -> str:
     return f"<{r.link}|{_esc(r.name)}>" if r.link else _esc(r.name)
 
 
-def _esc(text: str) -> str:
+def esc(text: str) -> str:
     return slack_mrkdwn(text)
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_esc, _cut = esc, cut

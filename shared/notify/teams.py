@@ -32,6 +32,11 @@ def render_teams(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[st
     if view.warnings:
         body.append(_text("**Warnings**\n\n" + "\n\n".join(f"- {_md(w)}" for w in view.warnings),
                           color="Warning", separator=True))
+    return message(body, _actions(view))
+
+
+def message(body: list[dict[str, Any]], actions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The Workflows webhook envelope around an Adaptive Card 1.4 with `body` (and `actions`)."""
     card: dict[str, Any] = {
         "type": "AdaptiveCard",
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -39,7 +44,6 @@ def render_teams(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[st
         "msteams": {"width": "Full"},
         "body": body,
     }
-    actions = _actions(view)
     if actions:
         card["actions"] = actions
     return {
@@ -50,8 +54,13 @@ def render_teams(view: AlertView, *, max_groups: int, max_pairs: int) -> dict[st
     }
 
 
+def posted_size(payload: dict[str, Any]) -> int:
+    """Bytes of the request body exactly as the notifier posts it (UTF-8 JSON, non-ASCII kept as is)."""
+    return len(json.dumps(payload, ensure_ascii=False).encode("utf-8"))
+
+
 def fits(payload: dict[str, Any]) -> bool:
-    return len(json.dumps(payload, ensure_ascii=False).encode("utf-8")) <= MAX_BYTES
+    return posted_size(payload) <= MAX_BYTES
 
 
 def _facts(view: AlertView) -> list[dict[str, str]]:
@@ -135,5 +144,8 @@ def _md_link(r: Ref) -> str:
     return f"[{_md(r.name)}]({r.link})" if r.link else _md(r.name)
 
 
-def _text(text: str, **props: Any) -> dict[str, Any]:
-    return {"type": "TextBlock", "text": text, "wrap": True, **props}
+def text(value: str, **props: Any) -> dict[str, Any]:
+    return {"type": "TextBlock", "text": value, "wrap": True, **props}
+
+
+_text = text

@@ -135,7 +135,7 @@ def test_a_crash_between_commit_and_delivery_loses_nothing(tmp_path: Path) -> No
     assert verify_audit(LocalAuditLog(tmp_path).lines()).ok
 
 
-def test_permanent_delivery_error_is_kept_as_dead_not_retried_forever(tmp_path: Path) -> None:
+def test_permanent_delivery_error_is_dead_lettered_not_retried_forever(tmp_path: Path) -> None:
     auditor, reader, notifier = make(tmp_path, lab((2,)))
     auditor.run(RunTrigger(kind="reconcile"))
     notifier.permanent_error = True
@@ -144,7 +144,13 @@ def test_permanent_delivery_error_is_kept_as_dead_not_retried_forever(tmp_path: 
     auditor.run(RunTrigger(kind="reconcile"))
     assert notifier.attempts == 1
     state, _ = LocalStateStore(tmp_path).load()
-    assert state is not None and state.outbox[0]["dead"] is True and "invalid_payload" in state.outbox[0]["lastError"]
+    assert state is not None and state.outbox == []  # it left the outbox, so it blocks nothing
+    [dead] = [r for r in records(tmp_path) if r["outcome"] == "dead letter"]
+    assert dead["item"]["notifier"] == notifier.name and "invalid_payload" in dead["item"]["error"]
+    assert dead["counts"] == {"opened": 1, "closed": 0} and dead["alertId"]
+    # and the refused channel raised the health alarm (audited; the only channel is the broken one)
+    assert [r["condition"] for r in records(tmp_path) if r["outcome"] == "health raised"] == [
+        f"delivery-failed:{notifier.name}"]
 
 
 def test_settling_gateway_is_pending_then_confirmed_with_the_original_caller(tmp_path: Path) -> None:

@@ -98,18 +98,26 @@ def test_the_lab_through_the_function_entry_points(live: dict[str, Any], webhook
     assert verify_audit(audit.lines()).ok
 
 
-def test_a_403_subscription_after_a_commit_closes_nothing(live: dict[str, Any], webhook: HTTPServer) -> None:
+def test_a_subscription_losing_reader_closes_nothing_and_raises_the_alarm_naming_it(
+        live: dict[str, Any], webhook: HTTPServer) -> None:
     arm: FakeArmServer = live["arm"]
     arm.set_resources({SUB: lab((1, 2))})
     function_app.reconcile(TimerRequest(past_due=False))
-    state_before = live["auditor"].state.load()
+    before, _ = live["auditor"].state.load()
     arm.deny_subscription(SUB)
     for event in host_events(STORY / "07-delete-conn-02" / "event.json"):
         function_app.on_resource_event(event)  # must not raise: the host would retry it forever
-    assert posted(webhook) == []
-    assert live["auditor"].state.load()[1] == state_before[1]
-    last = list(live["audit"].records())[-1]
-    assert last["outcome"] == "incomplete read"
+    after, _ = live["auditor"].state.load()
+    assert (after.pairs, after.resources, after.sequence) == (before.pairs, before.resources, before.sequence)
+    outcomes = [r["outcome"] for r in live["audit"].records()]
+    assert "incomplete read" in outcomes and "health raised" in outcomes
+    # No transit alert; one health alert that says which subscription and why.
+    [alarm] = posted(webhook)
+    assert alarm["kind"] == "health" and alarm["condition"] == f"subscription-unreadable:{SUB}"
+    assert "no Reader" in alarm["detail"] and alarm["opened"] == alarm["closed"] == []
+    for event in host_events(STORY / "07-delete-conn-02" / "event.json"):
+        function_app.on_resource_event(event)
+    assert len(posted(webhook)) == 1  # raised once, not once per run
 
 
 def test_a_throttled_or_failing_focus_read_is_incomplete_not_closed(live: dict[str, Any],

@@ -82,3 +82,18 @@ def test_a_report_that_cannot_be_written_never_fails_the_run(tmp_path: Path,
         result = auditor.run(event_trigger("e1", GW1))
     assert result.outcome == COMMITTED and len(notifier.accepted) == 1
     assert "could not write the report page to er-transit-report" in caplog.text
+
+
+def test_the_page_marks_what_the_apps_policy_forbids(tmp_path: Path) -> None:
+    from shared.policy import parse_policy
+
+    folder = tmp_path / "pages"
+    auditor, reader, _ = make(tmp_path, LocalReportPublisher(folder))
+    auditor.report_policy = parse_policy("forbidden:\n  - name: no-hub-02\n    a: {name: hub-02}\n")
+    auditor.run(RunTrigger(kind="reconcile"))
+    reader.resources = lab((1, 2))
+    auditor.run(event_trigger("e1", GW1))
+    page = (folder / "latest.html").read_text(encoding="utf-8")
+    found = re.search(r'"pairs":\[\[0,1,\[0\],1,0,0,(\d+),(\d+),', page)
+    assert found is not None and found.groups() == ("1", "0")
+    assert "forbidden by 'no-hub-02'" in page

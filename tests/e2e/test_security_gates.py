@@ -363,3 +363,32 @@ def test_a_junk_block_in_an_azure_audit_blob_starts_a_new_segment_blob(tmp_path:
         entrypoints.reset()
     done = cli("audit", "verify", "--from-settings", env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), **env})
     assert done.returncode == 1 and "segment 2: records" in done.stdout, done.stdout + done.stderr
+
+
+# -- 2: configured but unusable chat settings fail visibly, never fall back to the console --------------------------
+
+@pytest.mark.parametrize("value", ["@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/slack/)",
+                                   "http://hooks.slack.com/services/T0/B0/x"])
+def test_an_unusable_webhook_setting_keeps_alerts_queued_and_says_so(
+        local_app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture, value: str) -> None:
+    from shared.store import LocalAuditLog, LocalStateStore
+
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", value)
+    run_event(local_app, lab(enabled=(2,)), gateway_event("ergw-02", {UPN: "bob@contoso.example"}, "u-1"))
+    run_event(local_app, lab(enabled=(1, 2)), gateway_event("ergw-01", {UPN: "dan@contoso.example"}, "u-2"))
+    assert "ER transit opened" not in capsys.readouterr().out  # no silent console "delivery"
+    state, _ = LocalStateStore(tmp_path / "store").load()
+    assert state is not None
+    [queued] = [i for i in state.outbox if i.get("kind") == "alert"]
+    assert queued["notifier"] == "slack:SLACK_WEBHOOK_URL" and "configured but unusable" in queued["lastError"]
+    [delivery] = [r for r in LocalAuditLog(tmp_path / "store").records() if r["outcome"] == "delivery"]
+    assert delivery["delivered"] == [] and delivery["undelivered"] == [queued["id"]]
+    assert "SLACK_WEBHOOK_URL" in caplog.text and "hooks.slack.com/services" not in caplog.text
+
+
+def test_without_any_webhook_setting_the_console_is_the_default(local_app: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    run_event(local_app, lab(enabled=(2,)), gateway_event("ergw-02", {UPN: "bob@contoso.example"}, "c-1"))
+    run_event(local_app, lab(enabled=(1, 2)), gateway_event("ergw-01", {UPN: "dan@contoso.example"}, "c-2"))
+    assert "ER transit opened: hub-01" in capsys.readouterr().out

@@ -354,10 +354,12 @@ def test_notifiers_come_from_webhook_settings_and_bad_ones_are_named_and_skipped
         "SLACK_WEBHOOK_URL_SAME": "https://hooks.slack.com/services/T000/B000/SECRETxyz",
     }
     notifiers = notifiers_from_settings(settings, timeout=5.0)
-    assert [(n.channel, getattr(n, "name", "")) for n in notifiers] == [
-        ("json", "json:JSON_WEBHOOK_URL_SIEM"),
-        ("slack", "slack:SLACK_WEBHOOK_URL_NETOPS"),
-        ("teams", "teams:TEAMS_WEBHOOK_URL"),
+    assert [(n.channel, getattr(n, "name", ""), type(n).__name__) for n in notifiers] == [
+        ("json", "json:JSON_WEBHOOK_URL_KV", "UnusableWebhookNotifier"),  # configured but unusable: alerts queue
+        ("json", "json:JSON_WEBHOOK_URL_SIEM", "WebhookNotifier"),
+        ("slack", "slack:SLACK_WEBHOOK_URL_NETOPS", "WebhookNotifier"),
+        ("teams", "teams:TEAMS_WEBHOOK_URL", "WebhookNotifier"),
+        ("teams", "teams:TEAMS_WEBHOOK_URL_PLAIN", "UnusableWebhookNotifier"),
     ]
     assert "JSON_WEBHOOK_URL_KV is an unresolved Key Vault reference" in caplog.text
     assert "TEAMS_WEBHOOK_URL_PLAIN: plain http is refused" in caplog.text
