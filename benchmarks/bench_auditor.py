@@ -1,9 +1,18 @@
-"""Benchmark of one auditor run (read -> compute -> diff -> commit -> audit) on enterprise-sized topologies.
+"""Benchmarks of auditor runs on the generated enterprise estate (issue 9's "Done when" table; scripts, not tests).
 
-    .venv/bin/python benchmarks/bench_auditor.py [--sizes 1000,5000,20000]
+    .venv/bin/python benchmarks/bench_auditor.py [--vnets 20000] [--only NAME[,NAME]]
 
-Uses the local-folder store and an in-memory reader, so it measures the auditor's own work (not ARM latency).
-Each size runs in a fresh subprocess so its peak memory is its own. Prints a Markdown table.
+Scenarios (each in a fresh subprocess, so its time and peak memory are its own; a baseline is prepared first):
+- event-opens: an event whose gateway flip opens pairs, through the real SDK reader against the fake ARM over
+  HTTPS (Resource Graph queries and ARM calls counted by the fake), with the local-folder store; "cold" is a new
+  process (loads the committed working copy from disk), "warm" a process that already holds it.
+- event-unchanged: an event whose resource did not change (fake ARM), and the same with the offline snapshot
+  reader (TOPOLOGY_SNAPSHOT), which reads the whole file.
+- large-change: the generator's "after" topology (40 gateway flips, 1 connection in 100 deleted) read as one
+  reconcile from memory: time and peak RSS of the process.
+- reconcile-1500: a timer reconcile of the estate spread over 1,500 watched subscriptions, through the fake that
+  enforces Resource Graph's limits (1,000 subscriptions a request, 1,000 rows a page, 15 queries per 5 s).
+- burst-50: 50 events (gateway flips and no-ops) on 8 threads against the fake ARM.
 """
 
 from __future__ import annotations
@@ -11,11 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +34,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_transit import generate  # noqa: E402
+from benchmarks.bench_transit import SUBSCRIPTIONS, generate  # noqa: E402
 from shared.auditor import Auditor, RunTrigger  # noqa: E402
 from shared.ports import JsonDict  # noqa: E402
 from shared.store import LocalAuditLog, LocalStateStore  # noqa: E402
+
+SCENARIOS = ("event-opens", "event-unchanged", "large-change", "reconcile-1500", "burst-50")
 
 
 class MemoryReader:
@@ -47,44 +60,218 @@ class CountingNotifier:
         self.alerts += 1
 
 
-def measure(n_vnets: int) -> dict[str, Any]:
-    before, after = generate(n_vnets)
-    folder = tempfile.mkdtemp(prefix="bench-auditor-")
-    reader, notifier = MemoryReader(before), CountingNotifier()
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def by_subscription(resources: list[JsonDict], extra: int = 0) -> dict[str, list[JsonDict]]:
+    out: dict[str, list[JsonDict]] = {s: [] for s in SUBSCRIPTIONS}
+    out.update({f"00000000-0000-0000-0001-{i:012d}": [] for i in range(extra)})
+    for r in resources:
+        out[r["id"].split("/")[2]].append(r)
+    return out
+
+
+def fake_arm_auditor(folder: str, resources: list[JsonDict], *, extra_subs: int = 0) -> tuple[Any, Any, Any]:
+    from shared.arm import ResourceGraphTopologyReader
+    from tests.integration.fake_arm import FakeArmServer
+
+    fake = FakeArmServer().start()
+    estate = by_subscription(resources, extra_subs)
+    fake.set_resources(estate)
+    reader = ResourceGraphTopologyReader(fake.credential, list(estate), **fake.client_options(retry_total=0))
     auditor = Auditor(reader=reader, state=LocalStateStore(folder), audit=LocalAuditLog(folder),
-                      notifiers=[notifier])
+                      notifiers=[CountingNotifier()])
+    return fake, reader, auditor
+
+
+def closed_gateway(resources: list[JsonDict], index: int = 0) -> JsonDict:
+    """A gateway with allowRemoteVnetTraffic false that shares a circuit with an enabled one (flipping it opens
+    pairs)."""
+    circuits: dict[str, set[str]] = {}
+    for r in resources:
+        if r["type"].lower().endswith("/connections"):
+            gw = r["properties"]["virtualNetworkGateway1"]["id"].lower()
+            circuits.setdefault(gw, set()).add(r["properties"]["peer"]["id"].lower().split("/peerings")[0])
+    gateways = [r for r in resources if r["type"].lower().endswith("/virtualnetworkgateways")]
+    enabled = set().union(*(circuits.get(g["id"].lower(), set()) for g in gateways
+                            if g["properties"].get("allowRemoteVnetTraffic")))
+    candidates = [g for g in gateways if not g["properties"].get("allowRemoteVnetTraffic")
+                  and circuits.get(g["id"].lower(), set()) & enabled]
+    return candidates[index]
+
+
+def flipped(gateway: JsonDict) -> JsonDict:
+    return {**gateway, "properties": {**gateway["properties"], "allowRemoteVnetTraffic":
+                                      not gateway["properties"].get("allowRemoteVnetTraffic")}}
+
+
+def event(event_id: str, resource_id: str) -> RunTrigger:
+    return RunTrigger(kind="event", event_id=event_id, operation="Microsoft.Network/virtualNetworkGateways/write",
+                      resource_id=resource_id, caller="bench@contoso.example")
+
+
+def timed(fn: Any) -> tuple[Any, float]:
     started = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - started
+
+
+# -- scenarios (each runs in its own process) ----------------------------------------------------------------
+def prepare_baseline(n: int, folder: str) -> None:
+    before, _ = generate(n)
+    fake, _, auditor = fake_arm_auditor(folder, before)
     auditor.run(RunTrigger(kind="reconcile"))
-    baseline = time.perf_counter() - started
-    reader.resources = after
-    started = time.perf_counter()
-    result = auditor.run(RunTrigger(kind="event", event_id="bench-1", resource_id=None))
-    change = time.perf_counter() - started
-    started = time.perf_counter()
-    auditor.run(RunTrigger(kind="event", event_id="bench-2", resource_id=None))
-    unchanged = time.perf_counter() - started
-    state_bytes = sum(p.stat().st_size for p in Path(folder).glob("state*"))
-    return {"vnets": n_vnets, "baseline_s": baseline, "change_s": change, "unchanged_s": unchanged,
-            "opened": len(result.opened), "closed": len(result.closed), "alerts": notifier.alerts,
-            "state_mb": state_bytes / 1e6, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    fake.stop()
+
+
+def event_opens(n: int, folder: str) -> dict[str, Any]:
+    before, _ = generate(n)
+    fake, reader, auditor = fake_arm_auditor(folder, before)
+    gateway = closed_gateway(before)
+    fake.set_arm_copy(flipped(gateway))
+    fake.clear_requests()
+    result, cold = timed(lambda: auditor.run(event("open-1", gateway["id"])))
+    cold_calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result.opened))
+    second = closed_gateway(before, 1)
+    fake.set_arm_copy(flipped(second))
+    fake.clear_requests()
+    result2, warm = timed(lambda: auditor.run(event("open-2", second["id"])))
+    warm_calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result2.opened))
+    fake.stop()
+    return {"cold_s": cold, "cold": cold_calls, "warm_s": warm, "warm": warm_calls, "peak_mb": peak_mb()}
+
+
+def event_unchanged(n: int, folder: str) -> dict[str, Any]:
+    before, _ = generate(n)
+    fake, _, auditor = fake_arm_auditor(folder, before)
+    gateway = closed_gateway(before)
+    fake.clear_requests()
+    result, cold = timed(lambda: auditor.run(event("same-1", gateway["id"])))
+    calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()))
+    result2, warm = timed(lambda: auditor.run(event("same-2", gateway["id"])))
+    fake.stop()
+    # The offline snapshot reader (TOPOLOGY_SNAPSHOT): reads the whole file, compares with the committed copy.
+    from shared.offline import SnapshotFileTopologyReader
+
+    snapshot = Path(folder) / "snapshot.json"
+    snapshot.write_text(json.dumps({"value": before}))
+    offline = Auditor(reader=SnapshotFileTopologyReader(snapshot), state=LocalStateStore(folder),
+                      audit=LocalAuditLog(folder), notifiers=[CountingNotifier()])
+    result3, offline_s = timed(lambda: offline.run(event("same-3", gateway["id"])))
+    return {"cold_s": cold, "warm_s": warm, "calls": calls, "outcomes": [result.outcome, result2.outcome,
+            result3.outcome], "offline_s": offline_s, "peak_mb": peak_mb()}
+
+
+def prepare_memory_baseline(n: int, folder: str) -> None:
+    before, _ = generate(n)
+    Auditor(reader=MemoryReader(before), state=LocalStateStore(folder), audit=LocalAuditLog(folder),
+            notifiers=[CountingNotifier()]).run(RunTrigger(kind="reconcile"))
+
+
+def large_change(n: int, folder: str) -> dict[str, Any]:
+    _, after = generate(n)
+    base = peak_mb()
+    auditor = Auditor(reader=MemoryReader(after), state=LocalStateStore(folder), audit=LocalAuditLog(folder),
+                      notifiers=[CountingNotifier()])
+    result, seconds = timed(lambda: auditor.run(RunTrigger(kind="reconcile")))
+    state_bytes = sum(p.stat().st_size for p in Path(folder).glob("state.json"))
+    projection_bytes = sum(p.stat().st_size for p in Path(folder).glob("topology-*.json"))
+    return {"s": seconds, "opened": len(result.opened), "closed": len(result.closed), "peak_mb": peak_mb(),
+            "inputs_mb": base, "head_kb": state_bytes / 1024, "projection_mb": projection_bytes / 1e6}
+
+
+def reconcile_1500(n: int, folder: str) -> dict[str, Any]:
+    before, _ = generate(n)
+    fake, reader, auditor = fake_arm_auditor(folder, before, extra_subs=1500 - len(SUBSCRIPTIONS))
+    result, seconds = timed(lambda: auditor.run(RunTrigger(kind="reconcile")))
+    batches = [len(r.body.get("subscriptions") or []) for r in fake.resource_graph_requests()
+               if not (r.body.get("options") or {}).get("$skipToken")]
+    out = {"s": seconds, "outcome": result.outcome, "queries": len(fake.resource_graph_requests()),
+           "batches": batches, "throttled": fake.throttled, "waited_s": reader._pacer.waited_seconds,
+           "subscriptions": len(reader.subscriptions), "peak_mb": peak_mb()}
+    fake.stop()
+    return out
+
+
+def burst_50(n: int, folder: str) -> dict[str, Any]:
+    before, _ = generate(n)
+    fake, _, auditor = fake_arm_auditor(folder, before)
+    rnd = random.Random(3)
+    gateways = [r for r in before if r["type"].lower().endswith("/virtualnetworkgateways")]
+    chosen = rnd.sample(gateways, 10)
+    for gw in chosen[:5]:
+        fake.set_arm_copy(flipped(gw))  # five real changes; the other events change nothing
+    triggers = [event(f"burst-{i}", chosen[i % len(chosen)]["id"]) for i in range(50)]
+    fake.clear_requests()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes, seconds = timed(lambda: list(pool.map(lambda t: auditor.run(t).outcome, triggers)))
+    out = {"s": seconds, "outcomes": {o: outcomes.count(o) for o in sorted(set(outcomes))},
+           "throttled": fake.throttled, "graph": len(fake.resource_graph_requests()),
+           "arm": len(fake.arm_requests()), "peak_mb": peak_mb()}
+    fake.stop()
+    return out
+
+
+RUNNERS = {"event-opens": (prepare_baseline, event_opens), "event-unchanged": (prepare_baseline, event_unchanged),
+           "large-change": (prepare_memory_baseline, large_change), "reconcile-1500": (None, reconcile_1500),
+           "burst-50": (prepare_baseline, burst_50)}
+
+
+def run_one(name: str, n: int) -> dict[str, Any]:
+    folder = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    prepare, _ = RUNNERS[name]
+    if prepare is not None:
+        subprocess.run([sys.executable, __file__, "--step", "prepare", "--one", name, "--vnets", str(n),
+                        "--folder", folder], check=True, env=env)
+    out = subprocess.run([sys.executable, __file__, "--step", "measure", "--one", name, "--vnets", str(n),
+                          "--folder", folder], check=True, capture_output=True, text=True, env=env).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1000,5000,20000")
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vnets", type=int, default=20000)
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(measure(args.one)))
+        prepare, measure = RUNNERS[args.one]
+        if args.step == "prepare":
+            assert prepare is not None
+            prepare(args.vnets, args.folder)
+        else:
+            print(json.dumps(measure(args.vnets, args.folder)))
         return 0
-    print("| VNets | baseline run | run with a change (opened/closed) | unchanged event run | state file | peak RSS |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for size in (int(s) for s in args.sizes.split(",")):
-        out = subprocess.run([sys.executable, __file__, "--one", str(size)], check=True, capture_output=True,
-                             text=True, env={**os.environ, "PYTHONHASHSEED": "0"}).stdout
-        r = json.loads(out)
-        print(f"| {r['vnets']:,} | {r['baseline_s']:.2f} s | {r['change_s']:.2f} s ({r['opened']:,}/{r['closed']:,}) "
-              f"| {r['unchanged_s']:.2f} s | {r['state_mb']:.1f} MB | {r['peak_mb']:.0f} MB |", flush=True)
+    print(f"| what ({args.vnets:,} VNets) | measured |")
+    print("|---|---|")
+    for name in args.only.split(","):
+        r = run_one(name, args.vnets)
+        if name == "event-opens":
+            print(f"| an event that opens pairs (cold process) | {r['cold_s']:.2f} s, {r['cold'][0]} Resource Graph "
+                  f"queries, {r['cold'][1]} ARM calls, {r['cold'][2]:,} pairs opened |")
+            print(f"| an event that opens pairs (warm process) | {r['warm_s']:.2f} s, {r['warm'][0]} Resource Graph "
+                  f"queries, {r['warm'][1]} ARM calls, {r['warm'][2]:,} pairs opened; peak {r['peak_mb']:.0f} MB |")
+        elif name == "event-unchanged":
+            print(f"| an event that changes nothing (fake ARM) | cold {r['cold_s']:.2f} s, warm {r['warm_s']:.2f} s, "
+                  f"{r['calls'][0]} Resource Graph queries, {r['calls'][1]} ARM calls ({', '.join(r['outcomes'])}) |")
+            print(f"| an event that changes nothing (offline snapshot reader) | {r['offline_s']:.2f} s |")
+        elif name == "large-change":
+            print(f"| a large change ({r['opened']:,} opened / {r['closed']:,} closed) | {r['s']:.2f} s, peak "
+                  f"{r['peak_mb']:.0f} MB (of which {r['inputs_mb']:.0f} MB the generated inputs); head "
+                  f"{r['head_kb']:.1f} KB, projection {r['projection_mb']:.1f} MB |")
+        elif name == "reconcile-1500":
+            print(f"| a reconcile over {r['subscriptions']:,} subscriptions | {r['outcome']} in {r['s']:.1f} s: "
+                  f"{r['queries']} queries in batches of {r['batches']} subscriptions, paced {r['waited_s']:.1f} s, "
+                  f"{r['throttled']} answered 429 |")
+        elif name == "burst-50":
+            print(f"| a burst of 50 events on 8 threads | {r['s']:.1f} s, outcomes {r['outcomes']}, "
+                  f"{r['graph']} Resource Graph queries, {r['arm']} ARM calls, {r['throttled']} answered 429 |")
+        sys.stdout.flush()
     return 0
 
 

@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
@@ -53,17 +54,49 @@ _SUBSCRIPTION_ROW = "microsoft.resources/subscriptions"
 # silently leaves out the others (no error, resultTruncated false); only when none is readable does the query fail
 # (400 BadRequest "at least one subscription eligible", or 403). The ResourceContainers leg returns one row per
 # readable subscription; a requested subscription without its row makes the read incomplete.
+# Projected: each type keeps only the top-level properties the parser reads (snapshot.transit_projection prunes the
+# rest on our side), so a VNet's subnets, a gateway's BGP settings or a circuit's stats never travel.
 TOPOLOGY_QUERY = """\
 resources
 | where type in~ ('microsoft.network/virtualnetworks', 'microsoft.network/virtualnetworkgateways',
     'microsoft.network/connections', 'microsoft.network/expressroutecircuits',
     'microsoft.network/expressroutegateways', 'microsoft.network/virtualhubs')
-| project id, name, type, location, subscriptionId, resourceGroup, properties
+| extend properties = case(
+    type =~ 'microsoft.network/virtualnetworks', pack('addressSpace', properties.addressSpace,
+        'provisioningState', properties.provisioningState,
+        'virtualNetworkPeerings', properties.virtualNetworkPeerings),
+    type =~ 'microsoft.network/virtualnetworkgateways', pack('gatewayType', properties.gatewayType,
+        'ipConfigurations', properties.ipConfigurations, 'allowRemoteVnetTraffic', properties.allowRemoteVnetTraffic,
+        'allowVirtualWanTraffic', properties.allowVirtualWanTraffic, 'adminState', properties.adminState,
+        'provisioningState', properties.provisioningState),
+    type =~ 'microsoft.network/connections', pack('connectionType', properties.connectionType,
+        'virtualNetworkGateway1', properties.virtualNetworkGateway1, 'peer', properties.peer,
+        'provisioningState', properties.provisioningState),
+    type =~ 'microsoft.network/expressroutecircuits', pack(
+        'serviceProviderProvisioningState', properties.serviceProviderProvisioningState,
+        'provisioningState', properties.provisioningState, 'peerings', properties.peerings),
+    type =~ 'microsoft.network/expressroutegateways', pack('virtualHub', properties.virtualHub,
+        'allowNonVirtualWanTraffic', properties.allowNonVirtualWanTraffic,
+        'provisioningState', properties.provisioningState,
+        'expressRouteConnections', properties.expressRouteConnections),
+    type =~ 'microsoft.network/virtualhubs', pack('virtualWan', properties.virtualWan,
+        'provisioningState', properties.provisioningState,
+        'virtualNetworkConnections', properties.virtualNetworkConnections),
+    properties)
+| project id, name, type, location, tags, subscriptionId, resourceGroup, properties
 | union (resourcecontainers
     | where type =~ 'microsoft.resources/subscriptions'
-    | project id, name, type, location, subscriptionId, resourceGroup, properties)
+    | project id, name, type, location, tags, subscriptionId, resourceGroup, properties)
 | order by id asc"""
 
+# Resource Graph limits (Microsoft Learn: "Guidance for throttled requests in Azure Resource Graph", "Working with
+# large Azure resource data sets"; ../shared/DOMAIN.md section 5): at most 1,000 subscriptions per request (larger
+# lists are batched; the Azure CLI silently forwards only the first 1,000), at most 1,000 rows a page, and a quota
+# per caller per window (e.g. 15 queries per 5 s) announced on every answer by x-ms-user-quota-remaining and
+# x-ms-user-quota-resets-after (hh:mm:ss). A management-group query covers at most 10,000 subscriptions and then
+# says so with x-ms-tenant-subscription-limit-hit: true.
+MAX_SUBSCRIPTIONS_PER_QUERY = 1000
+DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 _MAX_PAGES = 1000
 
 NetworkClientFactory = Callable[[str], NetworkManagementClient]
@@ -116,6 +149,80 @@ _GETTERS: dict[str, Callable[[NetworkManagementClient, str, str], Any]] = {
 }
 
 
+class QuotaPacer:
+    """Spaces Resource Graph queries by the quota the service announces, instead of running into 429.
+
+    Every answer carries x-ms-user-quota-remaining (queries left in the window) and x-ms-user-quota-resets-after
+    (hh:mm:ss until the window resets). Queries left are handed out one at a time under a lock (one reader serves
+    concurrent invocations); at zero the next query waits for the reset. A wait longer than `max_wait_seconds`
+    gives up with IncompleteReadError (nothing false is committed; the next reconcile completes the picture).
+    Another process using the same identity can still spend the quota: a 429 is then retried by the SDK after
+    its Retry-After, and a 429 that outlasts those retries makes the read incomplete.
+    """
+
+    def __init__(self, *, max_wait_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._max_wait = max_wait_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._remaining: int | None = None  # unknown until the first answer
+        self._resets_at = 0.0
+        self.waited_seconds = 0.0
+
+    def wait_turn(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._remaining is not None and self._remaining <= 0 and now < self._resets_at:
+                wait = self._resets_at - now
+                if wait > self._max_wait:
+                    raise IncompleteReadError(
+                        f"Resource Graph quota exhausted for {wait:.0f} s more (x-ms-user-quota-resets-after); "
+                        "the read was cut short and nothing was committed")
+                logger.info("Resource Graph quota spent; waiting %.1f s for it to reset", wait)
+                self._sleep(wait)  # under the lock: the other threads wait for the same reset
+                self.waited_seconds += wait
+                self._remaining = None
+            elif self._remaining is not None and now >= self._resets_at and self._remaining <= 0:
+                self._remaining = None
+            if self._remaining is not None:
+                self._remaining -= 1
+
+    def observe(self, headers: Any) -> None:
+        remaining = _int_header(headers, "x-ms-user-quota-remaining")
+        resets_after = _duration_header(headers, "x-ms-user-quota-resets-after")
+        retry_after = _int_header(headers, "retry-after")
+        with self._lock:
+            now = self._clock()
+            if remaining is not None:
+                self._remaining = remaining
+            if resets_after is not None:
+                self._resets_at = now + resets_after
+            if retry_after is not None:
+                self._remaining = 0
+                self._resets_at = max(self._resets_at, now + retry_after)
+
+
+def _int_header(headers: Any, name: str) -> int | None:
+    try:
+        value = headers.get(name) if headers is not None else None
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _duration_header(headers: Any, name: str) -> float | None:
+    """hh:mm:ss (as Resource Graph spells x-ms-user-quota-resets-after) in seconds."""
+    value = headers.get(name) if headers is not None else None
+    if not isinstance(value, str):
+        return None
+    try:
+        hours, minutes, seconds = value.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
+
+
 class ResourceGraphTopologyReader:
     """TopologyReader over Azure Resource Graph (the scope) and ARM (the event's resource, hub connections)."""
 
@@ -125,12 +232,19 @@ class ResourceGraphTopologyReader:
         subscriptions: Sequence[str],
         *,
         base_url: str | None = None,
+        arm_endpoint: str | None = None,
+        management_group: str | None = None,
         connection_verify: str | bool | None = None,
         retry_total: int | None = None,
         read_timeout: float | None = None,
         page_size: int = 1000,
+        batch_size: int = MAX_SUBSCRIPTIONS_PER_QUERY,
+        pacer: QuotaPacer | None = None,
         network_client_factory: NetworkClientFactory | None = None,
     ) -> None:
+        """`arm_endpoint` (the ARM_ENDPOINT setting) sets both the base URL and the token scope (endpoint +
+        /.default); `base_url` alone only redirects the calls (tests). `management_group`: query the group's
+        subscriptions instead of (or besides) the listed ones."""
         if isinstance(subscriptions, str):
             raise TypeError("subscriptions must be a sequence of subscription ids, not one string")
         unique: dict[str, str] = {}
@@ -138,10 +252,15 @@ class ResourceGraphTopologyReader:
             if not isinstance(sub, str) or not sub.strip():
                 raise ValueError("every subscription id must be a non-empty string")
             unique.setdefault(sub.strip().lower(), sub.strip())
-        if not unique:
-            raise ValueError("at least one subscription id is needed")
+        if not unique and not management_group:
+            raise ValueError("at least one subscription id (or a management group) is needed")
         if not 1 <= page_size <= 1000:
             raise ValueError("page_size must be between 1 and 1000 (Resource Graph's limit)")
+        if not 1 <= batch_size <= MAX_SUBSCRIPTIONS_PER_QUERY:
+            raise ValueError(f"batch_size must be between 1 and {MAX_SUBSCRIPTIONS_PER_QUERY} (Resource Graph's limit)")
+        self._management_group = management_group or None
+        self._batch_size = batch_size
+        self._pacer = pacer or QuotaPacer()
         self._credential = credential
         self._subscriptions = list(unique.values())
         self._page_size = page_size
@@ -150,6 +269,10 @@ class ResourceGraphTopologyReader:
             "retry_total": retry_total,
             "read_timeout": read_timeout,
         }
+        if arm_endpoint:
+            endpoint = arm_endpoint.rstrip("/")
+            base_url = base_url or endpoint
+            options["credential_scopes"] = [endpoint + "/.default"]
         self._client_options = {k: v for k, v in options.items() if v is not None}
         self._base_url = base_url
         self._network_client_factory = network_client_factory or self._network_client
@@ -221,7 +344,8 @@ class ResourceGraphTopologyReader:
             logger.info("event read of %s: %s ARM calls", resource_id, self.last_read_calls.arm)
 
     def _watched(self, subscription_id: str) -> bool:
-        return subscription_id.lower() in {s.lower() for s in self._subscriptions}
+        # Under a management group any subscription may be in scope; ARM's 403 then marks the read incomplete.
+        return bool(self._management_group) or subscription_id.lower() in {s.lower() for s in self._subscriptions}
 
     def _read_target(self, target: _Target) -> list[JsonDict]:
         """ARM's copy of the target (a hub with its connections); [] when ARM answers 404."""
@@ -247,27 +371,76 @@ class ResourceGraphTopologyReader:
 
     # -- Resource Graph ----------------------------------------------------------------------------------------
     def _query_graph(self) -> dict[str, JsonDict]:
+        rows: list[Any] = []
+        self._per_thread.warnings = []
+        batches = [self._subscriptions[i:i + self._batch_size]
+                   for i in range(0, len(self._subscriptions), self._batch_size)]
+        for batch in batches:
+            rows += self._query_pages(subscriptions=batch)
+        if self._management_group:
+            rows += self._query_pages(management_groups=[self._management_group])
+        resources: dict[str, JsonDict] = {}
+        readable: set[str] = set()
+        for row in rows:
+            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row.get("type"):
+                raise IncompleteReadError("Resource Graph returned a row without id or type")
+            rtype = str(row["type"]).lower()
+            if rtype == _SUBSCRIPTION_ROW:
+                readable.add(str(row.get("subscriptionId") or row.get("name") or "").lower())
+            elif rtype in RELEVANT_TYPES:
+                resources[row["id"].lower()] = row
+        missing = [s for s in self._subscriptions if s.lower() not in readable]  # the listed ones only
+        if missing:
+            raise IncompleteReadError(
+                "Resource Graph returned nothing for subscription(s) "
+                + ", ".join(missing)
+                + ": the identity cannot read them, or they do not exist (grant Reader on each subscription)",
+                unreadable=dict.fromkeys(missing, NO_READER),
+            )
+        return resources
+
+    def _query_pages(self, *, subscriptions: list[str] | None = None,
+                     management_groups: list[str] | None = None) -> list[Any]:
+        """Every page of the query for one scope (a batch of subscriptions, or a management group), paced by the
+        quota the service announces."""
         graph = self._graph_client()
         rows: list[Any] = []
         total: int | None = None
         skip_token: str | None = None
         for _ in range(_MAX_PAGES):
             request = QueryRequest(
-                subscriptions=self._subscriptions,
                 query=TOPOLOGY_QUERY,
                 options=QueryRequestOptions(skip_token=skip_token, top=self._page_size, result_format="objectArray"),
+                subscriptions=subscriptions,
+                management_groups=management_groups,
             )
+            self._pacer.wait_turn()
             self._calls["resource_graph"] += 1
             try:
-                response = graph.resources(request)
+                answer: Any = graph.resources(
+                    request, cls=lambda pipeline, deserialized, _: (deserialized, pipeline.http_response.headers))
+                response: Any = answer[0]
+                headers: Any = answer[1]
             except AzureError as exc:
+                response_headers = getattr(getattr(exc, "response", None), "headers", None)
+                if response_headers is not None:
+                    self._pacer.observe(response_headers)
                 detail = _describe(exc)
                 # None of the subscriptions is readable (see TOPOLOGY_QUERY): each is named in the health alert.
                 none_readable = getattr(exc, "status_code", None) in (400, 403) and "subscription" in detail.lower()
                 raise IncompleteReadError(
                     f"Resource Graph query failed: {detail}",
-                    unreadable=dict.fromkeys(self._subscriptions, NO_READER) if none_readable else None,
+                    unreadable=dict.fromkeys(subscriptions or self._subscriptions, NO_READER) if none_readable
+                    else None,
                 ) from exc
+            self._pacer.observe(headers)
+            if str(headers.get("x-ms-tenant-subscription-limit-hit", "")).lower() == "true":
+                warning = ("Resource Graph covered only the first 10,000 subscriptions of management group "
+                           f"{self._management_group} (x-ms-tenant-subscription-limit-hit): list the subscriptions "
+                           "in WATCHED_SUBSCRIPTIONS instead, or use smaller management groups")
+                if warning not in self._per_thread.warnings:
+                    logger.warning("%s", warning)
+                    self._per_thread.warnings.append(warning)
             if str(getattr(response.result_truncated, "value", response.result_truncated)).lower() == "true":
                 raise IncompleteReadError("Resource Graph truncated the answer (resultTruncated=true)")
             page: Any = response.data  # objectArray: a JSON array (the SDK types it as a JSON object)
@@ -282,26 +455,12 @@ class ResourceGraphTopologyReader:
             raise IncompleteReadError(f"Resource Graph still had pages after {_MAX_PAGES}; giving up")
         if total is not None and len(rows) < total:
             raise IncompleteReadError(f"Resource Graph announced {total} rows but returned {len(rows)}")
+        return rows
 
-        resources: dict[str, JsonDict] = {}
-        readable: set[str] = set()
-        for row in rows:
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not row.get("type"):
-                raise IncompleteReadError("Resource Graph returned a row without id or type")
-            rtype = str(row["type"]).lower()
-            if rtype == _SUBSCRIPTION_ROW:
-                readable.add(str(row.get("subscriptionId") or row.get("name") or "").lower())
-            elif rtype in RELEVANT_TYPES:
-                resources[row["id"].lower()] = row
-        missing = [s for s in self._subscriptions if s.lower() not in readable]
-        if missing:
-            raise IncompleteReadError(
-                "Resource Graph returned nothing for subscription(s) "
-                + ", ".join(missing)
-                + ": the identity cannot read them, or they do not exist (grant Reader on each subscription)",
-                unreadable=dict.fromkeys(missing, NO_READER),
-            )
-        return resources
+    @property
+    def last_read_warnings(self) -> list[str]:
+        """Warnings of this thread's last read (e.g. the management group's subscription limit)."""
+        return list(getattr(self._per_thread, "warnings", []))
 
     # -- ARM ---------------------------------------------------------------------------------------------------
     def _refresh_focus(self, focus_resource_id: str, resources: dict[str, JsonDict]) -> None:
@@ -311,7 +470,7 @@ class ResourceGraphTopologyReader:
                 "event resource %s is not a type the reader refreshes; Resource Graph's copy stands", focus_resource_id
             )
             return
-        if target.subscription_id.lower() not in {s.lower() for s in self._subscriptions}:
+        if not self._watched(target.subscription_id):
             logger.warning("event resource %s is outside the watched subscriptions; not read", focus_resource_id)
             return
         client = self._network_client_factory(target.subscription_id)

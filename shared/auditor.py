@@ -244,6 +244,7 @@ class Auditor:
                 digest = state.topology_digest if patched is None else canonical_digest(relevant)
             else:
                 resources = self.reader.read(focus_resource_id=trigger.resource_id)
+                read_warnings = list(getattr(self.reader, "last_read_warnings", None) or [])
                 _check_rows(resources, source="live read")
                 relevant = sorted(project(resources), key=_id_key)  # only what can move a pair is committed
                 if state is not None and state.working_copy_ok and relevant == state.resources:
@@ -337,11 +338,9 @@ class Auditor:
             outbox=outbox, pending=decision.pending, sequence=sequence, audit_tail=previous.audit_tail,
             health=health, webhooks=previous.webhooks,
         )
-        try:
-            self.state.save(new_state, etag=etag)  # StateConflict -> the caller re-reads and recomputes
-        except StateConflict:
-            self._drop_stashes(items)
-            raise
+        # StateConflict -> the caller re-reads and recomputes; its next attempt overwrites the same stash names
+        # (run id + part), so the stash is not removed here (one request less inside the commit race).
+        self.state.save(new_state, etag=etag)
         _log_transitions(transitions)
         self._log_reconciled(trigger)
         if decision.pending and self.recheck is not None:

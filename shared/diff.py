@@ -291,13 +291,22 @@ class _PairExplainer:
         return causes or self.unknown, settling
 
 
+def _endpoints(given: Mapping[ResourceId, Endpoint] | None, pairs: PairSet, topology: Topology
+               ) -> Mapping[ResourceId, Endpoint]:
+    """The endpoints of `topology`: as given, as compute_pairs kept them, or computed (once per run at most)."""
+    if given is not None:
+        return given
+    return pairs.endpoints if pairs.endpoints else endpoints_of(topology)
+
+
 def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, after_topology: Topology,
                before_endpoints: Mapping[ResourceId, Endpoint] | None = None,
                after_endpoints: Mapping[ResourceId, Endpoint] | None = None) -> Diff:
     """Pairs present only after (opened) or only before (closed), each with the changes that explain it.
 
     A closed pair is *pending* when a resource it depended on is still settling in `after_topology`.
-    `*_endpoints` may be passed when the caller already computed `endpoints_of` for those topologies.
+    `*_endpoints` may be passed when the caller already computed `endpoints_of` for those topologies; else the
+    ones compute_pairs kept on the pair sets are used.
     """
     with collector_paused():
         opened_pairs = _changed(after.pairs, before.pairs)
@@ -305,13 +314,13 @@ def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, af
         opened: list[PairChange] = []
         closed: list[PairChange] = []
         if opened_pairs:
-            endpoints = after_endpoints if after_endpoints is not None else endpoints_of(after_topology)
+            endpoints = _endpoints(after_endpoints, after, after_topology)
             explainer = _PairExplainer(after_topology, endpoints, before_topology, after_topology)
             for pair in opened_pairs:
                 causes, _ = explainer.explain(pair)
                 opened.append(PairChange(pair, causes, pair.pending, after_topology))
         if closed_pairs:
-            endpoints = before_endpoints if before_endpoints is not None else endpoints_of(before_topology)
+            endpoints = _endpoints(before_endpoints, before, before_topology)
             explainer = _PairExplainer(before_topology, endpoints, before_topology, after_topology)
             for pair in closed_pairs:
                 causes, settling = explainer.explain(pair)

@@ -36,7 +36,9 @@ def build_auditor(env: Mapping[str, str]) -> Auditor:
     else:
         from shared.arm import ResourceGraphTopologyReader, default_credential
 
-        reader = ResourceGraphTopologyReader(default_credential(settings.client_id), settings.subscriptions)
+        reader = ResourceGraphTopologyReader(default_credential(settings.client_id), settings.subscriptions,
+                                             arm_endpoint=settings.arm_endpoint,
+                                             management_group=settings.management_group)
     state, audit, recheck = store_from_settings(env)
     notifiers: list[Notifier] = list(notifiers_from_settings(
         env, timeout=settings.webhook_timeout_seconds, max_total_wait=settings.webhook_max_wait_seconds,

@@ -109,12 +109,16 @@ def unknown_references(resources: Iterable[Mapping[str, Any]], known: Callable[[
 
 def project(resources: Iterable[Mapping[str, Any]]) -> list[JsonDict]:
     """The transit projection with types in lower case (Resource Graph's spelling; ARM GET spells them in
-    camel case), so one resource read either way digests the same."""
+    camel case) and without null properties, so one resource read either way digests the same."""
     out = transit_projection(resources)
     for resource in out:
         rtype = resource.get("type")
         if isinstance(rtype, str) and not rtype.islower():
             resource["type"] = rtype.lower()
+        props = resource.get("properties")
+        if isinstance(props, dict) and None in props.values():
+            # The projected query spells an absent property as null; the parser reads both alike.
+            resource["properties"] = {k: v for k, v in props.items() if v is not None}
     return out
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, KeysView, Mapping, Sequence
+from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.transit import Endpoint
 
 SETTLING_STATES = frozenset({"updating", "creating", "deleting"})
 
@@ -362,11 +366,37 @@ class PairIndex(Mapping[tuple[str, str], TransitPair]):
             ra, rb = divmod(code, width)
             yield vnets[ra], vnets[rb], routes
 
+    def values(self) -> ValuesView[TransitPair]:
+        return _PairValues(self)
+
+    def items(self) -> ItemsView[tuple[str, str], TransitPair]:
+        return _PairItems(self)
+
     def __repr__(self) -> str:
         return f"PairIndex({len(self)} pairs)"
+
+
+class _PairValues(ValuesView[TransitPair]):
+    """Walks the codes directly (the generic view maps every key back to its code)."""
+
+    _mapping: PairIndex
+
+    def __iter__(self) -> Iterator[TransitPair]:
+        index = self._mapping
+        return map(index.pair_at, index.codes())
+
+
+class _PairItems(ItemsView[tuple[str, str], TransitPair]):
+    _mapping: PairIndex
+
+    def __iter__(self) -> Iterator[tuple[tuple[str, str], TransitPair]]:
+        return ((pair.key, pair) for pair in self._mapping.values())
 
 
 @dataclass(frozen=True, slots=True)
 class PairSet:
     pairs: Mapping[tuple[str, str], TransitPair]
     warnings: tuple[str, ...] = ()
+    # The gateways the pairs were computed from (transit.endpoints_of), so that readers (diff, views) do not
+    # compute them again; empty when the set was not made by compute_pairs.
+    endpoints: Mapping[ResourceId, Endpoint] = field(default_factory=dict, compare=False, repr=False)

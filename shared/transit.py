@@ -262,7 +262,7 @@ def _compute_pairs(topology: Topology) -> PairSet:
                             known = routes.get(key)
                             routes[key] = one_route if known is None else known + one_route
     warnings += _global_reach_warnings(topology, by_circuit)
-    return PairSet(pairs=PairIndex(vnets, routes), warnings=tuple(dict.fromkeys(warnings)))
+    return PairSet(pairs=PairIndex(vnets, routes), warnings=tuple(dict.fromkeys(warnings)), endpoints=endpoints)
 
 
 def _circuit_doubts(topology: Topology, circuit_id: ResourceId) -> tuple[str, ...] | None:

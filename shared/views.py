@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.diff import Diff, PairChange
 from shared.escape import controls, terminal_lines
-from shared.model import PairSet, ResourceId, Topology, TransitPair
+from shared.model import PairSet, ResourceId, Route, Topology, TransitPair
 from shared.transit import Endpoint, endpoints_of
 
 
@@ -42,10 +42,72 @@ def pair_json(pair: TransitPair, topology: Topology, *, status: str | None = Non
     }
 
 
-def pairs_json(pairs: PairSet, topology: Topology) -> dict[str, Any]:
-    eps = endpoints_of(topology)
-    return {"pairs": [pair_json(p, topology, endpoints=eps) for p in pairs.pairs.values()],
-            "warnings": list(pairs.warnings)}
+def pairs_json(pairs: PairSet, topology: Topology, *, lazy: bool = False) -> dict[str, Any]:
+    """`{"pairs": [...], "warnings": [...]}`; with `lazy`, "pairs" is an iterator whose documents share the
+    parts that repeat (one VNet's endpoint in all its pairs): for an encoder that reads each once, never to edit.
+    """
+    eps = pairs.endpoints if pairs.endpoints else endpoints_of(topology)
+    if not lazy:
+        return {"pairs": [pair_json(p, topology, endpoints=eps) for p in pairs.pairs.values()],
+                "warnings": list(pairs.warnings)}
+    builder = _LazyPairDocs(topology, eps)
+    return {"pairs": (builder.doc(p) for p in pairs.pairs.values()), "warnings": list(pairs.warnings)}
+
+
+class _LazyPairDocs:
+    """pair_json for half a million pairs: what repeats across pairs is built once.
+
+    A route (circuit and two gateways) is shared by every pair between two gateway groups, and a VNet's
+    endpoint document (id, prefixes, tags, its gateways) by all its pairs; both are kept here by identity
+    (routes: the Route object is held, so its id cannot be reused) and by key.
+    """
+
+    def __init__(self, topology: Topology, endpoints: Mapping[ResourceId, Endpoint]) -> None:
+        self.topology, self.endpoints = topology, endpoints
+        self.routes: dict[int, tuple[Route, str, list[str], list[str], list[str]]] = {}
+        self.sides: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
+        # VNet key -> the gateways it sits behind. Most VNets sit behind one: their side of every pair is then
+        # that gateway (a pair's VNet is always behind one of its routes' gateways), found without hashing ids.
+        behind: dict[str, list[ResourceId]] = {}
+        for ep in endpoints.values():
+            for vnet in ep.domain:
+                behind.setdefault(vnet.key, []).append(ep.id)
+        self.single = {key: gws for key, gws in behind.items() if len(gws) == 1}
+        self.single_docs: dict[str, dict[str, Any]] = {}
+
+    def _route(self, route: Route) -> tuple[Route, str, list[str], list[str], list[str]]:
+        known = self.routes.get(id(route))
+        if known is None:
+            # A one-route pair's status, circuits, gateways and warnings are its route's: read them through
+            # TransitPair itself (whatever VNets it joins), so that the rules stay in one place.
+            pair_like = TransitPair(a=route.gateways[0], b=route.gateways[1], routes=(route,))
+            known = self.routes[id(route)] = (route, pair_like.status, [c.value for c in pair_like.circuits],
+                                              [g.value for g in pair_like.gateways], list(pair_like.warnings))
+        return known
+
+    def _side(self, pair: TransitPair, vnet: ResourceId) -> dict[str, Any]:
+        known = self.single_docs.get(vnet.key)
+        if known is not None:
+            return known
+        if (only := self.single.get(vnet.key)) is not None:
+            known = self.single_docs[vnet.key] = _endpoint_json(self.topology, vnet, only)
+            return known
+        gateways = _gateways_of(pair, vnet, self.endpoints)
+        key = (vnet.key, tuple(g.key for g in gateways))
+        known = self.sides.get(key)
+        if known is None:
+            known = self.sides[key] = _endpoint_json(self.topology, vnet, gateways)
+        return known
+
+    def doc(self, pair: TransitPair) -> dict[str, Any]:
+        if len(pair.routes) == 1:
+            _, status, circuits, gateways, warnings = self._route(pair.routes[0])
+        else:
+            status, circuits = pair.status, [c.value for c in pair.circuits]
+            gateways, warnings = [g.value for g in pair.gateways], list(pair.warnings)
+        return {"vnets": [pair.a.value, pair.b.value], "status": status, "circuits": circuits,
+                "gateways": gateways, "warnings": warnings, "endpoints": [self._side(pair, pair.a),
+                                                                          self._side(pair, pair.b)]}
 
 
 def change_json(change: PairChange, endpoints: Mapping[ResourceId, Endpoint] | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shared.cli import main
-from tests.spec_examples import circuits, hubs_files, vnet_id, wan_files, write_files
+from tests.spec_examples import as_arm_holds_it, circuits, hubs_files, vnet_id, wan_files, write_files
 
 REPO = Path(__file__).resolve().parents[2]
 HUB_PAIRS = [["vnet1", "vnet3"], ["vnet2", "vnet3"]]
@@ -125,3 +125,13 @@ def test_whatif_virtual_wan_hub_allowing_non_wan_traffic_opens_the_pair(capsys: 
 def test_one_arm_get_body_is_a_snapshot(capsys: pytest.CaptureFixture[str], hubs: Path) -> None:
     doc = run_json(capsys, "pairs", hubs / "vpngw.json")
     assert doc["pairs"] == [] and any("vnet1" in w and "not in the snapshot" in w for w in doc["warnings"])
+
+
+def test_whatif_on_one_page_of_several_says_pages_are_missing(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    page = tmp_path / "page-0.json"
+    page.write_text(json.dumps({"count": 3, "data": as_arm_holds_it(hubs_files()), "skip_token": "ew0KICAiJGlkIjog",
+                                "total_records": 2000}), encoding="utf-8")
+    doc = run_json(capsys, "whatif", page, "--set", "vpngw3", "allowRemoteVnetTraffic=false")
+    assert names(doc["closed"]) == HUB_PAIRS
+    assert doc["warnings"][0].startswith(f"{page}: its 'skip_token' says more pages exist")

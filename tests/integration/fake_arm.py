@@ -18,6 +18,17 @@ Default behaviour (when no scripted reply matches):
 - GET of a resource id: ARM's copy (see `set_arm_copy`) or the held resource, else 404 ResourceNotFound.
   GET .../virtualHubs/{hub}/hubVirtualNetworkConnections lists the hub's connections ({"value": [...]}).
 - Anything under a denied subscription: 403 AuthorizationFailed.
+- GET /msi/token: a managed-identity endpoint (the App Service protocol azure-identity speaks when IDENTITY_ENDPOINT
+  and IDENTITY_HEADER are set): checks the X-IDENTITY-HEADER secret and issues a token for the asked resource.
+
+Limits it enforces as the real service does (so a reader that breaks them fails here, not in Azure):
+- Resource Graph: at most 1,000 rows a page ($top) and 1,000 subscriptions a request (400 otherwise); a quota per
+  caller (by bearer token) of 15 queries in any 5-second window, announced on every answer with
+  x-ms-user-quota-remaining / x-ms-user-quota-resets-after (hh:mm:ss), and 429 with Retry-After beyond it; a
+  management-group query covers at most 10,000 subscriptions and then sets x-ms-tenant-subscription-limit-hit.
+  Source: Microsoft Learn, "Guidance for throttled requests in Azure Resource Graph" and "Working with large Azure
+  resource data sets"; ../shared/DOMAIN.md section 5.
+- Every ARM and Resource Graph request must carry a bearer token (401 otherwise), as ARM requires.
 """
 
 from __future__ import annotations
@@ -43,7 +54,14 @@ import trustme
 from azure.core.credentials import AccessToken
 
 RESOURCE_GRAPH_PATH = "/providers/Microsoft.ResourceGraph/resources"
+MSI_TOKEN_PATH = "/msi/token"
 _SUBSCRIPTION_ROW_TYPE = "microsoft.resources/subscriptions"
+# Resource Graph's limits (sources in the module docstring).
+MAX_ROWS_PER_PAGE = 1000
+MAX_SUBSCRIPTIONS_PER_REQUEST = 1000
+QUERY_QUOTA = 15
+QUOTA_WINDOW_SECONDS = 5.0
+TENANT_SUBSCRIPTION_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,14 @@ class FakeArmServer:
         self._denied: set[str] = set()
         self._scripts: list[_Script] = []
         self._lock = threading.Lock()
+        self.query_quota = QUERY_QUOTA
+        self.quota_window = QUOTA_WINDOW_SECONDS
+        self.tenant_subscription_limit = TENANT_SUBSCRIPTION_LIMIT
+        self._queries: dict[str, list[float]] = {}  # caller -> times of its recent Resource Graph queries
+        self.throttled = 0  # 429s answered for the quota
+        self.identity_header = "fake-identity-header-secret"
+        self.token_requests: list[str] = []  # resources asked for at the managed-identity endpoint
+        self._management_groups: dict[str, list[str]] = {}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
@@ -182,6 +208,16 @@ class FakeArmServer:
         with self._lock:
             self._arm_copies[resource_id.lower()] = None
 
+    def set_management_group(self, group: str, subscriptions: Sequence[str]) -> None:
+        """The subscriptions under a management group (in order), for management-group scoped queries."""
+        with self._lock:
+            self._management_groups[group.lower()] = [s.lower() for s in subscriptions]
+
+    def identity_env(self) -> dict[str, str]:
+        """App settings that make DefaultAzureCredential use this server as its managed-identity endpoint."""
+        return {"IDENTITY_ENDPOINT": self.base_url + MSI_TOKEN_PATH, "IDENTITY_HEADER": self.identity_header,
+                "REQUESTS_CA_BUNDLE": self.ca_pem}
+
     def deny_subscription(self, subscription_id: str) -> None:
         """The caller cannot read this subscription: RG leaves it out silently, ARM answers 403."""
         with self._lock:
@@ -225,6 +261,11 @@ class FakeArmServer:
 
     # -- answering ---------------------------------------------------------------------------------------------
     def _answer(self, request: RecordedRequest) -> Reply:
+        if request.path == MSI_TOKEN_PATH:
+            return self._token(request)
+        bearer = request.headers.get("authorization", "")
+        if not bearer.startswith("Bearer ") or len(bearer) <= len("Bearer "):
+            return arm_error(401, "AuthenticationFailed", "The Authorization header is missing or not a bearer token")
         with self._lock:
             self.requests.append(request)
             for script in self._scripts:
@@ -236,7 +277,7 @@ class FakeArmServer:
                     return script.replies[0]
                 return script.replies.pop(0)
             if request.is_resource_graph and request.method == "POST":
-                return self._resource_graph(request.body)
+                return self._resource_graph(request.body, request.headers.get("authorization", ""))
             if request.method == "GET":
                 return self._arm_get(request.path)
             return arm_error(405, "MethodNotAllowed", f"the fake ARM has no {request.method} {request.path}")
@@ -252,14 +293,61 @@ class FakeArmServer:
         with self._lock:
             return self._graph_page(subscriptions, top, skip_token)
 
-    def _resource_graph(self, body: Any) -> Reply:
+    def _resource_graph(self, body: Any, caller: str) -> Reply:
         if not isinstance(body, Mapping) or not isinstance(body.get("query"), str):
             return arm_error(400, "BadRequest", "query request must be a JSON object with a query")
+        quota = self._quota_headers(caller)
+        if quota is None:
+            self.throttled += 1
+            return arm_error(429, "RateLimiting", "Too many requests: the caller's Resource Graph quota is spent",
+                             headers=self._throttle_headers(caller))
         options = body.get("options") or {}
+        top = options.get("$top")
+        if top is not None and not 1 <= int(top) <= MAX_ROWS_PER_PAGE:
+            return arm_error(400, "BadRequest", f"$top must be between 1 and {MAX_ROWS_PER_PAGE}", headers=quota)
         requested = [str(s) for s in body.get("subscriptions") or []]
+        if len(requested) > MAX_SUBSCRIPTIONS_PER_REQUEST:
+            return arm_error(400, "BadRequest", f"A request may name at most {MAX_SUBSCRIPTIONS_PER_REQUEST} "
+                             f"subscriptions; this one names {len(requested)}", headers=quota)
+        groups = [str(g).lower() for g in body.get("managementGroups") or []]
+        headers = dict(quota)
+        if groups:
+            covered = [s for g in groups for s in self._management_groups.get(g, [])]
+            if len(covered) > self.tenant_subscription_limit:
+                covered = covered[: self.tenant_subscription_limit]
+                headers["x-ms-tenant-subscription-limit-hit"] = "true"
+            requested += covered
         if not any(self._readable(s) for s in requested):
-            return arm_error(400, "BadRequest", "There must be at least one subscription eligible for the query")
-        return Reply(200, self._graph_page(requested, options.get("$top"), options.get("$skipToken")))
+            return arm_error(400, "BadRequest", "There must be at least one subscription eligible for the query",
+                             headers=headers)
+        return Reply(200, self._graph_page(requested, top, options.get("$skipToken")), headers=headers)
+
+    def _quota_headers(self, caller: str) -> dict[str, str] | None:
+        """Count one query against the caller's window; None when the quota is spent (answer 429)."""
+        now = time.monotonic()
+        recent = [t for t in self._queries.get(caller, []) if now - t < self.quota_window]
+        if len(recent) >= self.query_quota:
+            self._queries[caller] = recent
+            return None
+        recent.append(now)
+        self._queries[caller] = recent
+        return {"x-ms-user-quota-remaining": str(self.query_quota - len(recent)),
+                "x-ms-user-quota-resets-after": _hms(self.quota_window - (now - recent[0]))}
+
+    def _throttle_headers(self, caller: str) -> dict[str, str]:
+        now = time.monotonic()
+        wait = self.quota_window - (now - self._queries[caller][0])
+        return {"Retry-After": str(max(1, int(-(-wait // 1)))), "x-ms-user-quota-remaining": "0",
+                "x-ms-user-quota-resets-after": _hms(wait)}
+
+    def _token(self, request: RecordedRequest) -> Reply:
+        if request.headers.get("x-identity-header") != self.identity_header:
+            return Reply(400, {"error": "invalid_request", "error_description": "missing or wrong X-IDENTITY-HEADER"})
+        resource = request.query.get("resource", "")
+        with self._lock:
+            self.token_requests.append(resource)
+        return Reply(200, {"access_token": f"mi-token-for-{resource}", "expires_on": str(int(time.time()) + 3600),
+                           "resource": resource, "token_type": "Bearer"})
 
     def _graph_page(self, requested: Sequence[str], top: int | None, token: str | None) -> dict[str, Any]:
         readable = [s for s in requested if self._readable(s)]
@@ -280,7 +368,7 @@ class FakeArmServer:
             rtype = str(resource.get("type", "")).lower()
             if _subscription_of(key) not in keep or rtype.count("/") != 1:
                 continue  # Resource Graph's `resources` table has no hubVirtualNetworkConnections etc.
-            row = copy.deepcopy(resource)
+            row = dict(resource)  # shallow: held resources are never mutated (set_resources replaces them)
             row["type"] = rtype
             row.setdefault("subscriptionId", _subscription_of(key))
             row.setdefault("resourceGroup", _resource_group_of(key))
@@ -376,6 +464,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_PUT = _handle
     do_DELETE = _handle
     do_PATCH = _handle
+
+
+def _hms(seconds: float) -> str:
+    whole = max(0, int(-(-seconds // 1)))
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def _subscription_of(resource_id: str) -> str:
