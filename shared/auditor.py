@@ -47,6 +47,7 @@ from shared.ports import (
     RecheckQueue,
     ReportPublisher,
     StateConflict,
+    StateCorrupt,
     StateStore,
     TopologyReader,
     bounded_ids,
@@ -227,8 +228,15 @@ class Auditor:
         return RunResult(outcome=LOST_RACE, detail="too many concurrent commits")
 
     def _attempt(self, trigger: RunTrigger, run_id: str, conflicts: int) -> RunResult:
+        refused = ""
         with collector_paused():  # the working copy is a large acyclic JSON tree: nothing for the collector
-            state, etag = self.state.load()
+            try:
+                state, etag = self.state.load()
+            except StateCorrupt as exc:
+                # Refused loudly (health alert, audit record) and rebuilt from a full read as a new baseline,
+                # which announces nothing: what changed since the last good commit cannot be proven.
+                logger.error("run %s: %s; rebuilding it from a full read as a new baseline", run_id, exc)
+                state, etag, refused = None, exc.etag, str(exc)
         self._seed_audit_tail(state)
         if trigger.event_id and state is not None and trigger.event_id in state.processed_event_ids:
             self._append_direct(trigger, run_id, DUPLICATE, conflicts=conflicts)
@@ -265,6 +273,7 @@ class Auditor:
 
         base = state if state is not None and state.working_copy_ok else None
         if state is not None and base is None:
+            refused = refused or "the committed working copy failed its check (damaged or edited)"
             read_warnings.append(f"the committed working copy could not be loaded intact; re-baselined from a full "
                                  f"read at run {state.sequence + 1}: changes since run {state.sequence} are not "
                                  "announced")
@@ -282,7 +291,8 @@ class Auditor:
                                   after_pairs=self._computed.pairs(digest, relevant), before_computed=before)
             if read_warnings:
                 decision = replace(decision, warnings=[*decision.warnings, *read_warnings])
-        seen = Observation(read_complete=True, reconciled=trigger.kind == "reconcile")
+        seen = Observation(read_complete=True, reconciled=trigger.kind == "reconcile", state_refused=refused,
+                           state_trusted=base is not None)
         if unchanged and not trigger.event_id:
             # A reconcile that found nothing new: record it, but do not rewrite the state (unless its health moved).
             self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
@@ -304,6 +314,7 @@ class Auditor:
         record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
                               closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
                               extra={"baseline": base is None, "topologyDigest": digest,
+                                     **({"stateRebuilt": True, "refused": refused} if refused else {}),
                                      "stateSequence": sequence,
                                      **({"pairs": decision.committed_count}
                                         if decision.committed_count is not None else {}), **alert_ref})
@@ -423,10 +434,17 @@ class Auditor:
             return item
         return {**item, "claimedBy": run_id, "claimedUntil": moment + self.lease_seconds}
 
+    def _load(self) -> tuple[CommittedState | None, str | None]:
+        """The committed state, or (None, None) when it is unreadable (the next run refuses and rebuilds it)."""
+        try:
+            return self.state.load()
+        except StateCorrupt:
+            return None, None
+
     def _flush(self, run_id: str) -> tuple[list[str], list[str]]:
         """Claim and process what earlier runs left in the outbox (no state change of our own)."""
         for _ in range(self.max_commit_attempts):
-            state, etag = self.state.load()
+            state, etag = self._load()
             if state is None:
                 return [], []
             now = self.clock()
@@ -568,7 +586,7 @@ class Auditor:
                 if item["id"] in dead and not self._dead_letter(run_id, item, dead[item["id"]]):
                     outcomes[item["id"]] = Failure(dead[item["id"]], RETRY)  # kept until its record is written
         while True:
-            state, etag = self.state.load()
+            state, etag = self._load()
             if state is None:
                 return
             now = self.clock().timestamp()
@@ -660,7 +678,7 @@ class Auditor:
         transitions are only logged (Azure Monitor still sees them) and tried again by every run.
         """
         while True:
-            state, etag = self.state.load()
+            state, etag = self._load()
             now = self.clock()
             health, transitions = assess(state.health if state else {}, seen, now=now, limit=self.health_limit)
             if state is None:

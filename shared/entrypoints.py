@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 from shared.auditor import Auditor, Classifier, RunResult, RunTrigger, default_classifier
-from shared.events import MalformedEventError, Skip, parse_event
+from shared.events import MalformedEventError, Skip, clean_text, parse_event
 from shared.offline import SnapshotFileTopologyReader
 from shared.policy import Policy
 from shared.ports import Notifier, TopologyReader
@@ -121,8 +121,11 @@ def handle_reconcile() -> RunResult:
 
 
 def handle_recheck(message: Mapping[str, Any] | None) -> RunResult:
-    after = (message or {}).get("after") or {}
-    trigger = RunTrigger(kind="recheck", resource_id=after.get("resourceId") if isinstance(after, dict) else None)
+    after = message.get("after") if isinstance(message, Mapping) else None
+    focus = after.get("resourceId") if isinstance(after, Mapping) else None
+    # A message naming its resource oddly (not a string, too long, not valid Unicode) is re-checked as a whole.
+    resource_id = focus if isinstance(focus, str) and clean_text(focus) == focus else None
+    trigger = RunTrigger(kind="recheck", resource_id=resource_id)
     result = auditor().run(trigger)
     logger.info("re-check: %s", result.outcome)
     return result

@@ -140,10 +140,10 @@ def parse_event(event: object, *, watched: WatchedOperations | None = None) -> T
         operation=operation,
         resource_id=resource_id,
         subscription_id=subscription_id,
-        caller=_caller(claims),
-        caller_object_id=_first_claim(claims, OBJECT_ID_CLAIMS),
+        caller=clean_text(_caller(claims)) or "unknown",
+        caller_object_id=clean_text(_first_claim(claims, OBJECT_ID_CLAIMS)),
         correlation_id=_optional_str(data.get("correlationId"), "data.correlationId", event_id),
-        event_time=env.event_time,
+        event_time=clean_text(env.event_time, 64),
         status=_optional_str(data.get("status"), "data.status", event_id),
     )
 
@@ -258,12 +258,38 @@ def _required_str(value: object, field: str, event_id: str | None) -> str:
     return text
 
 
+# Ids and names from an event are kept in state (processed event ids), hashed and printed: each is bounded (an ARM
+# resource id is a few hundred characters at most) and must be valid Unicode (a lone surrogate cannot be encoded).
+MAX_FIELD_LENGTH = 1024
+
+
 def _optional_str(value: object, field: str, event_id: str | None) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
         raise MalformedEventError(_where(event_id) + f"{field} must be a string, got {_json_type(value)}")
+    if len(value) > MAX_FIELD_LENGTH:
+        raise MalformedEventError(_where(event_id) + f"{field} is longer than {MAX_FIELD_LENGTH} characters")
+    if not _encodable(value):
+        raise MalformedEventError(_where(event_id) + f"{field} is not valid Unicode (a lone surrogate)")
     return value.strip() or None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(value: object, limit: int = MAX_FIELD_LENGTH) -> str | None:
+    """Display text from outside (a caller's claim, a time) made safe to hash, store and print: a string, lone
+    surrogates replaced, at most `limit` characters; None for anything else."""
+    if not isinstance(value, str):
+        return None
+    text = value if len(value) <= limit else value[: limit - 1] + "…"
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _where(event_id: str | None) -> str:

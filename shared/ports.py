@@ -26,6 +26,15 @@ class StateConflict(Exception):
     """Another run committed the state first (the ETag condition failed)."""
 
 
+class StateCorrupt(Exception):
+    """The committed state cannot be read (garbage, truncated, edited by hand). `etag` is the unreadable head's,
+    so a rebuild can replace it under the usual ETag condition."""
+
+    def __init__(self, message: str, *, etag: str | None) -> None:
+        super().__init__(message)
+        self.etag = etag
+
+
 class DeliveryError(Exception):
     """A chat service did not accept an alert. `retryable` says whether a later attempt may succeed.
 

@@ -100,6 +100,91 @@ resource functionFailures 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   }
 }
 
+// The auditor watches itself (shared/health.py): every health alert it raises is logged with a fixed marker, and
+// every complete reconcile logs a heartbeat line. These log alerts e-mail the action group even when every chat
+// channel is what broke. The markers are the constants LOG_MARKER_RAISED and LOG_MARKER_RECONCILED in
+// shared/health.py (tests/infra checks they match); host.json keeps traces out of sampling so none is dropped.
+var healthRaisedMarker = 'ER-transit health alert raised'
+var reconciledMarker = 'ER-transit reconcile complete'
+
+resource healthAlertRaised 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${applicationInsightsName}-health-alert-raised'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'ER-transit auditor raised a health alert'
+    description: 'The auditor raised a health alert (reads incomplete, a subscription unreadable, no reconcile, an alert channel failing, state refused); the log line says which. Chat may be what broke, so this goes by e-mail.'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: false
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message startswith "${healthRaisedMarker}"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: empty(alertEmail) ? [] : [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
+// The heartbeat: no complete reconcile logged in the last hour (the timer stopped, the app is down, or every
+// reconcile failed or read incompletely).
+resource reconcileHeartbeat 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${applicationInsightsName}-no-reconcile'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'ER-transit auditor: no successful reconcile in the last hour'
+    description: 'No complete reconcile in the last hour: lost events are not being caught and the auditor may be blind.'
+    severity: 1
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT1H'
+    autoMitigate: true
+    criteria: {
+      allOf: [
+        {
+          query: 'traces | where message startswith "${reconciledMarker}"'
+          timeAggregation: 'Count'
+          operator: 'LessThan'
+          threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: empty(alertEmail) ? [] : [
+        actionGroup.id
+      ]
+    }
+  }
+}
+
 output workspaceId string = workspace.id
 output applicationInsightsId string = appInsights.id
 output applicationInsightsName string = appInsights.name

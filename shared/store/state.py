@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shared.collector import collector_paused
-from shared.ports import CommittedState, JsonDict, StateConflict
+from shared.ports import CommittedState, JsonDict, StateConflict, StateCorrupt
 from shared.store._azure import _LazyContainer
 from shared.store._local import _flock, _replace_atomically
 from shared.store.chain import canonical_json
@@ -125,32 +125,43 @@ class _Layout:
             content, etag = self._read_head()
             if content is None:
                 return None, None
-            with collector_paused():
-                data, layered = _decode_head(json.loads(content))
-                if not layered:
-                    return CommittedState.from_json(data), etag
-                key = str(data.get("topology") or "")
-                if etag is not None:
-                    self._remember(etag, key, str(data.get("topologySha256") or ""))
-                resources = self._copies.get(key)
-                if resources is None:
-                    raw = self._read_projection(key)
-                    if raw is None:
-                        if self._read_head()[1] != etag:
-                            continue  # a newer head was committed (and our projection retired): read it again
-                        return self._damaged(data, f"its projection {key} is missing"), etag
-                    if hashlib.sha256(raw).hexdigest() != data.get("topologySha256"):
-                        return self._damaged(data, f"its projection {key} does not match the head's hash"), etag
-                    try:
-                        loaded = json.loads(raw)
-                    except ValueError:
-                        return self._damaged(data, f"its projection {key} is not valid JSON"), etag
-                    if not isinstance(loaded, list):
-                        return self._damaged(data, f"its projection {key} is not a list"), etag
-                    resources = loaded
-                    self._copies.put(key, resources)
-            return CommittedState.from_json({**data, "resources": resources}), etag
+            try:
+                loaded_state = self._load_head(content, etag)
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+                # Garbage, truncated or hand-edited: refused loudly (StateCorrupt), never a raw decoding error.
+                raise StateCorrupt(f"the committed state cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
+                                   etag=etag) from None
+            if loaded_state is not None:
+                return loaded_state, etag
         raise StateConflict("the committed state kept changing while it was read")
+
+    def _load_head(self, content: bytes, etag: str | None) -> CommittedState | None:
+        """The state a head names (None: a newer head was committed meanwhile, read again)."""
+        with collector_paused():
+            data, layered = _decode_head(json.loads(content))
+            if not layered:
+                return CommittedState.from_json(data)
+            key = str(data.get("topology") or "")
+            if etag is not None:
+                self._remember(etag, key, str(data.get("topologySha256") or ""))
+            resources = self._copies.get(key)
+            if resources is None:
+                raw = self._read_projection(key)
+                if raw is None:
+                    if self._read_head()[1] != etag:
+                        return None  # a newer head was committed (and our projection retired): read it again
+                    return self._damaged(data, f"its projection {key} is missing")
+                if hashlib.sha256(raw).hexdigest() != data.get("topologySha256"):
+                    return self._damaged(data, f"its projection {key} does not match the head's hash")
+                try:
+                    loaded = json.loads(raw)
+                except ValueError:
+                    return self._damaged(data, f"its projection {key} is not valid JSON")
+                if not isinstance(loaded, list):
+                    return self._damaged(data, f"its projection {key} is not a list")
+                resources = loaded
+                self._copies.put(key, resources)
+        return CommittedState.from_json({**data, "resources": resources})
 
     @staticmethod
     def _damaged(data: JsonDict, why: str) -> CommittedState:

@@ -326,3 +326,52 @@ def test_the_default_claim_lease_follows_the_webhook_timings() -> None:
     slow = Settings.from_env({**base, "WEBHOOK_TIMEOUT_SECONDS": "30", "WEBHOOK_MAX_WAIT_SECONDS": "60"})
     assert entrypoints.health_options(slow)["lease_seconds"] == 185
     assert entrypoints.health_options(slow)["health_limit"] == timedelta(minutes=60)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong types"])
+def test_an_unreadable_state_is_refused_loudly_and_rebuilt_announcing_nothing(
+        tmp_path: Path, services: dict[str, ChatService], time: SimTime, damage: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from shared.store import audit_verify_main
+
+    rig = Rig(tmp_path, services, time)
+    rig.reconcile()
+    rig.event(lab((1, 2)))  # one real alert before the damage
+    head = tmp_path / "state.json"
+    good = head.read_bytes()
+    head.write_bytes({"garbage": b"\xff\xfe\x00garbage", "truncated": good[: len(good) // 2],
+                      "wrong types": b'{"format": 2, "head": {"sequence": "x", "outbox": 5}}'}[damage])
+    assert audit_verify_main(str(tmp_path)) == 1  # one line, never a traceback
+    [line] = capsys.readouterr().out.splitlines()
+    assert "the committed state cannot be read" in line
+    rig.reader.resources = lab((1,))  # the live topology moved meanwhile: it cannot be proven what changed
+    time.advance(minutes=15)
+    rig.reconcile()
+    rebuilt = [r for r in rig.records() if r.get("stateRebuilt")]
+    assert len(rebuilt) == 1 and rebuilt[0]["baseline"] is True and "cannot be read" in rebuilt[0]["refused"]
+    assert rig.health() == ["state-refused"]
+    assert len(transit(services["slack"].accepted)) == 1  # only the alert from before: nothing invented
+    assert any("refused and rebuilt" in p for p in health_posts(services["teams"].accepted))
+    time.advance(minutes=15)
+    rig.reconcile()
+    assert rig.health("cleared") == ["state-refused"]
+    assert audit_verify_main(str(tmp_path)) == 0
+
+
+def test_a_tampered_working_copy_is_refused_and_announces_no_false_closure(
+        tmp_path: Path, services: dict[str, ChatService], time: SimTime) -> None:
+    rig = Rig(tmp_path, services, time)
+    rig.reader.resources = lab((1, 2))
+    rig.reconcile()
+    [copy_file] = [p for p in tmp_path.glob("topology-*.json")]
+    # Someone removes gateway 2 from the committed copy: diffed blindly, the next change would "close" hub-01/02.
+    resources = [r for r in json.loads(copy_file.read_text()) if r["name"] != "ergw-02"]
+    copy_file.write_text(json.dumps(resources))
+    rig = Rig(tmp_path, services, time)  # the next run, in a fresh instance (nothing cached)
+    rig.reader.resources = lab((1, 2, 3))  # a real change: hub-03 opens to both
+    time.advance(minutes=15)
+    rig.reconcile()
+    assert rig.health() == ["state-refused"]
+    assert transit(services["slack"].accepted) == []  # neither the false closure nor an unprovable opening
+    [rebuilt] = [r for r in rig.records() if r.get("stateRebuilt")]
+    assert rebuilt["baseline"] is True and not rebuilt["closed"]

@@ -145,10 +145,13 @@ def test_a_damaged_working_copy_is_read_again_in_full_and_rebaselined_without_al
     fresh, *_ = make(fake_arm, tmp_path)  # a new process: nothing cached
     fresh.notifiers = [notifier]
     result = fresh.run(event_trigger("e1", GW1))
-    assert result.outcome == COMMITTED and result.opened == [] and result.closed == [] and notifier.accepted == []
+    assert result.outcome == COMMITTED and result.opened == [] and result.closed == []
+    # No transit alert; the refused working copy raises the health alarm (issue 10).
+    assert [a.get("condition") for a in notifier.accepted] == ["state-refused"]
     assert len(fake_arm.resource_graph_requests()) >= 1
-    record = last_record(tmp_path)
+    record = [r for r in LocalAuditLog(tmp_path).records() if r["outcome"] == COMMITTED][-1]
     assert record["baseline"] is True and any("re-baselined" in w for w in record["warnings"])
+    assert record["stateRebuilt"] is True
     state, _ = LocalStateStore(tmp_path).load()
     assert state is not None and state.working_copy_ok and pair_names(
         [{"vnets": list(p)} for p in committed_pair_ids(state)]) == [("hub-01", "hub-02")]
