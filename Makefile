@@ -5,12 +5,21 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck infra-check setup bench clean chromium screenshot
+.PHONY: demo test lint typecheck infra-check setup bench clean lock chromium screenshot
 
+# Installs exactly the hash-pinned lock: no resolution, nothing unlocked, every file checked against its hash.
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.txt
 	touch $(STAMP)
+
+# Recompile the locks after changing a pin in requirements*.in (pip-tools in its own venv, from PyPI).
+PIP_COMPILE := .venv-lock/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+	--no-emit-find-links --index-url https://pypi.org/simple
+lock:
+	test -x .venv-lock/bin/pip-compile || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet "pip-tools==7.6.2")
+	$(PIP_COMPILE) -o requirements.txt requirements.in
+	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
 
 node_modules/.bin/azurite: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

@@ -63,7 +63,7 @@ class EventGridReceiver:
         self.accepted: list[dict[str, Any]] = []  # every event of every accepted request, in arrival order
         self.requests: list[Seen] = []
         self.echo = False  # print every accepted event (when run by hand)
-        self._outage: list[int] = []  # statuses to answer with next (an outage), consumed one per request
+        self._outage: list[int | None] = []  # what to answer next (None: judge normally), one per request
         self._down_forever: int | None = None
         self._lock = threading.Lock()
         ca = trustme.CA()
@@ -100,8 +100,8 @@ class EventGridReceiver:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def fail_next(self, *statuses: int) -> None:
-        """Answer the next requests with these statuses (503, 429, ...), whatever they hold."""
+    def fail_next(self, *statuses: int | None) -> None:
+        """Answer the next requests with these statuses (503, 429, ...), whatever they hold; None: judge it."""
         with self._lock:
             self._outage.extend(statuses)
 

@@ -516,6 +516,7 @@ class Auditor:
         broken: dict[str, str] = {}  # notifier name -> why (raises the delivery health alert)
         working: set[str] = set()
         waited = 0.0
+        down: dict[str, str] = {}  # notifier name -> why it failed (retryably) earlier in this run
         for item in (i for i in ordered if i["kind"] == "alert"):
             name = str(item.get("notifier"))
             notifier = by_name.get(name)
@@ -523,6 +524,13 @@ class Auditor:
                 why = str(item.get("lastError") or f"notifier {name} is not configured")
                 logger.warning("alert %s cannot be delivered: %s", item["id"], why)
                 failures[item["id"]] = Failure(why, DEAD)
+                continue
+            if name in down:
+                # The channel failed a moment ago: its other items wait for a later run (not an attempt) rather
+                # than each spending its own retry budget, so one channel's outage holds up the others (the
+                # Event Grid topic, another chat) by one delivery's budget at most.
+                failures[item["id"]] = Failure(f"{name} failed earlier in this run: {down[name]}", DEFER,
+                                               self.clock().timestamp())
                 continue
             wait = self._not_before(name, holds) - self.clock().timestamp()
             if wait > 0:
@@ -539,6 +547,8 @@ class Auditor:
                 logger.warning("alert %s not delivered by %s: %s", item["id"], name, exc)
                 if exc.retry_after is not None:
                     self._hold_off(name, exc.retry_after, holds)
+                if exc.retryable:
+                    down[name] = str(exc)[:300]
                 dead = not exc.retryable or int(_number(item.get("attempts"))) + 1 >= self.max_delivery_attempts
                 failures[item["id"]] = Failure(str(exc), DEAD if dead else RETRY)
                 age = self.clock().timestamp() - _number(item.get("createdAt"), self.clock().timestamp())
