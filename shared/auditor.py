@@ -199,7 +199,7 @@ class Auditor:
     health_limit: timedelta = DEFAULT_LIMIT
     max_wait_seconds: float = 20.0  # how long one run may wait for a webhook's "not before" time
     max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS
-    max_commit_attempts: int = 20
+    max_commit_attempts: int = 40  # a commit also stashes its audit record (one more request inside the race)
     backoff_cap_seconds: float = 1.0
     clock: Callable[[], datetime] = _utcnow
     sleep: Callable[[float], None] = time.sleep
