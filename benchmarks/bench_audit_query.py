@@ -25,9 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared.auditor import split_record  # noqa: E402
-from shared.ports import JsonDict  # noqa: E402
-from shared.store import audit_file_name, canonical_json, chain_next  # noqa: E402
+from shared.adapters.store import audit_file_name, canonical_json, chain_next  # noqa: E402
+from shared.app.auditor import split_record  # noqa: E402
+from shared.app.ports import JsonDict  # noqa: E402
 
 SUB = "00000000-0000-0000-0000-00000000b3c4"
 HUBS = 200

@@ -35,9 +35,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_transit import SUBSCRIPTIONS, generate  # noqa: E402
-from shared.auditor import Auditor, RunTrigger  # noqa: E402
-from shared.ports import JsonDict  # noqa: E402
-from shared.store import LocalAuditLog, LocalStateStore  # noqa: E402
+from shared.adapters.store import LocalAuditLog, LocalStateStore  # noqa: E402
+from shared.app.auditor import Auditor, RunTrigger  # noqa: E402
+from shared.app.ports import JsonDict  # noqa: E402
 
 SCENARIOS = ("event-opens", "event-unchanged", "large-change", "reconcile-1500", "burst-50")
 
@@ -73,7 +73,7 @@ def by_subscription(resources: list[JsonDict], extra: int = 0) -> dict[str, list
 
 
 def fake_arm_auditor(folder: str, resources: list[JsonDict], *, extra_subs: int = 0) -> tuple[Any, Any, Any]:
-    from shared.arm import ResourceGraphTopologyReader
+    from shared.adapters.arm import ResourceGraphTopologyReader
     from tests.integration.fake_arm import FakeArmServer
 
     fake = FakeArmServer().start()
@@ -152,7 +152,7 @@ def event_unchanged(n: int, folder: str) -> dict[str, Any]:
     result2, warm = timed(lambda: auditor.run(event("same-2", gateway["id"])))
     fake.stop()
     # The offline snapshot reader (TOPOLOGY_SNAPSHOT): reads the whole file, compares with the committed copy.
-    from shared.offline import SnapshotFileTopologyReader
+    from shared.adapters.offline import SnapshotFileTopologyReader
 
     snapshot = Path(folder) / "snapshot.json"
     snapshot.write_text(json.dumps({"value": before}))

@@ -27,11 +27,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_transit import generate  # noqa: E402
-from shared.cli_report import write_atomically  # noqa: E402
-from shared.policy import load_policy  # noqa: E402
-from shared.report import render_report, report_data  # noqa: E402
-from shared.snapshot import load_snapshot_file, parse_resources  # noqa: E402
-from shared.transit import compute_pairs, endpoints_of  # noqa: E402
+from shared.cli.report import write_atomically  # noqa: E402
+from shared.core.policy import load_policy  # noqa: E402
+from shared.core.report import render_report, report_data  # noqa: E402
+from shared.core.snapshot import load_snapshot_file, parse_resources  # noqa: E402
+from shared.core.transit import compute_pairs, endpoints_of  # noqa: E402
 
 
 def measure(n_vnets: int, policy_file: str | None) -> dict[str, Any]:

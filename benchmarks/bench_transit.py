@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from shared.collector import collector_paused  # noqa: E402
-from shared.diff import diff_pairs  # noqa: E402
-from shared.snapshot import load_snapshot_file, read_snapshot  # noqa: E402
-from shared.transit import compute_pairs  # noqa: E402
+from shared.core.collector import collector_paused  # noqa: E402
+from shared.core.diff import diff_pairs  # noqa: E402
+from shared.core.snapshot import load_snapshot_file, read_snapshot  # noqa: E402
+from shared.core.transit import compute_pairs  # noqa: E402
 from tests.builders import Resource, circuit, connection, gateway, hub_and_spoke, vnet  # noqa: E402
 
 MAX_GATEWAYS = 2000

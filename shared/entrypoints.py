@@ -9,12 +9,12 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from shared.auditor import Auditor, Classifier, RunResult, RunTrigger, default_classifier
-from shared.events import MalformedEventError, Skip, clean_text, parse_event
-from shared.offline import SnapshotFileTopologyReader
-from shared.policy import Policy
-from shared.ports import Notifier, TopologyReader
-from shared.settings import Settings
+from shared.adapters.events import MalformedEventError, Skip, clean_text, parse_event
+from shared.adapters.offline import SnapshotFileTopologyReader
+from shared.app.auditor import Auditor, Classifier, RunResult, RunTrigger, default_classifier
+from shared.app.ports import Notifier, TopologyReader
+from shared.app.settings import Settings
+from shared.core.policy import Policy
 
 logger = logging.getLogger(__name__)
 
@@ -24,17 +24,17 @@ _cached: dict[str, Auditor] = {}
 
 def build_auditor(env: Mapping[str, str]) -> Auditor:
     """Wire the adapters that the app settings select (live Azure, or local/offline)."""
-    from shared.notify import ConsoleNotifier, notifiers_from_settings
-    from shared.notify.eventgrid import publisher_from_settings
-    from shared.store import store_from_settings
-    from shared.store.report import report_publisher_from_settings
+    from shared.adapters.notify import ConsoleNotifier, notifiers_from_settings
+    from shared.adapters.notify.eventgrid import publisher_from_settings
+    from shared.adapters.store import store_from_settings
+    from shared.adapters.store.report import report_publisher_from_settings
 
     settings = Settings.from_env(env)
     reader: TopologyReader
     if settings.topology_snapshot:
         reader = SnapshotFileTopologyReader(settings.topology_snapshot)
     else:
-        from shared.arm import ResourceGraphTopologyReader, default_credential
+        from shared.adapters.arm import ResourceGraphTopologyReader, default_credential
 
         reader = ResourceGraphTopologyReader(default_credential(settings.client_id), settings.subscriptions,
                                              arm_endpoint=settings.arm_endpoint,
@@ -69,7 +69,7 @@ def _classification(settings: Settings) -> tuple[Classifier, bool, Policy | None
     """
     if not settings.policy_file:
         return default_classifier, settings.notify_accepted, None
-    from shared.policy import classifier, load_policy
+    from shared.core.policy import classifier, load_policy
 
     policy = load_policy(settings.policy_file)
     return classifier(policy), settings.notify_accepted or policy.notify_info, policy

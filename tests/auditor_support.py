@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from shared.ports import DeliveryError, IncompleteReadError, JsonDict
+from shared.app.ports import DeliveryError, IncompleteReadError, JsonDict
 
 
 class FakeReader:
@@ -52,7 +52,7 @@ def pair_names(pairs: Sequence[JsonDict]) -> list[tuple[str, str]]:
 
 
 def event_trigger(event_id: str, resource_id: str, caller: str = "alice@contoso.example") -> Any:
-    from shared.auditor import RunTrigger
+    from shared.app.auditor import RunTrigger
 
     return RunTrigger(kind="event", event_id=event_id, operation="Microsoft.Network/virtualNetworkGateways/write",
                       resource_id=resource_id, caller=caller, correlation_id=f"corr-{event_id}",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from shared.notify import slack
+from shared.adapters.notify import slack
 
 SLACK_MAX_TOTAL_TEXT = 12000
 TEAMS_MAX_BYTES = 28 * 1024

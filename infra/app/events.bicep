@@ -33,8 +33,8 @@ param maxDeliveryAttempts int = 30
 @maxValue(1440)
 param eventTimeToLiveInMinutes int = 1440
 
-// The same file shared/events.py reads, so the platform filter and the code never disagree.
-var watched = loadJsonContent('../../shared/watched_operations.json')
+// The same file shared/adapters/events.py reads, so the platform filter and the code never disagree.
+var watched = loadJsonContent('../../shared/adapters/watched_operations.json')
 
 resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: systemTopicName

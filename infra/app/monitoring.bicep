@@ -100,10 +100,10 @@ resource functionFailures 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   }
 }
 
-// The auditor watches itself (shared/health.py): every health alert it raises is logged with a fixed marker, and
+// The auditor watches itself (shared/core/health.py): every health alert it raises is logged with a fixed marker, and
 // every complete reconcile logs a heartbeat line. These log alerts e-mail the action group even when every chat
 // channel is what broke. The markers are the constants LOG_MARKER_RAISED and LOG_MARKER_RECONCILED in
-// shared/health.py (tests/infra checks they match); host.json keeps traces out of sampling so none is dropped.
+// shared/core/health.py (tests/infra checks they match); host.json keeps traces out of sampling so none is dropped.
 var healthRaisedMarker = 'ER-transit health alert raised'
 var reconciledMarker = 'ER-transit reconcile complete'
 

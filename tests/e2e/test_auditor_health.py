@@ -17,11 +17,11 @@ from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 
 from shared import entrypoints
-from shared.auditor import Auditor, RunTrigger
-from shared.health import LOG_MARKER_RAISED, LOG_MARKER_RECONCILED
-from shared.notify import WebhookNotifier
-from shared.notify.deliver import Pacer
-from shared.store import LocalAuditLog, LocalStateStore, verify_audit
+from shared.adapters.notify import WebhookNotifier
+from shared.adapters.notify.deliver import Pacer
+from shared.adapters.store import LocalAuditLog, LocalStateStore, verify_audit
+from shared.app.auditor import Auditor, RunTrigger
+from shared.core.health import LOG_MARKER_RAISED, LOG_MARKER_RECONCILED
 from tests.auditor_support import FakeReader
 from tests.builders import lab
 from tests.chat_standins import ChatService
@@ -263,7 +263,7 @@ def test_reads_incomplete_for_an_hour_raise_the_alarm_once_and_clear_once(
 
 def test_a_subscription_without_reader_is_named_at_once(
         tmp_path: Path, services: dict[str, ChatService], time: SimTime) -> None:
-    from shared.ports import IncompleteReadError
+    from shared.app.ports import IncompleteReadError
 
     rig = Rig(tmp_path, services, time)
     rig.reconcile()
@@ -319,7 +319,7 @@ def test_a_run_that_died_holding_a_claim_is_taken_over_within_about_a_minute(
 
 
 def test_the_default_claim_lease_follows_the_webhook_timings() -> None:
-    from shared.settings import Settings
+    from shared.app.settings import Settings
 
     base = {"TOPOLOGY_SNAPSHOT": "x.json"}
     assert entrypoints.health_options(Settings.from_env(base))["lease_seconds"] == 60
@@ -332,7 +332,7 @@ def test_the_default_claim_lease_follows_the_webhook_timings() -> None:
 def test_an_unreadable_state_is_refused_loudly_and_rebuilt_announcing_nothing(
         tmp_path: Path, services: dict[str, ChatService], time: SimTime, damage: str,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from shared.store import audit_verify_main
+    from shared.adapters.store import audit_verify_main
 
     rig = Rig(tmp_path, services, time)
     rig.reconcile()

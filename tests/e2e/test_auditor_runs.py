@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.auditor import COMMITTED, DUPLICATE, INCOMPLETE, NO_CHANGE, Auditor, RunTrigger, committed_pair_ids
-from shared.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore, verify_audit
+from shared.adapters.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore, verify_audit
+from shared.app.auditor import COMMITTED, DUPLICATE, INCOMPLETE, NO_CHANGE, Auditor, RunTrigger, committed_pair_ids
 from tests.auditor_support import FakeReader, RecordingNotifier, event_trigger, pair_names
 from tests.builders import connection, lab, rid, with_state
 
@@ -186,7 +186,7 @@ def test_settling_removal_keeps_the_pair_until_it_is_gone(tmp_path: Path) -> Non
     assert "connection conn-02 removed" in [c["text"] for c in alert["closed"][0]["cause"]]
     # The alert also says what now keeps the pair closed (the `explain` text), and the renderers show it.
     assert "ergw-02 has no ExpressRoute connection to a circuit" in alert["closed"][0]["explanation"]
-    from shared.notify import render_text
+    from shared.adapters.notify import render_text
 
     assert "now missing: ergw-02 has no ExpressRoute connection to a circuit" in render_text(alert)
 
@@ -235,8 +235,8 @@ def test_a_settling_removal_that_is_reverted_announces_nothing(tmp_path: Path) -
 
 
 def test_a_huge_change_is_summarised_in_the_alert_and_recorded_in_full(tmp_path: Path) -> None:
-    from shared.auditor import MAX_ALERT_PAIRS
-    from shared.notify import render, render_text
+    from shared.adapters.notify import render, render_text
+    from shared.app.auditor import MAX_ALERT_PAIRS
     from tests.builders import circuit, gateway, hub_and_spoke, vnet
 
     def estate(flag: bool) -> list[dict]:

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared import entrypoints
-from shared.auditor import Auditor, RunTrigger
-from shared.store import LocalAuditLog, LocalStateStore, verify_audit
+from shared.adapters.store import LocalAuditLog, LocalStateStore, verify_audit
+from shared.app.auditor import Auditor, RunTrigger
 from tests.auditor_support import FakeReader, RecordingNotifier
 from tests.builders import lab
 

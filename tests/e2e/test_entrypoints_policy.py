@@ -10,8 +10,8 @@ import pytest
 
 import function_app
 from shared import entrypoints
-from shared.policy import PolicyError
-from shared.store import LocalAuditLog
+from shared.adapters.store import LocalAuditLog
+from shared.core.policy import PolicyError
 from tests.builders import lab
 
 STORY = Path(__file__).resolve().parents[2] / "examples" / "replay-lab"
@@ -88,7 +88,7 @@ def test_a_broken_policy_file_stops_start_up_naming_the_line(env: dict[str, Any]
 
 
 def test_missing_settings_are_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.settings import ConfigurationError, Settings
+    from shared.app.settings import ConfigurationError, Settings
 
     with pytest.raises(ConfigurationError, match="WATCHED_SUBSCRIPTIONS"):
         Settings.from_env({})

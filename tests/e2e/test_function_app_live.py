@@ -19,10 +19,10 @@ from pytest_httpserver import HTTPServer
 
 import function_app
 from shared import entrypoints
-from shared.arm import ResourceGraphTopologyReader
-from shared.auditor import Auditor
-from shared.notify import WebhookNotifier
-from shared.store import AppendBlobAuditLog, BlobStateStore, StorageQueueRecheck, verify_audit
+from shared.adapters.arm import ResourceGraphTopologyReader
+from shared.adapters.notify import WebhookNotifier
+from shared.adapters.store import AppendBlobAuditLog, BlobStateStore, StorageQueueRecheck, verify_audit
+from shared.app.auditor import Auditor
 from tests.builders import SUB, lab
 from tests.integration.fake_arm import FakeArmServer, arm_error, fake_arm  # noqa: F401
 
@@ -148,7 +148,7 @@ def test_malformed_and_irrelevant_events_are_acknowledged(live: dict[str, Any], 
 def test_burst_of_50_concurrent_events_on_azure_storage(azurite: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from shared.auditor import RunTrigger
+    from shared.app.auditor import RunTrigger
     from tests.auditor_support import FakeReader, RecordingNotifier, event_trigger, pair_names
     from tests.builders import rid
 
@@ -167,7 +167,7 @@ def test_burst_of_50_concurrent_events_on_azure_storage(azurite: Any) -> None:
     assert len(notifier.accepted) == 1 and pair_names(notifier.accepted[0]["opened"]) == [("hub-01", "hub-02")]
     committed, _ = state.load()
     assert committed is not None and committed.outbox == []
-    from shared.auditor import committed_pair_ids
+    from shared.app.auditor import committed_pair_ids
 
     assert len(committed_pair_ids(committed)) == 1
     assert len([i for i in committed.processed_event_ids if i.startswith("b-")]) == 50
@@ -194,7 +194,7 @@ def test_audit_verify_reads_the_azure_audit_log_from_the_app_settings(azurite: A
 
 
 def test_a_garbage_state_blob_is_refused_as_corrupt_not_a_raw_error(azurite: Any) -> None:
-    from shared.ports import StateCorrupt
+    from shared.app.ports import StateCorrupt
 
     container = f"state-{uuid.uuid4().hex[:8]}"
     store = BlobStateStore(connection_string=azurite.connection_string, container=container)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.auditor import COMMITTED, NO_CHANGE, Auditor, RunTrigger
-from shared.notify.render import render_text
-from shared.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore
-from shared.store.report import LocalReportPublisher, dated_report_name
+from shared.adapters.notify.render import render_text
+from shared.adapters.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore
+from shared.adapters.store.report import LocalReportPublisher, dated_report_name
+from shared.app.auditor import COMMITTED, NO_CHANGE, Auditor, RunTrigger
 from tests.auditor_support import FakeReader, RecordingNotifier, event_trigger
 from tests.builders import lab, rid
 
@@ -78,14 +78,14 @@ def test_a_report_that_cannot_be_written_never_fails_the_run(tmp_path: Path,
     auditor, reader, notifier = make(tmp_path, BrokenPublisher())
     auditor.run(RunTrigger(kind="reconcile"))
     reader.resources = lab((1, 2))
-    with caplog.at_level(logging.ERROR, logger="shared.auditor"):
+    with caplog.at_level(logging.ERROR, logger="shared.app.auditor"):
         result = auditor.run(event_trigger("e1", GW1))
     assert result.outcome == COMMITTED and len(notifier.accepted) == 1
     assert "could not write the report page to er-transit-report" in caplog.text
 
 
 def test_the_page_marks_what_the_apps_policy_forbids(tmp_path: Path) -> None:
-    from shared.policy import parse_policy
+    from shared.core.policy import parse_policy
 
     folder = tmp_path / "pages"
     auditor, reader, _ = make(tmp_path, LocalReportPublisher(folder))

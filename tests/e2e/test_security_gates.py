@@ -372,7 +372,7 @@ def test_a_junk_block_in_an_azure_audit_blob_starts_a_new_segment_blob(tmp_path:
 def test_an_unusable_webhook_setting_keeps_alerts_queued_and_says_so(
         local_app: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture, value: str) -> None:
-    from shared.store import LocalAuditLog, LocalStateStore
+    from shared.adapters.store import LocalAuditLog, LocalStateStore
 
     monkeypatch.setenv("SLACK_WEBHOOK_URL", value)
     run_event(local_app, lab(enabled=(2,)), gateway_event("ergw-02", {UPN: "bob@contoso.example"}, "u-1"))

@@ -16,7 +16,7 @@ from azure.functions.timer import TimerRequest
 
 import function_app
 from shared import entrypoints
-from shared.store import LocalAuditLog, verify_audit
+from shared.adapters.store import LocalAuditLog, verify_audit
 from tests.builders import SUB, lab
 from tests.integration.fake_arm import FakeArmServer, fake_arm  # noqa: F401
 

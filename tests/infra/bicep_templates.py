@@ -13,7 +13,7 @@ from pycep import BicepParser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRA = REPO_ROOT / "infra"
-WATCHED_OPERATIONS = REPO_ROOT / "shared" / "watched_operations.json"
+WATCHED_OPERATIONS = REPO_ROOT / "shared" / "adapters" / "watched_operations.json"
 
 
 def bicep_files() -> list[Path]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from shared.health import LOG_MARKER_RAISED, LOG_MARKER_RECONCILED
+from shared.core.health import LOG_MARKER_RAISED, LOG_MARKER_RECONCILED
 from tests.infra.bicep_templates import REPO_ROOT, by_symbol, render, template
 
 MONITORING = "app/monitoring.bicep"

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 
-from shared.arm import TOPOLOGY_QUERY, ReadCalls, ResourceGraphTopologyReader, default_credential, export_main
-from shared.ports import IncompleteReadError
-from shared.snapshot import parse_resources
+from shared.adapters.arm import TOPOLOGY_QUERY, ReadCalls, ResourceGraphTopologyReader, default_credential, export_main
+from shared.app.ports import IncompleteReadError
+from shared.core.snapshot import parse_resources
 from tests import builders as b
 from tests.integration.fake_arm import RESOURCE_GRAPH_PATH, FakeArmServer, Reply, arm_error
 

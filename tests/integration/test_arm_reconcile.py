@@ -12,11 +12,11 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-from shared.arm import TOPOLOGY_QUERY, QuotaPacer, ResourceGraphTopologyReader
-from shared.auditor import COMMITTED, INCOMPLETE, Auditor, RunTrigger
-from shared.ports import IncompleteReadError
-from shared.settings import ConfigurationError, Settings
-from shared.store import LocalAuditLog, LocalStateStore
+from shared.adapters.arm import TOPOLOGY_QUERY, QuotaPacer, ResourceGraphTopologyReader
+from shared.adapters.store import LocalAuditLog, LocalStateStore
+from shared.app.auditor import COMMITTED, INCOMPLETE, Auditor, RunTrigger
+from shared.app.ports import IncompleteReadError
+from shared.app.settings import ConfigurationError, Settings
 from tests import builders as b
 from tests.auditor_support import RecordingNotifier
 from tests.integration.fake_arm import FakeArmServer

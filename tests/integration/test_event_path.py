@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.arm import ResourceGraphTopologyReader
-from shared.auditor import COMMITTED, DUPLICATE, INCOMPLETE, NO_CHANGE, Auditor, RunTrigger, committed_pair_ids
-from shared.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore, verify_audit
+from shared.adapters.arm import ResourceGraphTopologyReader
+from shared.adapters.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore, verify_audit
+from shared.app.auditor import COMMITTED, DUPLICATE, INCOMPLETE, NO_CHANGE, Auditor, RunTrigger, committed_pair_ids
 from tests import builders as b
 from tests.auditor_support import RecordingNotifier, event_trigger, pair_names
 from tests.integration.fake_arm import FakeArmServer, arm_error

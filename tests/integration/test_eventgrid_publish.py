@@ -24,11 +24,11 @@ from azure.core.messaging import CloudEvent
 from azure.eventgrid import EventGridPublisherClient
 
 from scripts.eventgrid_receiver import CONTENT_TYPE, MAX_BYTES, EventGridReceiver
-from shared.auditor import COMMITTED, Auditor, RunTrigger
-from shared.notify import WebhookNotifier
-from shared.notify.eventgrid import HEALTH, PAIR_OPENED, EventGridTopicPublisher, cloud_events
-from shared.ports import DeliveryError
-from shared.store import LocalAuditLog, LocalStateStore
+from shared.adapters.notify import WebhookNotifier
+from shared.adapters.notify.eventgrid import HEALTH, PAIR_OPENED, EventGridTopicPublisher, cloud_events
+from shared.adapters.store import LocalAuditLog, LocalStateStore
+from shared.app.auditor import COMMITTED, Auditor, RunTrigger
+from shared.app.ports import DeliveryError
 from tests.auditor_support import FakeReader, event_trigger
 from tests.builders import lab, rid, small_topology
 from tests.integration.fake_arm import FakeCredential

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.arm import ResourceGraphTopologyReader, export_main
+from shared.adapters.arm import ResourceGraphTopologyReader, export_main
 from shared.cli import main
 from tests.integration.fake_arm import FakeArmServer
 from tests.spec_examples import SUB, as_arm_holds_it, hubs_files, wan_files

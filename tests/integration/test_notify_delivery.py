@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from shared.notify import WebhookNotifier, notifiers_from_settings, render
-from shared.ports import DeliveryError
+from shared.adapters.notify import WebhookNotifier, notifiers_from_settings, render
+from shared.app.ports import DeliveryError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SLACK_PATH = "/services/T000/B000/SECRETxyz"

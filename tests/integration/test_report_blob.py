@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.auditor import COMMITTED, Auditor, RunTrigger
-from shared.store import AppendBlobAuditLog, BlobStateStore
-from shared.store.report import BlobReportPublisher, dated_report_name, report_publisher_from_settings
+from shared.adapters.store import AppendBlobAuditLog, BlobStateStore
+from shared.adapters.store.report import BlobReportPublisher, dated_report_name, report_publisher_from_settings
+from shared.app.auditor import COMMITTED, Auditor, RunTrigger
 from tests.auditor_support import FakeReader, RecordingNotifier, event_trigger
 from tests.builders import lab, rid
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.ports import CommittedState, StateConflict, bounded_ids
-from shared.store import (
+from shared.adapters.store import (
     GENESIS_HASH,
     AppendBlobAuditLog,
     AuditLine,
@@ -31,6 +30,7 @@ from shared.store import (
     store_from_settings,
     verify_audit,
 )
+from shared.app.ports import CommittedState, StateConflict, bounded_ids
 
 Clock = Callable[[], datetime]
 LineTransform = Callable[[list[AuditLine]], list[AuditLine]]
@@ -333,7 +333,7 @@ class TestAuditLogContract:
         assert verify_audit(tampered.records()).seq == 3
 
     def test_modified_record_with_recomputed_hash_breaks_the_next_link(self, backend: Backend) -> None:
-        from shared.store import record_hash
+        from shared.adapters.store import record_hash
 
         log = backend.audit_log()
         _fill(log, 4)
@@ -448,8 +448,8 @@ def test_local_state_store_is_atomic_across_processes(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from dataclasses import replace\n"
-        "from shared.ports import StateConflict\n"
-        "from shared.store import LocalStateStore\n"
+        "from shared.app.ports import StateConflict\n"
+        "from shared.adapters.store import LocalStateStore\n"
         "store = LocalStateStore(sys.argv[1])\n"
         "for i in range(10):\n"
         "    while True:\n"
@@ -478,7 +478,7 @@ def test_local_audit_appends_from_several_processes_form_one_chain(tmp_path: Pat
 
     script = (
         "import sys\n"
-        "from shared.store import LocalAuditLog\n"
+        "from shared.adapters.store import LocalAuditLog\n"
         "log = LocalAuditLog(sys.argv[1])\n"
         "for i in range(15):\n"
         "    log.append({'correlationId': sys.argv[2] + str(i), 'outcome': 'committed'})\n"

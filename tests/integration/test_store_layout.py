@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from shared.ports import CommittedState
-from shared.store import EncodedRecord, LocalAuditLog, canonical_json, chain_next, chain_text
-from shared.store.chain import ChainTail
+from shared.adapters.store import EncodedRecord, LocalAuditLog, canonical_json, chain_next, chain_text
+from shared.app.ports import CommittedState
+from shared.core.chain import ChainTail
 from tests.integration.test_store_contract import AzuriteBackend, Backend, LocalBackend
 
 
@@ -146,7 +146,7 @@ def test_chain_text_gives_the_same_record_line_and_hash_as_chain_next() -> None:
 
 def test_an_append_after_our_own_does_not_read_the_last_line_back(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import shared.store.audit as audit_module
+    import shared.adapters.store.audit as audit_module
 
     log = LocalAuditLog(tmp_path)
     log.append({"runId": "r1"})
@@ -160,14 +160,14 @@ def test_an_append_after_our_own_does_not_read_the_last_line_back(tmp_path: Path
     monkeypatch.undo()
     LocalAuditLog(tmp_path).append({"runId": "other"})
     log.append({"runId": "r3"})
-    from shared.store import verify_audit
+    from shared.adapters.store import verify_audit
 
     result = verify_audit(LocalAuditLog(tmp_path).lines())
     assert result.ok and result.count == 4
 
 
 def test_a_seeded_tail_is_trusted_only_while_the_file_has_its_size(tmp_path: Path) -> None:
-    from shared.store import verify_audit
+    from shared.adapters.store import verify_audit
 
     writer = LocalAuditLog(tmp_path)
     writer.append({"runId": "r1"})

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.notify import WebhookNotifier, notifiers_from_settings
-from shared.notify.targets import AllowedHosts, TargetRefused, check_resolved
-from shared.ports import DeliveryError
+from shared.adapters.notify import WebhookNotifier, notifiers_from_settings
+from shared.adapters.notify.targets import AllowedHosts, TargetRefused, check_resolved
+from shared.app.ports import DeliveryError
 from tests.integration.test_notify_delivery import Receiver, lab_alert
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.store import AuditLine, chain_next, verify_audit
+from shared.adapters.store import AuditLine, chain_next, verify_audit
 
 ZERO = "0" * 64
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shared.auditor import split_record
+from shared.app.auditor import split_record
 
 
 def record(n: int) -> dict:

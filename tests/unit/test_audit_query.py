@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from shared.audit_query import (
+from shared.app.auditor import split_record
+from shared.core.audit_query import (
     AuditFilter,
     AuditQueryError,
     LoggedRecord,
@@ -18,8 +19,7 @@ from shared.audit_query import (
     parse_outcomes,
     parse_when,
 )
-from shared.audit_views import history_text, list_text, printable
-from shared.auditor import split_record
+from shared.core.audit_views import history_text, list_text, printable
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 SUB = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.Network"

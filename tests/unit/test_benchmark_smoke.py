@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from benchmarks.bench_transit import generate, measure, table
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs
 
 
 def test_generator_builds_hubs_spokes_and_flag_flips_at_a_small_size() -> None:

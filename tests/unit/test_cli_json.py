@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.cli_json import json_chunks, print_json
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs
-from shared.views import pairs_json
+from shared.cli.json_output import json_chunks, print_json
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs
+from shared.core.views import pairs_json
 from tests.unit.test_properties import render, topology_specs
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)  # any text a snapshot can hold

@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.diff import Diff, diff_pairs, facets_of
-from shared.model import PairSet, ResourceId, Topology, TransitPair, is_settling
-from shared.transit import VNET_GATEWAY, endpoints_of
+from shared.core.diff import Diff, diff_pairs, facets_of
+from shared.core.model import PairSet, ResourceId, Topology, TransitPair, is_settling
+from shared.core.transit import VNET_GATEWAY, endpoints_of
 from tests.builders import Resource, recase_references
 from tests.unit.test_properties import PEERING_STATE, STATE, TopologySpec, pairs_of, render, topology_specs
 

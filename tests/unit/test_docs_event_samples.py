@@ -13,7 +13,7 @@ import pytest
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 
-from shared.events import Skip, Trigger, parse_event
+from shared.adapters.events import Skip, Trigger, parse_event
 
 DOCS = Path(__file__).resolve().parents[1] / "fixtures" / "azure-docs"
 GATEWAY = ("/subscriptions/{subscription-id}/resourceGroups/{resource-group}/providers/Microsoft.Network/"

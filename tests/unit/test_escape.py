@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.escape import ZWSP, controls, slack_mrkdwn, teams_markdown, terminal_line
+from shared.core.escape import ZWSP, controls, slack_mrkdwn, teams_markdown, terminal_line
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 

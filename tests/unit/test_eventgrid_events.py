@@ -12,8 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.auditor import alert_parts
-from shared.notify.eventgrid import (
+from shared.adapters.notify.eventgrid import (
     HEALTH,
     LOCAL_SOURCE,
     MAX_BATCH_BYTES,
@@ -28,6 +27,7 @@ from shared.notify.eventgrid import (
     event_source,
     publisher_from_settings,
 )
+from shared.app.auditor import alert_parts
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SOURCE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/er-auditor"

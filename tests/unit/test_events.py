@@ -11,7 +11,7 @@ import pytest
 from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 
-from shared.events import (
+from shared.adapters.events import (
     UPN_CLAIM,
     MalformedEventError,
     Skip,
@@ -22,7 +22,7 @@ from shared.events import (
 )
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-WATCHED_FILE = Path(__file__).resolve().parents[2] / "shared" / "watched_operations.json"
+WATCHED_FILE = Path(__file__).resolve().parents[2] / "shared" / "adapters" / "watched_operations.json"
 SUB = "00000000-0000-0000-0000-000000000001"
 GW_ID = f"/subscriptions/{SUB}/resourceGroups/hub-rg/providers/Microsoft.Network/virtualNetworkGateways/ergw-hub"
 
@@ -319,7 +319,7 @@ def test_malformed_error_is_a_value_error() -> None:
 def test_every_watched_event_type_is_an_event_grid_system_event_name() -> None:
     from azure.eventgrid import SystemEventNames
 
-    from shared.events import is_system_event_name
+    from shared.adapters.events import is_system_event_name
 
     raw = json.loads(WATCHED_FILE.read_text(encoding="utf-8"))
     names = {str(n.value) for n in SystemEventNames}

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.explain import Explanation, VnetLookupError, explain_pair, explanation_text, resolve_vnet
-from shared.model import ResourceId, Topology
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs
+from shared.core.explain import Explanation, VnetLookupError, explain_pair, explanation_text, resolve_vnet
+from shared.core.model import ResourceId, Topology
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs
 from tests.builders import (
     Resource,
     circuit,

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from shared.diff import diff_pairs
-from shared.health import Transition, health_alert
-from shared.notify import render, render_text, slack, teams
-from shared.notify.compact import render_minimal
-from shared.notify.view import read_alert
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs
-from shared.views import diff_json
+from shared.adapters.notify import render, render_text, slack, teams
+from shared.adapters.notify.compact import render_minimal
+from shared.adapters.notify.view import read_alert
+from shared.core.diff import diff_pairs
+from shared.core.health import Transition, health_alert
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs
+from shared.core.views import diff_json
 from tests.builders import circuit, connection, gateway, hub_and_spoke, vnet
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"

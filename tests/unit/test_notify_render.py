@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.notify import ConsoleNotifier, render, render_main, render_text
+from shared.adapters.notify import ConsoleNotifier, render, render_main, render_text
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SUB = "00000000-0000-0000-0000-000000000001"

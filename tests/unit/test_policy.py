@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.policy import (
+from shared.core.policy import (
     PolicyError,
     Verdict,
     annotate_diff,
@@ -20,9 +20,9 @@ from shared.policy import (
     severity_for,
     should_notify,
 )
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs
-from shared.views import pairs_json
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs
+from shared.core.views import pairs_json
 from tests.builders import SUB, lab, vnet
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

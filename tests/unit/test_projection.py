@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.snapshot import parse_resources, resources_of, transit_projection
+from shared.core.snapshot import parse_resources, resources_of, transit_projection
 from tests.builders import circuit, gateway, hub_and_spoke, lab, virtual_hub, vnet, wan_gateway
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "resource-graph-answer.json"

@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.diff import diff_pairs
-from shared.model import PairSet, Topology
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs, endpoints_of
+from shared.core.diff import diff_pairs
+from shared.core.model import PairSet, Topology
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs, endpoints_of
 from tests.builders import (
     Resource,
     circuit,
@@ -262,7 +262,7 @@ def test_a_single_flag_flip_is_named_as_the_cause(spec: TopologySpec, data: st.D
 @settings(max_examples=60, deadline=None)
 @given(topology_specs())
 def test_the_transit_projection_parses_to_the_same_topology(spec: TopologySpec) -> None:
-    from shared.snapshot import transit_projection
+    from shared.core.snapshot import transit_projection
 
     resources = render(spec)
     assert parse_resources(transit_projection(resources)) == parse_resources(resources)

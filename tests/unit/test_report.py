@@ -11,11 +11,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.audit_query import LoggedRecord, PartJoiner
-from shared.explain import explain_pair
-from shared.model import PairSet, ResourceId, Topology
-from shared.policy import evaluate, parse_policy
-from shared.report import (
+from shared.core.audit_query import LoggedRecord, PartJoiner
+from shared.core.explain import explain_pair
+from shared.core.model import PairSet, ResourceId, Topology
+from shared.core.policy import evaluate, parse_policy
+from shared.core.report import (
     BLOCKED,
     NOT_APPLICABLE,
     OPEN,
@@ -29,9 +29,9 @@ from shared.report import (
     report_data,
     timeline,
 )
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs, endpoints_of, route_verdict
-from shared.views import pair_json
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs, endpoints_of, route_verdict
+from shared.core.views import pair_json
 from tests.builders import (
     Resource,
     circuit,
@@ -326,7 +326,7 @@ def test_hostile_names_callers_and_sources_never_reach_the_page_as_markup() -> N
 
 
 def test_page_script_never_sets_html_from_data() -> None:
-    from shared.report_assets import REPORT_SCRIPT
+    from shared.core.report_assets import REPORT_SCRIPT
 
     assert "innerHTML" not in REPORT_SCRIPT and "outerHTML" not in REPORT_SCRIPT
     assert "insertAdjacentHTML" not in REPORT_SCRIPT and "document.write" not in REPORT_SCRIPT

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared.model import ResourceId
-from shared.snapshot import SnapshotError, load_snapshot_file, parse_resources, read_snapshot, resources_of
-from shared.transit import compute_pairs
+from shared.core.model import ResourceId
+from shared.core.snapshot import SnapshotError, load_snapshot_file, parse_resources, read_snapshot, resources_of
+from shared.core.transit import compute_pairs
 from tests.builders import Resource, circuit, connection, gateway, hub_and_spoke, lab, recase_references, vnet
 
 RESOURCE_GRAPH_ANSWER = Path("/work/shared/fixtures/resource-graph-answer.json")
@@ -60,7 +60,7 @@ def test_resource_graph_answer_reads_hub_spoke_gateway_connection_and_circuit() 
 
 
 def test_resource_graph_spoke_is_behind_its_hub_gateway() -> None:
-    from shared.transit import endpoints_of
+    from shared.core.transit import endpoints_of
 
     topology = read_snapshot(RESOURCE_GRAPH_ANSWER)
     (ep,) = endpoints_of(topology).values()

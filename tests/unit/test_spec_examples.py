@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from shared.diff import diff_pairs
-from shared.explain import explain_pair, resolve_vnet
-from shared.model import ResourceId, Topology
-from shared.snapshot import load_snapshot_file, parse_resources, read_snapshot, resources_of, transit_projection
-from shared.transit import compute_pairs, endpoints_of
+from shared.core.diff import diff_pairs
+from shared.core.explain import explain_pair, resolve_vnet
+from shared.core.model import ResourceId, Topology
+from shared.core.snapshot import load_snapshot_file, parse_resources, read_snapshot, resources_of, transit_projection
+from shared.core.transit import compute_pairs, endpoints_of
 from tests.spec_examples import (
     NET,
     SPEC,

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from shared.diff import Diff, diff_pairs
-from shared.model import PairSet, TransitPair
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs
+from shared.core.diff import Diff, diff_pairs
+from shared.core.model import PairSet, TransitPair
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs
 from tests.builders import (
     Resource,
     circuit,

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.diff import diff_pairs
-from shared.snapshot import parse_resources
-from shared.transit import compute_pairs
-from shared.views import diff_json
-from shared.whatif import (
+from shared.core.diff import diff_pairs
+from shared.core.snapshot import parse_resources
+from shared.core.transit import compute_pairs
+from shared.core.views import diff_json
+from shared.core.whatif import (
     ChangeError,
     PropertySet,
     Scope,

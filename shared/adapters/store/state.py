@@ -1,0 +1,410 @@
+"""The committed state: a local folder (offline default) or blobs in Azure Storage, the head written under an ETag.
+
+Layout (format 2): a small head (sequence, digest, processed event ids, outbox, pending, the audit chain's tail)
+and the transit projection (`resources`, the working copy) in its own file/blob named by its key (the topology
+digest), written only when the digest changes and never rewritten. Audit records waiting in the outbox are not
+in the head either: they are stashed in their own file/blob (`stash`) before the commit that names them.
+A state in the old single-document format still loads; the next commit writes the new layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.adapters.store._azure import _LazyContainer
+from shared.adapters.store._local import _flock, _replace_atomically
+from shared.app.ports import CommittedState, JsonDict, StateConflict, StateCorrupt
+from shared.core.chain import canonical_json
+from shared.core.collector import collector_paused
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.storage.blob import BlobClient
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STATE_CONTAINER = "er-transit-state"
+STATE_BLOB_NAME = "state.json.gz"
+HEAD_FORMAT = 2
+# A projection no head names any more is deleted once it is this old: a run that wrote it moments ago and is
+# about to commit its head (or one still reading the previous head) must not lose it.
+PROJECTION_GRACE_SECONDS = 600
+_KEEP_COPIES = 2  # working copies kept parsed in memory (content-addressed, so never stale)
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
+
+
+def projection_key(state: CommittedState) -> str:
+    """The name of the state's projection: its topology digest (or, without one, the hash of its content)."""
+    if re.fullmatch(r"[0-9a-f]{64}", state.topology_digest or ""):
+        return state.topology_digest
+    return hashlib.sha256(canonical_json(state.resources).encode("utf-8")).hexdigest()
+
+
+def _head(state: CommittedState, key: str, content_sha: str, previous_key: str | None) -> bytes:
+    head = state.to_json()
+    del head["resources"]
+    head.update({"topology": key, "topologySha256": content_sha, "previousTopology": previous_key})
+    return json.dumps({"format": HEAD_FORMAT, "writeId": uuid.uuid4().hex, "head": head},
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _projection_bytes(resources: list[JsonDict]) -> bytes:
+    # The C encoder, compact and not sorted: the digest is computed elsewhere; this is only storage.
+    return json.dumps(resources, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _check_name(name: str) -> str:
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(f"not a valid stash name: {name!r}")
+    return name.replace(":", "-")
+
+
+class _WorkingCopies:
+    """Parsed projections by key (content-addressed: a key always names the same content)."""
+
+    def __init__(self) -> None:
+        self._copies: OrderedDict[str, list[JsonDict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> list[JsonDict] | None:
+        with self._lock:
+            copy = self._copies.get(key)
+            if copy is not None:
+                self._copies.move_to_end(key)
+            return copy
+
+    def put(self, key: str, resources: list[JsonDict]) -> None:
+        with self._lock:
+            self._copies[key] = resources
+            self._copies.move_to_end(key)
+            while len(self._copies) > _KEEP_COPIES:
+                self._copies.popitem(last=False)
+
+
+def _decode_head(document: Mapping[str, Any]) -> tuple[JsonDict, bool]:
+    """(state JSON, is the new layout). The old layout holds the whole state, resources included."""
+    if document.get("format") == HEAD_FORMAT and isinstance(document.get("head"), dict):
+        return dict(document["head"]), True
+    if isinstance(document.get("state"), dict):  # old local layout: {"writeId", "state"}
+        return dict(document["state"]), False
+    return dict(document), False  # old blob layout: the state itself
+
+
+class _Layout:
+    """What both stores share: head encoding, the projection cache, the stash names, the load/verify logic."""
+
+    _copies: _WorkingCopies
+    _etag_meta: dict[str, tuple[str, str]]  # head ETag -> (projection key, its SHA-256), for heads seen here
+
+    def _remember(self, etag: str, key: str, content_sha: str) -> None:
+        if len(self._etag_meta) > 64:
+            self._etag_meta.clear()
+        self._etag_meta[etag] = (key, content_sha)
+
+    def _read_head(self) -> tuple[bytes | None, str | None]:
+        raise NotImplementedError
+
+    def _read_projection(self, key: str) -> bytes | None:
+        raise NotImplementedError
+
+    def load(self) -> tuple[CommittedState | None, str | None]:
+        for _ in range(5):
+            content, etag = self._read_head()
+            if content is None:
+                return None, None
+            try:
+                loaded_state = self._load_head(content, etag)
+            except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+                # Garbage, truncated or hand-edited: refused loudly (StateCorrupt), never a raw decoding error.
+                raise StateCorrupt(f"the committed state cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
+                                   etag=etag) from None
+            if loaded_state is not None:
+                return loaded_state, etag
+        raise StateConflict("the committed state kept changing while it was read")
+
+    def _load_head(self, content: bytes, etag: str | None) -> CommittedState | None:
+        """The state a head names (None: a newer head was committed meanwhile, read again)."""
+        with collector_paused():
+            data, layered = _decode_head(json.loads(content))
+            if not layered:
+                return CommittedState.from_json(data)
+            key = str(data.get("topology") or "")
+            if etag is not None:
+                self._remember(etag, key, str(data.get("topologySha256") or ""))
+            resources = self._copies.get(key)
+            if resources is None:
+                raw = self._read_projection(key)
+                if raw is None:
+                    if self._read_head()[1] != etag:
+                        return None  # a newer head was committed (and our projection retired): read it again
+                    return self._damaged(data, f"its projection {key} is missing")
+                if hashlib.sha256(raw).hexdigest() != data.get("topologySha256"):
+                    return self._damaged(data, f"its projection {key} does not match the head's hash")
+                try:
+                    loaded = json.loads(raw)
+                except ValueError:
+                    return self._damaged(data, f"its projection {key} is not valid JSON")
+                if not isinstance(loaded, list):
+                    return self._damaged(data, f"its projection {key} is not a list")
+                resources = loaded
+                self._copies.put(key, resources)
+        return CommittedState.from_json({**data, "resources": resources})
+
+    @staticmethod
+    def _damaged(data: JsonDict, why: str) -> CommittedState:
+        logger.warning("committed working copy is damaged (%s); the next run reads the whole scope again", why)
+        return replace_state(CommittedState.from_json({**data, "resources": []}), working_copy_ok=False)
+
+
+def replace_state(state: CommittedState, **changes: Any) -> CommittedState:
+    from dataclasses import replace
+
+    return replace(state, **changes)
+
+
+class LocalStateStore(_Layout):
+    """The committed state in a folder: `state.json` (the head; its ETag is the SHA-256 of its bytes),
+    `topology-<key>.json` (the projections) and `pending-audit/<name>.json` (stashed audit records)."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self._folder = Path(folder)
+        self._path = self._folder / "state.json"
+        self._lock_path = self._folder / "state.lock"
+        self._stash_dir = self._folder / "pending-audit"
+        self._copies = _WorkingCopies()
+        self._etag_meta = {}
+
+    def _read(self) -> bytes | None:
+        try:
+            return self._path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _etag(content: bytes) -> str:
+        return '"' + hashlib.sha256(content).hexdigest() + '"'
+
+    def _read_head(self) -> tuple[bytes | None, str | None]:
+        # os.replace swaps the file atomically, so a read without the lock sees one whole version.
+        content = self._read()
+        return (content, self._etag(content)) if content is not None else (None, None)
+
+    def _projection_path(self, key: str) -> Path:
+        return self._folder / f"topology-{key}.json"
+
+    def _read_projection(self, key: str) -> bytes | None:
+        try:
+            return self._projection_path(key).read_bytes()
+        except (FileNotFoundError, OSError):
+            return None
+
+    def save(self, state: CommittedState, *, etag: str | None) -> str:
+        key = projection_key(state)
+        self._folder.mkdir(parents=True, exist_ok=True)
+        known = self._etag_meta.get(etag or "")
+        if known is not None and known[0] == key:
+            content_sha = known[1]  # the head we replace names the same projection: nothing to write
+        else:
+            path = self._projection_path(key)
+            if path.exists():
+                content_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                raw = _projection_bytes(state.resources)
+                _replace_atomically(path, raw)  # written once: the key names this content for good
+                content_sha = hashlib.sha256(raw).hexdigest()
+        with _flock(self._lock_path):
+            current = self._read()
+            if current is None and etag is not None:
+                raise StateConflict(f"no committed state exists any more (expected ETag {etag})")
+            if current is not None and (etag is None or self._etag(current) != etag):
+                raise StateConflict("the committed state changed since it was read")
+            previous_key = _key_of(current)
+            # writeId (in the head) makes every commit's bytes (and so its ETag) unique, even when the state repeats.
+            head = _head(state, key, content_sha, previous_key if previous_key != key else None)
+            _replace_atomically(self._path, head)
+        new_etag = self._etag(head)
+        self._remember(new_etag, key, content_sha)
+        self._copies.put(key, state.resources)
+        if previous_key != key:
+            self._retire({key, previous_key or ""})
+        return new_etag
+
+    def _retire(self, keep: set[str]) -> None:
+        cutoff = time.time() - PROJECTION_GRACE_SECONDS
+        for path in self._folder.glob("topology-*.json"):
+            if path.name[len("topology-"):-len(".json")] in keep:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+    # -- stashed audit records ------------------------------------------------------------------------------
+    def stash(self, name: str, text: str) -> None:
+        self._stash_dir.mkdir(parents=True, exist_ok=True)
+        _replace_atomically(self._stash_dir / f"{_check_name(name)}.json", text.encode("utf-8"))
+
+    def unstash(self, name: str) -> str | None:
+        try:
+            return (self._stash_dir / f"{_check_name(name)}.json").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def drop(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self._stash_dir / f"{_check_name(name)}.json").unlink()
+
+
+def _key_of(head: bytes | None) -> str | None:
+    if head is None:
+        return None
+    try:
+        data, layered = _decode_head(json.loads(head))
+    except ValueError:
+        return None
+    return str(data.get("topology")) if layered else None
+
+
+class BlobStateStore(_Layout):
+    """The committed state in a container: the head blob (gzip JSON, written with an ETag condition),
+    `topology/<key>.json.gz` (projections, created once) and `pending-audit/<name>.json` (stashed records)."""
+
+    def __init__(
+        self,
+        *,
+        account_url: str | None = None,
+        credential: TokenCredential | str | None = None,
+        connection_string: str | None = None,
+        container: str = DEFAULT_STATE_CONTAINER,
+        blob_name: str = STATE_BLOB_NAME,
+    ) -> None:
+        self._container = _LazyContainer(
+            account_url=account_url, credential=credential, connection_string=connection_string, container=container
+        )
+        self._blob_name = blob_name
+        self._copies = _WorkingCopies()
+        self._etag_meta = {}
+
+    def _blob(self, name: str | None = None) -> BlobClient:
+        return self._container.get().get_blob_client(name or self._blob_name)
+
+    @staticmethod
+    def _projection_name(key: str) -> str:
+        return f"topology/{key}.json.gz"
+
+    def _read_head(self) -> tuple[bytes | None, str | None]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self._blob().download_blob()
+        except ResourceNotFoundError:
+            return None, None
+        etag = str(downloader.properties.etag)
+        try:
+            content = gzip.decompress(downloader.readall())
+        except (OSError, EOFError) as exc:  # not gzip, or cut short: refused, rebuilt by the next complete run
+            raise StateCorrupt(f"the committed state cannot be read (not gzip: {exc})", etag=etag) from None
+        return content, etag
+
+    def _read_projection(self, key: str) -> bytes | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return gzip.decompress(self._blob(self._projection_name(key)).download_blob().readall())
+        except ResourceNotFoundError:
+            return None
+        except (OSError, EOFError):
+            return b""  # not gzip: fails the hash check, so the copy counts as damaged
+
+    def save(self, state: CommittedState, *, etag: str | None) -> str:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+        from azure.storage.blob import ContentSettings
+
+        settings = ContentSettings(content_type="application/gzip")
+        key = projection_key(state)
+        known = self._etag_meta.get(etag or "")
+        previous_key = known[0] if known is not None else None
+        if known is not None and known[0] == key:
+            content_sha = known[1]  # the head we replace names the same projection: nothing to write
+        else:
+            raw = _projection_bytes(state.resources)
+            content_sha = hashlib.sha256(raw).hexdigest()
+            try:
+                # Created once (never overwritten); mtime=0 keeps the gzip bytes a function of the content alone.
+                self._blob(self._projection_name(key)).upload_blob(
+                    gzip.compress(raw, compresslevel=6, mtime=0), overwrite=False, content_settings=settings)
+            except ResourceExistsError:
+                content_sha = hashlib.sha256(self._read_projection(key) or b"").hexdigest()
+        head = _head(state, key, content_sha, previous_key if previous_key != key else None)
+        content = gzip.compress(head, compresslevel=6, mtime=0)
+        blob = self._blob()
+        try:
+            if etag is None:
+                result = blob.upload_blob(content, overwrite=False, content_settings=settings)
+            else:
+                result = blob.upload_blob(
+                    content,
+                    overwrite=True,
+                    content_settings=settings,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError) as exc:
+            raise StateConflict("the committed state changed since it was read") from exc
+        except Exception as exc:
+            if getattr(exc, "status_code", None) in (409, 412):
+                raise StateConflict("the committed state changed since it was read") from exc
+            raise
+        logger.debug("state head saved: %s bytes compressed", len(content))
+        self._copies.put(key, state.resources)
+        new_etag = str(result["etag"])
+        self._remember(new_etag, key, content_sha)
+        if previous_key != key:
+            self._retire({key, previous_key or ""})
+        return new_etag
+
+    def _retire(self, keep: set[str]) -> None:
+        from azure.core.exceptions import HttpResponseError
+
+        cutoff = time.time() - PROJECTION_GRACE_SECONDS
+        try:
+            for blob in self._container.get().list_blobs(name_starts_with="topology/"):
+                key = blob.name[len("topology/"):-len(".json.gz")]
+                modified = blob.last_modified.timestamp() if blob.last_modified else time.time()
+                if key not in keep and modified < cutoff:
+                    with contextlib.suppress(HttpResponseError):
+                        self._blob(blob.name).delete_blob()
+        except HttpResponseError as exc:  # housekeeping only: the next commit tries again
+            logger.info("could not retire old projections (%s)", exc.status_code)
+
+    # -- stashed audit records ------------------------------------------------------------------------------
+    def stash(self, name: str, text: str) -> None:
+        self._blob(f"pending-audit/{_check_name(name)}.json").upload_blob(text.encode("utf-8"), overwrite=True)
+
+    def unstash(self, name: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            data: bytes = self._blob(f"pending-audit/{_check_name(name)}.json").download_blob().readall()
+        except ResourceNotFoundError:
+            return None
+        return data.decode("utf-8")
+
+    def drop(self, name: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with contextlib.suppress(ResourceNotFoundError):
+            self._blob(f"pending-audit/{_check_name(name)}.json").delete_blob()

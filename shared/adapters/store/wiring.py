@@ -1,0 +1,103 @@
+"""Wiring: the three adapters the app settings select, and `audit verify` for the CLI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from shared.adapters.store.audit import DEFAULT_AUDIT_CONTAINER, AppendBlobAuditLog, LocalAuditLog
+from shared.adapters.store.recheck import DEFAULT_RECHECK_QUEUE, LocalRecheckQueue, StorageQueueRecheck
+from shared.adapters.store.state import DEFAULT_STATE_CONTAINER, BlobStateStore, LocalStateStore
+from shared.app.ports import AuditLog, CommittedState, RecheckQueue, StateCorrupt, StateStore
+from shared.core.chain import _parse_lines, verify_audit
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORE_DIR = "./.er-transit-store"
+
+
+def store_from_settings(settings: Mapping[str, str]) -> tuple[StateStore, AuditLog, RecheckQueue]:
+    """The three adapters for these app settings; nothing is contacted until first use.
+
+    `AuditorStorage` (a connection string) or `AuditorStorage__blobServiceUri` (+ optional `__queueServiceUri`,
+    `__clientId`) select Azure Storage; otherwise a local folder `STORE_DIR` (default ./.er-transit-store).
+    """
+    state_container = settings.get("STATE_CONTAINER") or DEFAULT_STATE_CONTAINER
+    audit_container = settings.get("AUDIT_CONTAINER") or DEFAULT_AUDIT_CONTAINER
+    queue_name = settings.get("RECHECK_QUEUE") or DEFAULT_RECHECK_QUEUE
+    connection_string = settings.get("AuditorStorage") or None
+    blob_uri = settings.get("AuditorStorage__blobServiceUri") or None
+    if connection_string is not None:
+        logger.info("store: Azure Storage via connection string")
+        return (
+            BlobStateStore(connection_string=connection_string, container=state_container),
+            AppendBlobAuditLog(connection_string=connection_string, container=audit_container),
+            StorageQueueRecheck(connection_string=connection_string, queue=queue_name),
+        )
+    if blob_uri is not None:
+        from azure.identity import DefaultAzureCredential
+
+        client_id = settings.get("AuditorStorage__clientId") or settings.get("AZURE_CLIENT_ID") or None
+        credential = DefaultAzureCredential(managed_identity_client_id=client_id)
+        queue_uri = settings.get("AuditorStorage__queueServiceUri") or blob_uri.replace(".blob.", ".queue.", 1)
+        logger.info("store: Azure Storage %s (identity)", blob_uri)
+        return (
+            BlobStateStore(account_url=blob_uri, credential=credential, container=state_container),
+            AppendBlobAuditLog(account_url=blob_uri, credential=credential, container=audit_container),
+            StorageQueueRecheck(account_url=queue_uri, credential=credential, queue=queue_name),
+        )
+    folder = settings.get("STORE_DIR") or DEFAULT_STORE_DIR
+    logger.info("store: local folder %s", folder)
+    return LocalStateStore(folder), LocalAuditLog(folder), LocalRecheckQueue(folder)
+
+
+def audit_verify_main(store_dir: str | None, *, settings: Mapping[str, str] | None = None) -> int:
+    """`audit verify`: walk the chain of a local store folder, or of the store the app settings select.
+
+    Prints one line; returns 0 when the chain is intact, else 1.
+    """
+    state_store: StateStore
+    if settings is not None:
+        state_store, log, _ = store_from_settings(settings)
+        lines = list(log.lines())  # type: ignore[attr-defined]  # both audit logs expose their raw lines
+    else:
+        assert store_dir is not None
+        if not Path(store_dir).is_dir():
+            print(f"audit chain broken: no store folder {store_dir}")
+            return 1
+        state_store, lines = LocalStateStore(store_dir), list(LocalAuditLog(store_dir).lines())
+    result = verify_audit(lines)
+    if not result.ok:
+        print(f"audit chain broken at {result.problem}")
+        for segment in result.segments:  # a damaged tail: the log went on in a new segment
+            print(f"  {segment}")
+        return 1
+    try:
+        committed = state_store.load()[0]
+    except StateCorrupt as exc:  # the chain itself is intact; the state it is checked against is not readable
+        print(f"audit chain intact: {result.count} records, but {exc}: its end cannot be cross-checked")
+        return 1
+    missing = missing_tail(committed, _parse_lines(lines))
+    if missing:
+        print(f"audit chain broken: {missing}")
+        return 1
+    print(f"audit chain intact: {result.count} records")
+    return 0
+
+
+def missing_tail(state: CommittedState | None, records: Iterable[Mapping[str, Any]]) -> str | None:
+    """Cross-check with the committed state: the last committed run must be in the log (or still in the outbox).
+
+    The hash chain cannot show records cut from its end; the state's sequence can.
+    """
+    if state is None or state.sequence == 0:
+        return None
+    recorded = max((int(r.get("stateSequence") or 0) for r in records), default=0)
+    queued = {int(i.get("stateSequence") or (i.get("payload") or {}).get("stateSequence") or 0)
+              for i in state.outbox if i.get("kind") == "audit"}
+    if recorded >= state.sequence or state.sequence in queued:
+        return None
+    return (f"the committed state is at run {state.sequence} but the last audited run is {recorded}: records "
+            "at the end of the log are missing")

@@ -1,0 +1,1112 @@
+"""The use case: read topology -> compute pairs -> diff against committed state -> commit -> notify -> record.
+
+Alerts and audit records are committed with the state (an outbox) and removed only once done, so a crash or a
+chat outage between commit and delivery loses nothing: the next run delivers what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.app.ports import (
+    AuditLog,
+    CommittedState,
+    DeliveryError,
+    IncompleteReadError,
+    JsonDict,
+    Notifier,
+    RecheckQueue,
+    ReportPublisher,
+    StateConflict,
+    StateCorrupt,
+    StateStore,
+    TopologyReader,
+    bounded_ids,
+)
+from shared.core.chain import ChainTail, EncodedRecord, canonical_json
+from shared.core.collector import collector_paused
+from shared.core.diff import PairChange, diff_pairs, settling_in
+from shared.core.explain import explain_pair
+from shared.core.focus import FocusedRead, patch_copy, project
+from shared.core.health import (
+    DEFAULT_LIMIT,
+    LOG_MARKER_CLEARED,
+    LOG_MARKER_RAISED,
+    LOG_MARKER_RECONCILED,
+    RAISED,
+    Observation,
+    Transition,
+    assess,
+    channel_of_condition,
+    health_alert,
+)
+from shared.core.model import PairSet, ResourceId, Topology, TransitPair
+from shared.core.policy import Policy
+from shared.core.report import build_report
+from shared.core.snapshot import SnapshotError, parse_resources
+from shared.core.transit import Endpoint, compute_pairs, endpoints_of
+from shared.core.views import change_json
+
+logger = logging.getLogger(__name__)
+
+COMMITTED, NO_CHANGE, DUPLICATE, INCOMPLETE, LOST_RACE = (
+    "committed", "no change", "duplicate", "incomplete read", "lost race")
+
+DEAD_LETTER = "dead letter"
+# An outbox item is tried at most this often; with the backoff below that is about a day of failing (a chat
+# outage of hours loses nothing), then it goes to a dead-letter audit record and leaves the outbox.
+MAX_DELIVERY_ATTEMPTS = 100
+BACKOFF_CAP_SECONDS = 900.0  # an item waits at most one reconcile period between attempts
+MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond an hour is taken as an hour
+
+
+# Severity of a pair change: (pair json, opened?) -> "critical" | "warning" | "info" (a policy decides).
+Classifier = Callable[[JsonDict, bool], tuple[str, str | None]]
+
+
+def default_classifier(pair: JsonDict, opened: bool) -> tuple[str, str | None]:
+    return "warning", None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTrigger:
+    """Why a run happens: an Event Grid event, the timer reconcile, or a re-check of a settling change."""
+
+    kind: str  # event | reconcile | recheck
+    event_id: str | None = None
+    operation: str | None = None
+    resource_id: str | None = None
+    caller: str | None = None
+    correlation_id: str | None = None
+    event_time: str | None = None
+
+    def to_json(self) -> JsonDict:
+        return {"kind": self.kind, "eventId": self.event_id, "operation": self.operation,
+                "resourceId": self.resource_id}
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    outcome: str
+    opened: list[JsonDict] = field(default_factory=list)  # confirmed openings (as alerted)
+    closed: list[JsonDict] = field(default_factory=list)
+    pending: list[JsonDict] = field(default_factory=list)
+    delivered: list[str] = field(default_factory=list)
+    undelivered: list[str] = field(default_factory=list)
+    detail: str | None = None
+
+
+def alert_parts(notifier: Notifier, alert: JsonDict, complete: JsonDict | None = None) -> list[tuple[str, JsonDict]]:
+    """(outbox item id, payload) per post: one for a chat; a notifier that posts a large alert in several
+    requests (the Event Grid publisher's batches) splits it up front, so each accepted post is settled on its own
+    and a retry never repeats one. A splitting notifier gets `complete` (every pair, even of a summarised alert)."""
+    split = getattr(notifier, "split", None)
+    parts: list[JsonDict] = split(complete or alert) if callable(split) else [alert]
+    if len(parts) <= 1:
+        return [(f"{alert['id']}:{notifier.name}", parts[0] if parts else alert)]
+    return [(f"{alert['id']}:{notifier.name}:{n}/{len(parts)}", part) for n, part in enumerate(parts, 1)]
+
+
+def canonical_digest(resources: Sequence[Mapping[str, Any]]) -> str:
+    ordered = sorted(resources, key=lambda r: str(r.get("id", "")).lower())
+    text = json.dumps(ordered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _id_key(resource: Mapping[str, Any]) -> str:
+    return str(resource.get("id", "")).lower()
+
+
+def _check_rows(resources: Sequence[Any], *, source: str) -> None:
+    for i, raw in enumerate(resources):
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or not isinstance(raw.get("type"), str):
+            raise SnapshotError(f"{source}: resource at [{i}] is not an object with an 'id' and a 'type'")
+
+
+class _Computed:
+    """Parsed topologies and their pairs by topology digest, for the last few digests this process saw.
+
+    A digest names its projection's content, so an entry is never stale; a warm process then neither re-parses
+    the committed working copy nor recomputes its pairs for every event.
+    """
+
+    def __init__(self, keep: int = 2) -> None:
+        self._keep = keep
+        self._entries: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _entry(self, digest: str) -> dict[str, Any]:
+        with self._lock:
+            entry = self._entries.setdefault(digest, {})
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self._keep:
+                self._entries.popitem(last=False)
+            return entry
+
+    def topology(self, digest: str, resources: Sequence[JsonDict]) -> Topology:
+        entry = self._entry(digest)
+        if "topology" not in entry:
+            with collector_paused():
+                entry["topology"] = parse_resources(resources, source="live read")
+        topology: Topology = entry["topology"]
+        return topology
+
+    def pairs(self, digest: str, resources: Sequence[JsonDict]) -> PairSet:
+        entry = self._entry(digest)
+        if "pairs" not in entry:
+            topology = self.topology(digest, resources)
+            with collector_paused():
+                entry["pairs"] = compute_pairs(topology)
+        pairs: PairSet = entry["pairs"]
+        return pairs
+
+
+def _pair_key(pair: Mapping[str, Any]) -> tuple[str, str]:
+    a, b = pair["vnets"]
+    return (a.lower(), b.lower())
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Auditor:
+    """One instance per process; every `run` is independent and safe to run concurrently with others."""
+
+    reader: TopologyReader
+    state: StateStore
+    audit: AuditLog
+    notifiers: Sequence[Notifier]
+    recheck: RecheckQueue | None = None
+    classify: Classifier = default_classifier
+    notify_info: bool = False  # accepted paths (severity info) are audited but not sent to chat by default
+    recheck_delay_seconds: int = 120
+    # An outbox item claimed by a run that died is taken over once its claim lapses; every settle renews the
+    # claims a live run still holds, so a short lease is safe as long as one delivery call stays under it.
+    lease_seconds: int = 60
+    health_limit: timedelta = DEFAULT_LIMIT
+    max_wait_seconds: float = 20.0  # how long one run may wait for a webhook's "not before" time
+    max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS
+    max_commit_attempts: int = 40  # a commit also stashes its audit record (one more request inside the race)
+    backoff_cap_seconds: float = 1.0
+    clock: Callable[[], datetime] = _utcnow
+    sleep: Callable[[float], None] = time.sleep
+    report: ReportPublisher | None = None  # the report page, written after each committed change
+    report_policy: Policy | None = None  # marks forbidden and unexpected paths on the report page
+    # Retry-After learned by this process, per notifier name (also committed with the outbox as `webhooks`).
+    _holds: dict[str, JsonDict] = field(default_factory=dict, init=False, repr=False)
+    _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
+
+    # ---- the run -------------------------------------------------------------------------------------------------
+    def run(self, trigger: RunTrigger) -> RunResult:
+        run_id = uuid.uuid4().hex
+        conflicts = 0
+        for _ in range(self.max_commit_attempts):
+            try:
+                result = self._attempt(trigger, run_id, conflicts)
+            except StateConflict:
+                conflicts += 1
+                logger.info("run %s lost a commit race (%d); re-reading and recomputing", run_id, conflicts)
+                # Jittered backoff spreads a burst of concurrent runs out instead of letting them collide again.
+                self.sleep(random.uniform(0, min(self.backoff_cap_seconds, 0.02 * 2**conflicts)))
+                continue
+            return result
+        self._append_direct(trigger, run_id, LOST_RACE, conflicts=conflicts,
+                            detail=f"gave up after {conflicts} commit conflicts; the next run will decide")
+        return RunResult(outcome=LOST_RACE, detail="too many concurrent commits")
+
+    def _attempt(self, trigger: RunTrigger, run_id: str, conflicts: int) -> RunResult:
+        refused = ""
+        with collector_paused():  # the working copy is a large acyclic JSON tree: nothing for the collector
+            try:
+                state, etag = self.state.load()
+            except StateCorrupt as exc:
+                # Refused loudly (health alert, audit record) and rebuilt from a full read as a new baseline,
+                # which announces nothing: what changed since the last good commit cannot be proven.
+                logger.error("run %s: %s; rebuilding it from a full read as a new baseline", run_id, exc)
+                state, etag, refused = None, exc.etag, str(exc)
+        self._seed_audit_tail(state)
+        if trigger.event_id and state is not None and trigger.event_id in state.processed_event_ids:
+            self._append_direct(trigger, run_id, DUPLICATE, conflicts=conflicts)
+            delivered, undelivered = self._flush(run_id)
+            return RunResult(outcome=DUPLICATE, delivered=delivered, undelivered=undelivered)
+        read_warnings: list[str] = []
+        try:
+            focused = self._read_focused(trigger, state)
+            if focused is not None and state is not None:
+                read_warnings = list(focused.warnings)
+                patched = patch_copy(state.resources, focused)
+                relevant = state.resources if patched is None else patched
+                digest = state.topology_digest if patched is None else canonical_digest(relevant)
+            else:
+                resources = self.reader.read(focus_resource_id=trigger.resource_id)
+                read_warnings = list(getattr(self.reader, "last_read_warnings", None) or [])
+                _check_rows(resources, source="live read")
+                relevant = sorted(project(resources), key=_id_key)  # only what can move a pair is committed
+                if state is not None and state.working_copy_ok and relevant == state.resources:
+                    relevant, digest = state.resources, state.topology_digest  # equal: no need to digest again
+                else:
+                    digest = canonical_digest(relevant)
+            after_topology = self._computed.topology(digest, relevant)
+        except (IncompleteReadError, SnapshotError) as exc:
+            detail = str(exc)
+            logger.warning("run %s: topology read incomplete, nothing committed: %s", run_id, detail)
+            self._append_direct(trigger, run_id, INCOMPLETE, conflicts=conflicts, detail=detail)
+            if trigger.kind != "recheck" and self.recheck is not None:
+                self._schedule_recheck(trigger, reason="incomplete read")
+            unreadable = exc.unreadable if isinstance(exc, IncompleteReadError) else {}
+            self._observe(run_id, Observation(read_complete=False, read_error=detail, unreadable=unreadable))
+            delivered, undelivered = self._flush(run_id)
+            return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
+
+        base = state if state is not None and state.working_copy_ok else None
+        if state is not None and base is None:
+            refused = refused or "the committed working copy failed its check (damaged or edited)"
+            read_warnings.append(f"the committed working copy could not be loaded intact; re-baselined from a full "
+                                 f"read at run {state.sequence + 1}: changes since run {state.sequence} are not "
+                                 "announced")
+        unchanged = base is not None and digest == base.topology_digest
+        if base is not None and unchanged:
+            # Nothing that can move a pair changed since the commit: the committed decision still holds.
+            decision = Decision(pairs=base.pairs, opened=[], closed=[], pending=base.pending,
+                                warnings=[*after_topology.warnings, *read_warnings], basis=f"seq={base.sequence}")
+        else:
+            with collector_paused():
+                before = (None if base is None else
+                          (self._computed.topology(base.topology_digest, base.resources),
+                           self._computed.pairs(base.topology_digest, base.resources)))
+                decision = decide(base, relevant, after_topology, trigger, self.classify, now=self.clock(),
+                                  after_pairs=self._computed.pairs(digest, relevant), before_computed=before)
+            if read_warnings:
+                decision = replace(decision, warnings=[*decision.warnings, *read_warnings])
+        seen = Observation(read_complete=True, reconciled=trigger.kind == "reconcile", state_refused=refused,
+                           state_trusted=base is not None)
+        if unchanged and not trigger.event_id:
+            # A reconcile that found nothing new: record it, but do not rewrite the state (unless its health moved).
+            self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
+            self._observe(run_id, seen)
+            self._log_reconciled(trigger)
+            delivered, undelivered = self._flush(run_id)
+            return RunResult(outcome=NO_CHANGE, delivered=delivered, undelivered=undelivered)
+
+        changed = decision.opened or decision.closed or base is None or decision.pending != base.pending
+        outcome = COMMITTED if changed else NO_CHANGE
+        now = self.clock()
+        sequence = (state.sequence if state else 0) + 1
+        alert = self._alert(decision, trigger, run_id, now)
+        if alert is not None and self.report is not None:
+            alert["report"] = dict(zip(("latest", "copy"), self.report.names(sequence=sequence, when=now),
+                                       strict=True), location=self.report.location)
+        # The record names its alert and the channels it goes to, so `audit show`/`list` can find its deliveries.
+        alert_ref = {"alertId": alert["id"], "notifiers": [n.name for n in self.notifiers]} if alert else {}
+        record = self._record(trigger, run_id, outcome, conflicts=conflicts, opened=decision.opened,
+                              closed=decision.closed, pending=decision.pending, warnings=decision.warnings,
+                              extra={"baseline": base is None, "topologyDigest": digest,
+                                     **({"stateRebuilt": True, "refused": refused} if refused else {}),
+                                     "stateSequence": sequence,
+                                     **({"pairs": decision.committed_count}
+                                        if decision.committed_count is not None else {}), **alert_ref})
+        parts = encode_parts(record)  # each pair serialised once: the stash and the audit line share the text
+        encoded: dict[str, EncodedRecord] = {}
+        items: list[JsonDict] = []
+        stash = getattr(self.state, "stash", None)
+        for part in parts:
+            item_id = f"{run_id}:audit:{part.record.get('part', 1)}"
+            encoded[item_id] = part
+            if stash is not None:
+                # The record waits in its own file/blob, never inside the state: the head stays small.
+                name = f"{run_id}-{part.record.get('part', 1)}"
+                stash(name, part.text())
+                item = self._item("audit", item_id, None, run_id, now)
+                item.update({"stash": name, "stateSequence": sequence, "time": record["time"]})
+            else:
+                item = self._item("audit", item_id, dict(part.record), run_id, now)
+            items.append(item)
+        if alert is not None:
+            complete = self._complete_alert(alert, decision)
+            items += [self._item("alert", item_id, part, run_id, now, notifier=n.name)
+                      for n in self.notifiers for item_id, part in alert_parts(n, alert, complete)]
+        previous = state or CommittedState()
+        health, transitions = assess(previous.health, seen, now=now, limit=self.health_limit)
+        items += self._health_items(transitions, run_id, now)
+        outbox = [self._claim(i, run_id, now) for i in previous.outbox] + items
+        new_state = CommittedState(
+            pairs=decision.pairs, resources=relevant, topology_digest=digest,
+            processed_event_ids=(bounded_ids(previous.processed_event_ids, trigger.event_id)
+                                 if trigger.event_id else previous.processed_event_ids),
+            outbox=outbox, pending=decision.pending, sequence=sequence, audit_tail=previous.audit_tail,
+            health=health, webhooks=previous.webhooks,
+        )
+        # StateConflict -> the caller re-reads and recomputes; its next attempt overwrites the same stash names
+        # (run id + part), so the stash is not removed here (one request less inside the commit race).
+        self.state.save(new_state, etag=etag)
+        _log_transitions(transitions)
+        self._log_reconciled(trigger)
+        if decision.pending and self.recheck is not None:
+            self._schedule_recheck(trigger, reason="settling")
+        delivered, undelivered = self._process_outbox(
+            run_id, [i for i in outbox if i.get("claimedBy") == run_id], encoded, new_state.webhooks)
+        if outcome == COMMITTED and self.report is not None:
+            self._publish_report(after_topology, self._computed.pairs(digest, relevant), digest, sequence, now)
+        return RunResult(outcome=outcome, opened=decision.opened, closed=decision.closed, pending=decision.pending,
+                         delivered=delivered, undelivered=undelivered)
+
+    def _publish_report(self, topology: Topology, pairs: PairSet, digest: str, sequence: int, now: datetime) -> None:
+        """The report page of what was just committed. Never fails the run: the state and alerts are what count,
+        and the next committed change writes the page again."""
+        assert self.report is not None
+        try:
+            page = build_report(topology, pairs, endpoints_of(topology), generated_at=now, policy=self.report_policy,
+                                source=f"live read, committed run {sequence} (topology sha256 {digest[:16]}…)")
+            self.report.publish(page, sequence=sequence, when=now)
+        except Exception:
+            logger.exception("run %d: could not write the report page to %s; the next change writes it again",
+                             sequence, self.report.location)
+
+    def _read_focused(self, trigger: RunTrigger, state: CommittedState | None) -> FocusedRead | None:
+        """The event path: only the event's resource is read (ARM), then applied to the committed working copy.
+
+        Anything else (baseline, reconcile, re-check, a missing or damaged working copy, a reader that can only
+        read the whole scope) reads the whole scope.
+        """
+        read_one = getattr(self.reader, "read_focused", None)
+        if (read_one is None or trigger.kind != "event" or not trigger.resource_id or state is None
+                or not state.working_copy_ok):
+            return None
+        ids = {str(r.get("id", "")).lower() for r in state.resources}
+        result: FocusedRead | None = read_one(trigger.resource_id, known=ids.__contains__)
+        return result
+
+    def _seed_audit_tail(self, state: CommittedState | None) -> None:
+        seed = getattr(self.audit, "seed_tail", None)
+        tail = state.audit_tail if state is not None else None
+        if seed is None or not tail:
+            return
+        try:
+            seed(ChainTail(str(tail["file"]), int(tail["size"]), int(tail["seq"]), str(tail["lineHash"])))
+        except (KeyError, TypeError, ValueError):
+            logger.info("the committed audit tail is unreadable; the log reads its last line instead")
+
+    def _audit_tail(self) -> JsonDict | None:
+        tail = getattr(self.audit, "tail", None)
+        if not isinstance(tail, ChainTail):
+            return None
+        return {"file": tail.file, "size": tail.size, "seq": tail.seq, "lineHash": tail.line_hash}
+
+    def _drop_stashes(self, items: Sequence[JsonDict]) -> None:
+        drop = getattr(self.state, "drop", None)
+        if drop is None:
+            return
+        for item in items:
+            if item.get("stash"):
+                try:
+                    drop(item["stash"])
+                except Exception:  # housekeeping: an orphan stash is never read (no outbox item names it)
+                    logger.info("could not remove stashed audit record %s", item["stash"])
+
+    # ---- outbox ----------------------------------------------------------------------------------------------------
+    def _item(self, kind: str, item_id: str, payload: JsonDict | None, run_id: str, now: datetime,
+              notifier: str | None = None) -> JsonDict:
+        item: JsonDict = {"id": item_id, "kind": kind, "notifier": notifier, "attempts": 0,
+                          "createdAt": now.timestamp(), "claimedBy": run_id,
+                          "claimedUntil": now.timestamp() + self.lease_seconds}
+        if payload is not None:
+            item["payload"] = payload
+        return item
+
+    def _claim(self, item: JsonDict, run_id: str, now: datetime) -> JsonDict:
+        """Take over an outbox item left by an earlier run (crashed or failed), unless another run holds it or it
+        waits for its next attempt (`notBefore`, the item's own backoff after a failure)."""
+        moment = now.timestamp()
+        if _number(item.get("claimedUntil")) > moment or _number(item.get("notBefore")) > moment:
+            return item
+        return {**item, "claimedBy": run_id, "claimedUntil": moment + self.lease_seconds}
+
+    def _load(self) -> tuple[CommittedState | None, str | None]:
+        """The committed state, or (None, None) when it is unreadable (the next run refuses and rebuilds it)."""
+        try:
+            return self.state.load()
+        except StateCorrupt:
+            return None, None
+
+    def _flush(self, run_id: str) -> tuple[list[str], list[str]]:
+        """Claim and process what earlier runs left in the outbox (no state change of our own)."""
+        for _ in range(self.max_commit_attempts):
+            state, etag = self._load()
+            if state is None:
+                return [], []
+            now = self.clock()
+            claimed = [self._claim(i, run_id, now) for i in state.outbox]
+            mine = [i for i in claimed if i.get("claimedBy") == run_id]  # with what this run committed itself
+            if not mine:
+                return [], []
+            if any(i is not old for i, old in zip(claimed, state.outbox, strict=True)):
+                try:
+                    self.state.save(replace(state, outbox=claimed), etag=etag)
+                except StateConflict:
+                    continue
+            return self._process_outbox(run_id, mine, holds=state.webhooks)
+        return [], []
+
+    def _process_outbox(self, run_id: str, items: list[JsonDict],
+                        encoded: Mapping[str, EncodedRecord] | None = None, holds: Mapping[str, Any] | None = None,
+                        *, depth: int = 0) -> tuple[list[str], list[str]]:
+        """Append claimed audit records (oldest first), then deliver claimed alerts, settling them in the state.
+
+        Audit records are settled together (appending one twice after a crash is visible by its runId); an
+        alert is settled the moment its service accepted it, so it is never posted twice. `encoded`: this run's
+        own records, already serialised (others are read back from their stash). An item that cannot succeed
+        (refused for good, or failing for `max_delivery_attempts`) goes to a dead-letter audit record and leaves
+        the outbox, so it never blocks the items behind it. What the deliveries show about the channels feeds
+        the health alerts, which are delivered in the same run.
+        """
+        by_name = {n.name: n for n in self.notifiers}
+        holds = holds or {}
+
+        def when(item: JsonDict) -> str:
+            payload = item.get("payload")
+            return str(item.get("time") or (payload.get("time") if isinstance(payload, dict) else "") or "")
+
+        ordered = sorted(items, key=lambda i: (i["kind"] != "audit", when(i)))
+        audit_done: dict[str, Failure | None] = {}
+        held = False
+        for item in (i for i in ordered if i["kind"] == "audit"):
+            if item.get("dead"):
+                audit_done[item["id"]] = Failure(str(item.get("lastError") or "dead"), DEAD)
+                continue
+            if held:  # keep the records in order: the rest wait with the one that failed
+                audit_done[item["id"]] = Failure("an earlier audit record is not appended yet", DEFER)
+                continue
+            try:
+                record = self._audit_payload(item, encoded or {})
+                if record is None:
+                    audit_done[item["id"]] = Failure("its stashed record is gone", DEAD)
+                    continue
+                self.audit.append(record)
+            except (ValueError, TypeError, UnicodeError) as exc:
+                # The record itself is unwritable (too large, not serialisable): retrying cannot help.
+                logger.error("audit record %s cannot be appended, dead-lettered: %s", item["id"], _short(exc))
+                audit_done[item["id"]] = Failure(f"cannot be appended: {_short(exc)}", DEAD)
+                continue
+            except Exception as exc:  # the audit log never holds the alerts back: they are delivered below
+                logger.error("audit record %s not appended (kept in the outbox; alerts are still delivered): %s",
+                             item["id"], _short(exc))
+                audit_done[item["id"]] = Failure(f"audit append failed: {_short(exc)}", RETRY)
+                held = True
+                continue
+            audit_done[item["id"]] = None
+        if audit_done:
+            self._settle(run_id, audit_done, items)
+            finished = {k for k, v in audit_done.items() if v is None or v.verdict == DEAD}
+            self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in finished])
+        delivered: list[str] = []
+        failures: dict[str, Failure] = {}
+        broken: dict[str, str] = {}  # notifier name -> why (raises the delivery health alert)
+        working: set[str] = set()
+        waited = 0.0
+        down: dict[str, str] = {}  # notifier name -> why it failed (retryably) earlier in this run
+        for item in (i for i in ordered if i["kind"] == "alert"):
+            name = str(item.get("notifier"))
+            notifier = by_name.get(name)
+            if item.get("dead") or notifier is None:
+                why = str(item.get("lastError") or f"notifier {name} is not configured")
+                logger.warning("alert %s cannot be delivered: %s", item["id"], why)
+                failures[item["id"]] = Failure(why, DEAD)
+                continue
+            if name in down:
+                # The channel failed a moment ago: its other items wait for a later run (not an attempt) rather
+                # than each spending its own retry budget, so one channel's outage holds up the others (the
+                # Event Grid topic, another chat) by one delivery's budget at most.
+                failures[item["id"]] = Failure(f"{name} failed earlier in this run: {down[name]}", DEFER,
+                                               self.clock().timestamp())
+                continue
+            wait = self._not_before(name, holds) - self.clock().timestamp()
+            if wait > 0:
+                if waited + wait > self.max_wait_seconds:
+                    # The service asked us to hold off longer than this run may wait: a later run posts it.
+                    failures[item["id"]] = Failure(f"{name} asked to wait {wait:.0f} s (Retry-After)", DEFER,
+                                                   self._not_before(name, holds))
+                    continue
+                self.sleep(wait)
+                waited += wait
+            try:
+                notifier.deliver(item["payload"], alert_id=item["payload"]["id"])
+            except DeliveryError as exc:
+                logger.warning("alert %s not delivered by %s: %s", item["id"], name, exc)
+                if exc.retry_after is not None:
+                    self._hold_off(name, exc.retry_after, holds)
+                if exc.retryable:
+                    down[name] = str(exc)[:300]
+                dead = not exc.retryable or int(_number(item.get("attempts"))) + 1 >= self.max_delivery_attempts
+                failures[item["id"]] = Failure(str(exc), DEAD if dead else RETRY)
+                age = self.clock().timestamp() - _number(item.get("createdAt"), self.clock().timestamp())
+                if exc.alarm or dead or age >= self.health_limit.total_seconds():
+                    broken[name] = str(exc)
+                continue
+            working.add(name)
+            self._settle(run_id, {item["id"]: None}, items)
+            delivered.append(item["id"])
+        if failures:
+            self._settle(run_id, failures, items)
+        if delivered or failures:
+            self._append_delivery(run_id, delivered, list(failures))
+        if depth == 0 and (broken or working):
+            mine = self._observe(run_id, Observation(channel_failures=broken, channels_ok=frozenset(working)))
+            if mine:
+                more_delivered, more_failed = self._process_outbox(run_id, mine, holds=holds, depth=1)
+                delivered += more_delivered
+                failures.update(dict.fromkeys(more_failed, Failure("", RETRY)))
+        return delivered, list(failures)
+
+    def _audit_payload(self, item: JsonDict, encoded: Mapping[str, EncodedRecord]) -> JsonDict | EncodedRecord | None:
+        if item["id"] in encoded:
+            return encoded[item["id"]]
+        if isinstance(item.get("payload"), dict):
+            return dict(item["payload"])  # written by an earlier version, inside the outbox
+        unstash = getattr(self.state, "unstash", None)
+        text = unstash(str(item.get("stash"))) if unstash is not None and item.get("stash") else None
+        if text is None:
+            logger.error("audit record %s waited in the outbox but its stash %s is gone; it cannot be appended",
+                         item["id"], item.get("stash"))
+            return None
+        loaded: JsonDict = json.loads(text)
+        return loaded
+
+    def _settle(self, run_id: str, outcomes: Mapping[str, Failure | None], claimed: Sequence[JsonDict] = ()) -> None:
+        """Remove finished items (None) from the outbox, or release failed ones ((error, dead)), with the ETag.
+
+        A dead item leaves the outbox after its dead-letter record is appended. Our other claims are renewed.
+        """
+        dead = {k: v.error for k, v in outcomes.items() if v is not None and v.verdict == DEAD}
+        if dead:
+            outcomes = dict(outcomes)
+            for item in claimed:
+                if item["id"] in dead and not self._dead_letter(run_id, item, dead[item["id"]]):
+                    outcomes[item["id"]] = Failure(dead[item["id"]], RETRY)  # kept until its record is written
+        while True:
+            state, etag = self._load()
+            if state is None:
+                return
+            now = self.clock().timestamp()
+            outbox: list[JsonDict] = []
+            for item in state.outbox:
+                if item.get("claimedBy") != run_id:
+                    outbox.append(item)
+                    continue
+                if item["id"] not in outcomes:
+                    outbox.append({**item, "claimedUntil": now + self.lease_seconds})
+                    continue
+                failure = outcomes[item["id"]]
+                if failure is None or failure.verdict == DEAD:
+                    continue
+                if failure.verdict == DEFER:  # not an attempt: the service asked us to wait
+                    outbox.append({**item, "claimedBy": None, "claimedUntil": 0, "notBefore": failure.not_before})
+                    continue
+                attempts = int(_number(item.get("attempts"))) + 1
+                outbox.append({**item, "claimedBy": None, "claimedUntil": 0, "attempts": attempts,
+                               "lastError": failure.error[:500], "notBefore": now + _backoff(attempts)})
+            webhooks = _merged_holds(state.webhooks, self._holds, now)
+            tail = self._audit_tail() or state.audit_tail
+            try:
+                self.state.save(replace(state, outbox=outbox, webhooks=webhooks, audit_tail=tail), etag=etag)
+                return
+            except StateConflict:
+                continue
+
+    def _dead_letter(self, run_id: str, item: JsonDict, error: str) -> bool:
+        """The dead-letter record of an item that leaves the outbox undone: what it was and why, never its secret."""
+        payload = item.get("payload") if isinstance(item.get("payload"), dict) else {}
+        assert isinstance(payload, dict)
+        record: JsonDict = {
+            "runId": run_id, "time": self.clock().isoformat(), "outcome": DEAD_LETTER,
+            "item": {"id": _bounded(item.get("id")), "kind": item.get("kind"), "notifier": item.get("notifier"),
+                     "attempts": int(_number(item.get("attempts"))) + 1, "error": _bounded(error)},
+            # Where the full content is: the audit record of the run that produced it.
+            "ofRun": _bounded(payload.get("runId") or str(item.get("id", "")).split(":")[0]),
+            "outcomeOfRun": _bounded(payload.get("outcome")),
+        }
+        if item.get("kind") == "alert":
+            record["alertId"] = _bounded(payload.get("id"))
+            record["counts"] = {d: len(payload.get(d) or []) for d in ("opened", "closed")}
+            if payload.get("kind"):
+                record["alertKind"] = _bounded(payload.get("kind"))
+        logger.error("outbox item %s dead-lettered after %s attempt(s): %s", record["item"]["id"],
+                     record["item"]["attempts"], _bounded(error))
+        try:
+            self.audit.append(record)
+        except Exception as exc:  # the item stays in the outbox: never dropped without its record
+            logger.error("dead-letter record of %s not appended: %s", record["item"]["id"], _short(exc))
+            return False
+        return True
+
+    # ---- webhook "not before" times (Retry-After kept across alerts and runs) -----------------------------------
+    def _hold_off(self, name: str, seconds: float, stored: Mapping[str, Any]) -> None:
+        until = self.clock().timestamp() + min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+        self._holds[name] = {"notBefore": max(until, self._not_before(name, stored))}
+
+    def _not_before(self, name: str, stored: Mapping[str, Any]) -> float:
+        """The later of what this process learned and what the committed outbox says (another process or run)."""
+        def when(holds: Mapping[str, Any]) -> float:
+            hold = holds.get(name)
+            return _number(hold.get("notBefore")) if isinstance(hold, dict) else 0.0
+
+        return max(when(self._holds), when(stored))
+
+    # ---- health ----------------------------------------------------------------------------------------------------
+    def _health_items(self, transitions: Sequence[Transition], run_id: str, now: datetime) -> list[JsonDict]:
+        """Outbox items for health transitions: an audit record each, and the alert to every channel it concerns
+        (an alarm about a channel is not sent to that channel; its all-clear is)."""
+        items: list[JsonDict] = []
+        for t in transitions:
+            alert = health_alert(t, now=now)
+            alert["runId"] = run_id
+            record = {"runId": run_id, "time": now.isoformat(), "outcome": f"health {t.status}",
+                      "condition": t.condition, "title": t.title, "detail": t.detail, "since": t.since,
+                      "alertId": alert["id"]}
+            items.append(self._item("audit", f"{alert['id']}:audit", record, run_id, now))
+            about = channel_of_condition(t.condition)
+            items += [self._item("alert", f"{alert['id']}:{n.name}", alert, run_id, now, notifier=n.name)
+                      for n in self.notifiers if not (t.status == RAISED and n.name == about)]
+        return items
+
+    def _observe(self, run_id: str, seen: Observation) -> list[JsonDict]:
+        """Fold what this run saw into the committed health; commit the health items it raises (claimed by us).
+
+        Writes the state only when the health moved. Without any committed state (no baseline yet) the
+        transitions are only logged (Azure Monitor still sees them) and tried again by every run.
+        """
+        while True:
+            state, etag = self._load()
+            now = self.clock()
+            health, transitions = assess(state.health if state else {}, seen, now=now, limit=self.health_limit)
+            if state is None:
+                _log_transitions(transitions)
+                return []
+            if health == state.health and not transitions:
+                return []
+            items = self._health_items(transitions, run_id, now)
+            try:
+                self.state.save(replace(state, health=health, outbox=[*state.outbox, *items]), etag=etag)
+            except StateConflict:
+                continue
+            _log_transitions(transitions)
+            return items
+
+    def _log_reconciled(self, trigger: RunTrigger) -> None:
+        if trigger.kind == "reconcile":
+            logger.info("%s", LOG_MARKER_RECONCILED)
+
+    def _append_delivery(self, run_id: str, delivered: list[str], undelivered: list[str]) -> None:
+        try:
+            self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
+                               "delivered": delivered, "undelivered": undelivered})
+        except Exception as exc:  # what was delivered is settled in the state already; never undo that here
+            logger.error("run %s: delivery record not appended to the audit log: %s", run_id, exc)
+
+    # ---- records and alerts ------------------------------------------------------------------------------------------
+    def _record(self, trigger: RunTrigger, run_id: str, outcome: str, *, conflicts: int = 0,
+                opened: Sequence[JsonDict] = (), closed: Sequence[JsonDict] = (), pending: Sequence[JsonDict] = (),
+                warnings: Sequence[str] = (), detail: str | None = None,
+                extra: Mapping[str, Any] | None = None) -> JsonDict:
+        lists = {"opened": list(opened), "closed": list(closed), "pending": list(pending)}
+        record: JsonDict = {
+            "runId": run_id, "time": self.clock().isoformat(), "trigger": trigger.to_json(),
+            "caller": trigger.caller, "correlationId": trigger.correlation_id, "eventTime": trigger.event_time,
+            "outcome": outcome, **lists, "warnings": list(warnings), "commitConflicts": conflicts,
+        }
+        if sum(len(v) for v in lists.values()) > AUDIT_FULL_DETAIL_PAIRS:
+            # A very large change: each pair without its endpoint details (names are in the ids; prefixes and
+            # tags are in the committed topology), which halves the record.
+            record.update({k: [{f: x for f, x in p.items() if f != "endpoints"} for p in v] for k, v in lists.items()})
+            record["pairDetail"] = "compact"
+        if detail:
+            record["detail"] = detail
+        record.update(extra or {})
+        return record
+
+    def _append_direct(self, trigger: RunTrigger, run_id: str, outcome: str, **kwargs: Any) -> None:
+        self.audit.append(self._record(trigger, run_id, outcome, **kwargs))
+
+    def _sendable(self, pairs: list[JsonDict]) -> list[JsonDict]:
+        return [p for p in pairs if self.notify_info or p.get("severity") != "info"]
+
+    def _complete_alert(self, alert: JsonDict, decision: Decision) -> JsonDict:
+        """The alert with every sendable pair, for a notifier that splits it (one event per pair): a summarised
+        alert (more than MAX_ALERT_PAIRS) lists only the most severe pairs."""
+        if not alert.get("omitted"):
+            return alert
+        return {**{k: v for k, v in alert.items() if k not in ("omitted", "groups")},
+                "opened": self._sendable(decision.opened), "closed": self._sendable(decision.closed)}
+
+    def _alert(self, decision: Decision, trigger: RunTrigger, run_id: str, now: datetime) -> JsonDict | None:
+        sendable = self._sendable
+
+        opened, closed = sendable(decision.opened), sendable(decision.closed)
+        if not opened and not closed:
+            return None
+        omitted: JsonDict = {}
+        if len(opened) + len(closed) > MAX_ALERT_PAIRS:
+            # A huge change (a gateway serving hundreds of spokes flips) is summarised: the most severe pairs,
+            # and the counts of the rest, which the audit record holds in full.
+            ranked = sorted([("opened", p) for p in opened] + [("closed", p) for p in closed],
+                            key=lambda item: -SEVERITY_RANK.get(str(item[1].get("severity")), 0))
+            kept = ranked[:MAX_ALERT_PAIRS]
+            omitted = {"opened": len(opened) - sum(1 for d, _ in kept if d == "opened"),
+                       "closed": len(closed) - sum(1 for d, _ in kept if d == "closed")}
+            opened = [p for d, p in kept if d == "opened"]
+            closed = [p for d, p in kept if d == "closed"]
+        keys = sorted(["+" + "|".join(_pair_key(p)) for p in opened] + ["-" + "|".join(_pair_key(p)) for p in closed])
+        alert_id = hashlib.sha256(f"{decision.basis}\n{chr(10).join(keys)}".encode()).hexdigest()[:32]
+        # "Changed by" names a caller only for a change they made: the event's own resource is among the causes.
+        # Otherwise the alert says what detected it, and who started it when an earlier event touched a cause
+        # (a change confirmed by a later run, recorded while it settled).
+        pairs = opened + closed
+        own = attributed_caller(trigger, pairs)
+        callers = [own] if own else sorted({str(p["firstCaller"]) for p in pairs if p.get("firstCaller")})
+        return {
+            "id": alert_id, "runId": run_id, "caller": ", ".join(callers) or None,
+            **({} if own else {"detectedBy": detected_by(trigger)}), "time": now.isoformat(),
+            "eventTime": trigger.event_time, "correlationId": trigger.correlation_id, "trigger": trigger.to_json(),
+            "opened": opened, "closed": closed, "groups": _groups(opened, closed), "warnings": decision.warnings,
+            **({"omitted": omitted} if omitted else {}),
+        }
+
+    def _schedule_recheck(self, trigger: RunTrigger, *, reason: str) -> None:
+        assert self.recheck is not None
+        try:
+            self.recheck.schedule({"reason": reason, "after": trigger.to_json()},
+                                  delay_seconds=self.recheck_delay_seconds)
+        except Exception:  # the timer reconcile still catches it; never lose the run for this
+            logger.exception("could not schedule a re-check; the next reconcile will pick the change up")
+
+
+RETRY, DEFER, DEAD = "retry", "defer", "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an outbox item was not done, and what happens to it: tried again later, deferred
+    (not an attempt: a webhook asked us to wait) or dead-lettered."""
+
+    error: str
+    verdict: str  # RETRY | DEFER | DEAD
+    not_before: float = 0.0  # DEFER: when it may be tried again
+
+
+def _merged_holds(stored: Mapping[str, Any], learned: Mapping[str, JsonDict], now: float) -> JsonDict:
+    """The webhooks' not-before times to commit: the later of each, those already past dropped."""
+    out: JsonDict = {}
+    for name in {*stored, *learned}:
+        times = [_number(h.get("notBefore")) for h in (stored.get(name), learned.get(name)) if isinstance(h, dict)]
+        if times and max(times) > now:
+            out[name] = {"notBefore": max(times)}
+    return out
+
+
+def _backoff(attempts: int) -> float:
+    """Wait before the next attempt of an item that failed `attempts` times: the next run, then 30 s doubling."""
+    return min(30.0 * 2 ** min(attempts - 2, 10), BACKOFF_CAP_SECONDS) if attempts > 1 else 0.0
+
+
+def _number(value: Any, default: float = 0.0) -> float:
+    """A stored number, or `default` for anything else (a state written by an older version, or damaged)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN
+        return default
+    return float(value)
+
+
+def _bounded(value: Any, limit: int = 300) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
+
+
+def _log_transitions(transitions: Sequence[Transition]) -> None:
+    """One line per transition with a fixed marker: Azure Monitor alerts on it even when every chat is down."""
+    for t in transitions:
+        if t.status == RAISED:
+            logger.error("%s: %s: %s (since %s)", LOG_MARKER_RAISED, t.condition, t.detail, t.since)
+        else:
+            logger.warning("%s: %s: %s", LOG_MARKER_CLEARED, t.condition, t.title)
+
+
+# An alert carries at most this many pairs (the chat services show far fewer); the audit record has them all.
+MAX_ALERT_PAIRS = 500
+SEVERITY_RANK = {"info": 1, "warning": 2, "critical": 3}
+
+# Over this many pairs, the audit record leaves out each pair's endpoint details.
+AUDIT_FULL_DETAIL_PAIRS = 1000
+
+# An audit record is one append block (at most 4 MiB); a large change is recorded in several parts.
+AUDIT_PART_BUDGET = 3 * 1024 * 1024
+
+
+def _measure(text: str) -> int:
+    """A record's size for the budget: its UTF-8 bytes, plus one per `,` and `:` (so the record also fits when
+    spelled with the default separators, as a reader might re-serialise it)."""
+    return len(text.encode("utf-8")) + text.count(",") + text.count(":")
+
+
+_LISTS = ("opened", "closed", "pending")
+
+
+def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[EncodedRecord]:
+    """The record itself, or parts of it (`part` i of `parts`) each under `budget`, each pair serialised once.
+
+    The pieces are canonical JSON, so the audit log hashes and writes the very same text (`EncodedRecord`).
+    """
+    lists = [k for k in _LISTS if k in record]
+    head = {k: v for k, v in record.items() if k not in _LISTS}
+    items = [(key, item) for key in lists for item in record[key]]
+    texts = [canonical_json(item) for _, item in items]
+    sizes = [_measure(t) + 1 for t in texts]
+
+    def encoded(base: JsonDict, start: int, stop: int) -> EncodedRecord:
+        chosen: dict[str, list[str]] = {k: [] for k in lists}
+        values: dict[str, list[Any]] = {k: [] for k in lists}
+        for i in range(start, stop):
+            key, item = items[i]
+            chosen[key].append(texts[i])
+            values[key].append(item)
+        whole = EncodedRecord.of(base)
+        pieces = {**whole.pieces, **{k: "[" + ",".join(v) + "]" for k, v in chosen.items()}}
+        return EncodedRecord({**base, **values}, pieces)
+
+    base_size = _measure(EncodedRecord.of(head).text()) + 40
+    if base_size + sum(sizes) <= budget:
+        return [encoded(head, 0, len(texts))]
+    follow = {"runId": record["runId"], "time": record["time"], "trigger": record["trigger"],
+              "outcome": record["outcome"], "continued": True}
+    follow_size = _measure(EncodedRecord.of(follow).text()) + 80
+    count = -(-(base_size + sum(sizes)) // budget)  # start from an even split by size, add parts until each fits
+    while True:
+        chunk = -(-len(texts) // count)
+        bounds = [(start, min(start + chunk, len(texts))) for start in range(0, len(texts), chunk)]
+        fits = all((base_size if n == 0 else follow_size) + sum(sizes[a:b]) <= budget
+                   for n, (a, b) in enumerate(bounds))
+        if fits or chunk == 1:
+            break
+        count += max(1, count // 4)
+    parts = []
+    for n, (start, stop) in enumerate(bounds, start=1):
+        base = {**(head if n == 1 else follow), "part": n, "parts": len(bounds)}
+        parts.append(encoded(base, start, stop))
+    return parts
+
+
+def split_record(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[JsonDict]:
+    """The record itself, or parts of it (`part` i of `parts`) each under `budget` bytes of JSON."""
+    return [dict(part.record) for part in encode_parts(record, budget=budget)]
+
+
+def _groups(opened: Sequence[JsonDict], closed: Sequence[JsonDict]) -> list[JsonDict]:
+    grouped: dict[tuple[str, ...], JsonDict] = {}
+    for verb, pairs in (("opened", opened), ("closed", closed)):
+        for p in pairs:
+            key = tuple(c["text"] for c in p.get("cause", []))
+            group = grouped.setdefault(key, {"cause": p.get("cause", []), "opened": [], "closed": []})
+            group[verb].append(list(p["vnets"]))
+    return [grouped[k] for k in sorted(grouped)]
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    pairs: list[JsonDict]  # the pair set to commit
+    opened: list[JsonDict]  # confirmed, to announce
+    closed: list[JsonDict]
+    pending: list[JsonDict]  # still settling: not announced, re-checked later
+    warnings: list[str]
+    basis: str  # what the alert id is derived from (the committed sequence it builds on)
+    committed_count: int | None = None  # how many pairs the committed set holds after this decision
+
+
+class _Without(Mapping[tuple[str, str], TransitPair]):
+    """A pair mapping less some keys, without materialising the (possibly huge) rest."""
+
+    def __init__(self, base: Mapping[tuple[str, str], TransitPair], excluded: Set[tuple[str, str]]) -> None:
+        self._base, self._excluded = base, excluded
+
+    def __getitem__(self, key: tuple[str, str]) -> TransitPair:
+        if key in self._excluded:
+            raise KeyError(key)
+        return self._base[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key not in self._excluded and key in self._base
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return (k for k in self._base if k not in self._excluded)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _deviation(a: str, b: str, delta: str) -> JsonDict:
+    return {"vnets": [a, b], "delta": delta}
+
+
+def committed_pair_ids(state: CommittedState) -> list[tuple[str, str]]:
+    """The committed pairs as VNet id pairs: the committed topology's settled pairs, adjusted by the deviations."""
+    pairs = compute_pairs(parse_resources(state.resources, source="committed state")).pairs
+    minus = {_pair_key(d) for d in state.pairs if d.get("delta") == "-"}
+    out = {k: (p.a.value, p.b.value) for k, p in pairs.items() if k not in minus}
+    out.update({_pair_key(d): (d["vnets"][0], d["vnets"][1]) for d in state.pairs if d.get("delta") == "+"})
+    return [out[k] for k in sorted(out)]
+
+
+def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_topology: Topology,
+           trigger: RunTrigger, classify: Classifier, *, now: datetime, after_pairs: PairSet | None = None,
+           before_computed: tuple[Topology, PairSet] | None = None) -> Decision:
+    """Compare the live pairs with the committed ones; only confirmed changes are announced (pure).
+
+    The committed pair set is stored as its deviation from the pairs of the committed topology: pairs that are
+    still settling into existence ("-": not committed yet) and pairs whose removal is still settling ("+": still
+    committed). Both lists are short; the full set of an enterprise topology is not stored twice.
+    """
+    after = after_pairs if after_pairs is not None else compute_pairs(after_topology)
+    warnings = list(after.warnings)
+    if state is None:  # first run: the baseline is recorded, not announced
+        unsettled = [_deviation(p.a.value, p.b.value, "-") for p in after.pairs.values() if p.pending]
+        return Decision(pairs=unsettled, opened=[], closed=[], pending=[], warnings=warnings, basis="baseline",
+                        committed_count=len(after.pairs) - len(unsettled))
+    if before_computed is not None:
+        before_topology, before_all = before_computed
+    else:
+        before_topology = parse_resources(state.resources, source="committed state")
+        before_all = compute_pairs(before_topology)
+    minus_old = {_pair_key(d) for d in state.pairs if d.get("delta") == "-"}
+    plus_old = {_pair_key(d): d for d in state.pairs if d.get("delta") == "+"}
+    before = PairSet(pairs=_Without(before_all.pairs, minus_old))
+    endpoints = {id(after_topology): endpoints_of(after_topology), id(before_topology): endpoints_of(before_topology)}
+    diff = diff_pairs(before, after, before_topology=before_topology, after_topology=after_topology,
+                      before_endpoints=endpoints[id(before_topology)], after_endpoints=endpoints[id(after_topology)])
+    earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
+
+    def annotated(change: PairChange, opened_now: bool) -> JsonDict:
+        earlier = earlier_pending.get(("opened" if opened_now else "closed", *change.pair.key))
+        return _annotated(change, earlier, trigger, now, classify, opened_now, endpoints[id(change.topology)])
+
+    opened: list[JsonDict] = []
+    closed: list[JsonDict] = []
+    pending: list[JsonDict] = []
+    deviations: dict[tuple[str, str], JsonDict] = {}
+    for change in diff.opened:
+        if change.pair.key in plus_old:
+            continue  # it never stopped being committed: its removal was still settling and did not happen
+        doc = annotated(change, True)
+        if change.pending:
+            pending.append(doc)
+            deviations[change.pair.key] = _deviation(change.pair.a.value, change.pair.b.value, "-")
+        else:
+            opened.append(doc)
+    for change in diff.closed:
+        doc = annotated(change, False)
+        if change.pending:
+            pending.append(doc)
+            deviations[change.pair.key] = _deviation(change.pair.a.value, change.pair.b.value, "+")
+        else:
+            closed.append(doc)
+    # Pairs kept while their removal was settling, and that the live topology still does not yield.
+    for key, kept in plus_old.items():
+        if key in after.pairs:
+            continue
+        earlier = earlier_pending.get(("closed", *key))
+        if earlier is not None and _still_settling(after_topology, earlier):
+            pending.append(earlier)
+            deviations[key] = kept
+            continue
+        doc = {**(earlier or kept), "cause": earlier["cause"] if earlier else [_unexplained()], "status": "confirmed"}
+        for transient in ("direction", "since", "caller", "delta"):
+            doc.pop(transient, None)
+        doc.update(_severity(classify, doc, False))
+        closed.append(doc)
+    _explain_closings(closed, after_topology, after, endpoints[id(after_topology)])
+    plus = sum(1 for d in deviations.values() if d["delta"] == "+")
+    return Decision(pairs=[deviations[k] for k in sorted(deviations)], opened=opened, closed=closed,
+                    pending=pending, warnings=warnings, basis=f"seq={state.sequence}",
+                    committed_count=len(after.pairs) - (len(deviations) - plus) + plus)
+
+
+def _still_settling(topology: Topology, doc: JsonDict) -> bool:
+    ids = [*doc.get("gateways", []), *doc.get("circuits", []),
+           *(c["resource"] for c in doc.get("cause", []) if c.get("resource"))]
+    return settling_in(topology, (ResourceId.parse(i) for i in ids))
+
+
+# Explaining a closed pair costs a little per pair; a change closing thousands keeps the causes, which say it all.
+EXPLAINED_CLOSINGS = 20
+
+
+def _explain_closings(closed: list[JsonDict], topology: Topology, pairs: PairSet,
+                      endpoints: Mapping[ResourceId, Endpoint]) -> None:
+    """Add to each closed pair what is now missing (the same text as `explain`), for the alert and the audit."""
+    for doc in closed[:EXPLAINED_CLOSINGS]:
+        a, b = (ResourceId.parse(v) for v in doc["vnets"])
+        doc["explanation"] = list(explain_pair(topology, a, b, pairs=pairs, endpoints=endpoints).missing)
+
+
+def attributed_caller(trigger: RunTrigger, pairs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The event's caller when the event's own resource is among the causes of `pairs`; else None (an event on
+    hub-03 does not make its caller the author of a change to ergw-01 it merely revealed)."""
+    if trigger.kind != "event" or not trigger.caller or not trigger.resource_id:
+        return None
+    own = ResourceId.parse(trigger.resource_id)
+    for pair in pairs:
+        for cause in pair.get("cause") or []:
+            resource = cause.get("resource") if isinstance(cause, Mapping) else None
+            if isinstance(resource, str) and ResourceId.parse(resource) == own:
+                return trigger.caller
+    return None
+
+
+def detected_by(trigger: RunTrigger) -> str:
+    """How a change nobody is named for was found: `reconcile`, `re-check`, or the event that revealed it."""
+    if trigger.kind != "event":
+        return {"recheck": "re-check"}.get(trigger.kind, trigger.kind)
+    what = trigger.operation or "event"
+    where = f" on {ResourceId.parse(trigger.resource_id).name}" if trigger.resource_id else ""
+    return f"event {what}{where} from {trigger.caller or 'unknown'} (not among the causes)"
+
+
+def _unexplained() -> JsonDict:
+    return {"resource": None, "name": None, "kind": "unknown", "change": "modified", "property": None, "old": None,
+            "new": None, "text": "the pair's resources are no longer in the topology"}
+
+
+def _severity(classify: Classifier, doc: JsonDict, opened: bool) -> JsonDict:
+    severity, reason = classify(doc, opened)
+    return {"severity": severity, "policy": reason} if reason else {"severity": severity}
+
+
+def _annotated(change: PairChange, earlier: JsonDict | None, trigger: RunTrigger, now: datetime,
+               classify: Classifier, opened: bool, endpoints: Mapping[ResourceId, Endpoint]) -> JsonDict:
+    """The pair as announced: causes (merged with those recorded while it was settling) and severity."""
+    doc = change_json(change, endpoints)
+    if earlier is not None:
+        seen = {c["text"] for c in doc["cause"]}
+        merged = [c for c in earlier.get("cause", []) if c["text"] not in seen] + doc["cause"]
+        decisive = [c for c in merged if c.get("property") != "provisioningState"]
+        doc["cause"] = decisive or merged
+        doc["since"] = earlier.get("since")
+        doc["firstCaller"] = earlier.get("caller")
+    if change.pending:
+        doc["direction"] = "opened" if opened else "closed"
+        doc["since"] = doc.get("since") or now.isoformat()
+        doc["caller"] = (earlier or {}).get("caller") or attributed_caller(trigger, [doc])
+    doc.update(_severity(classify, doc, opened))
+    return doc
+

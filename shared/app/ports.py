@@ -1,0 +1,182 @@
+"""The ports the use case (auditor) talks to; adapters in arm, store and notify implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+JsonDict = dict[str, Any]
+
+
+class IncompleteReadError(Exception):
+    """The live topology could not be read completely (403, throttling, a failed call).
+
+    `unreadable` names the watched subscriptions that could not be read at all, each with why (no Reader or
+    not found; Resource Graph cannot tell the two apart), for the health alert that names them.
+    """
+
+    def __init__(self, message: str, *, unreadable: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.unreadable: dict[str, str] = dict(unreadable or {})
+
+
+class StateConflict(Exception):
+    """Another run committed the state first (the ETag condition failed)."""
+
+
+class StateCorrupt(Exception):
+    """The committed state cannot be read (garbage, truncated, edited by hand). `etag` is the unreadable head's,
+    so a rebuild can replace it under the usual ETag condition."""
+
+    def __init__(self, message: str, *, etag: str | None) -> None:
+        super().__init__(message)
+        self.etag = etag
+
+
+class DeliveryError(Exception):
+    """A chat service did not accept an alert. `retryable` says whether a later attempt may succeed.
+
+    retry_after: seconds the service asked us to wait (Retry-After) before posting to it again; the auditor keeps
+        it as the webhook's "not before" time across alerts and runs.
+    alarm: the channel itself is broken (revoked or deleted webhook, 401/403/404, or even the minimal alert was
+        refused): a health alert is raised, so someone hears of it by another way.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None,
+                 alarm: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.alarm = alarm
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedState:
+    """What the last committed run knew.
+
+    pairs: how the committed pair set deviates from the pairs of `resources`: `{"vnets": [A, B], "delta": "+"}`
+        (committed though the topology no longer yields it: its removal is settling) or `"-"` (yielded but not
+        committed yet: still settling into existence). See auditor.committed_pair_ids.
+    resources: the raw ARM resources those pairs were computed from (so the next diff can name causes).
+    topology_digest: SHA-256 of the canonical JSON of `resources`.
+    processed_event_ids: the most recent Event Grid event ids already decided (bounded list, newest last).
+    outbox: alerts committed but not yet accepted by a chat service: {"id", "channel", "alert"} each.
+    pending: changes still settling, re-checked later (free-form records from the auditor).
+    sequence: increases by one with every commit.
+    health: the auditor's own health (shared.core.health): raised conditions, the last complete read and the
+        last complete reconcile.
+    webhooks: per notifier name, {"notBefore": epoch seconds}: no post to that webhook before then (Retry-After).
+    audit_tail: where the audit chain ended when this state was written ({"file", "size", "seq", "lineHash"}), so
+        the next append need not read the log's last line back (trusted only while the file has that size).
+    working_copy_ok: False when the store could not load `resources` intact (then they are empty): the run reads
+        the whole scope again and re-baselines instead of diffing against nothing. Not stored.
+    """
+
+    pairs: list[JsonDict] = field(default_factory=list)
+    resources: list[JsonDict] = field(default_factory=list)
+    topology_digest: str = ""
+    processed_event_ids: list[str] = field(default_factory=list)
+    outbox: list[JsonDict] = field(default_factory=list)
+    pending: list[JsonDict] = field(default_factory=list)
+    sequence: int = 0
+    health: JsonDict = field(default_factory=dict)
+    webhooks: JsonDict = field(default_factory=dict)
+    audit_tail: JsonDict | None = None
+    working_copy_ok: bool = True
+
+    def to_json(self) -> JsonDict:
+        return {
+            "pairs": self.pairs,
+            "resources": self.resources,
+            "topologyDigest": self.topology_digest,
+            "processedEventIds": self.processed_event_ids,
+            "outbox": self.outbox,
+            "pending": self.pending,
+            "sequence": self.sequence,
+            **({"health": self.health} if self.health else {}),
+            **({"webhooks": self.webhooks} if self.webhooks else {}),
+            **({"auditTail": self.audit_tail} if self.audit_tail else {}),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CommittedState:
+        return cls(
+            pairs=list(data.get("pairs", [])),
+            resources=list(data.get("resources", [])),
+            topology_digest=str(data.get("topologyDigest", "")),
+            processed_event_ids=[str(x) for x in data.get("processedEventIds", [])],
+            outbox=list(data.get("outbox", [])),
+            pending=list(data.get("pending", [])),
+            sequence=int(data.get("sequence", 0)),
+            health=dict(data.get("health") or {}),
+            webhooks=dict(data.get("webhooks") or {}),
+            audit_tail=dict(data["auditTail"]) if isinstance(data.get("auditTail"), dict) else None,
+        )
+
+
+class StateStore(Protocol):
+    def load(self) -> tuple[CommittedState | None, str | None]:
+        """The committed state and its ETag; (None, None) when nothing was committed yet."""
+        ...
+
+    def save(self, state: CommittedState, *, etag: str | None) -> str:
+        """Write `state` only if the stored ETag is still `etag` (None: only if none exists yet).
+
+        Returns the new ETag; raises StateConflict when another run committed first.
+        """
+        ...
+
+
+class AuditLog(Protocol):
+    def append(self, record: Any) -> JsonDict:
+        """Append one record (a JSON object, or a store.EncodedRecord already serialised), chained to the previous
+        one; returns it as stored (with seq, prevHash, hash)."""
+        ...
+
+    def records(self) -> Iterator[JsonDict]:
+        """Every stored record, oldest first."""
+        ...
+
+
+class RecheckQueue(Protocol):
+    def schedule(self, message: JsonDict, *, delay_seconds: int) -> None:
+        """Ask for a re-check run after `delay_seconds` (a change was still settling)."""
+        ...
+
+
+class ReportPublisher(Protocol):
+    """Where the report page goes after each committed change (store.report: a private blob container, a folder)."""
+
+    location: str  # the container (or folder) the pages go to; not secret, alerts name it
+
+    def names(self, *, sequence: int, when: datetime) -> tuple[str, str]:
+        """(latest, dated copy): the names the page of commit `sequence` made at `when` is written to."""
+        ...
+
+    def publish(self, page: str, *, sequence: int, when: datetime) -> None:
+        """Write the page as its dated copy and as the latest page."""
+        ...
+
+
+class TopologyReader(Protocol):
+    def read(self, *, focus_resource_id: str | None = None) -> list[JsonDict]:
+        """Every relevant ARM resource of the scope; raises IncompleteReadError when any part failed."""
+        ...
+
+
+class Notifier(Protocol):
+    channel: str
+    name: str  # not secret: the setting name (e.g. "slack:SLACK_WEBHOOK_URL"), never the URL
+
+    def deliver(self, alert: JsonDict, *, alert_id: str) -> None:
+        """Post one alert; raises DeliveryError when the service did not accept it."""
+        ...
+
+
+def bounded_ids(ids: Sequence[str], new_id: str, *, keep: int = 1000) -> list[str]:
+    """The processed-event-id list after adding `new_id`, keeping only the newest `keep`."""
+    out = [i for i in ids if i != new_id]
+    out.append(new_id)
+    return out[-keep:]

@@ -1,0 +1,378 @@
+"""The audit chain itself, pure: canonical JSON, record hashes, linking (`chain_next`) and `verify_audit`.
+
+Also the line helpers both audit logs share (parse, split, find the last line) and the clock helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+Clock = Callable[[], datetime]
+
+GENESIS_HASH = "0" * 64
+RESERVED_AUDIT_KEYS = frozenset({"seq", "prevHash", "hash", "recordedAt"})
+# One audit record is one append block; an append block is at most 4 MiB.
+MAX_AUDIT_RECORD_BYTES = 4 * 1024 * 1024
+
+# `audit-DAY.jsonl`, or `audit-DAY.sNNN.jsonl`: a new chain segment started after a damaged tail (it sorts after
+# the day's first file and before the next day's).
+_AUDIT_FILE_RE = re.compile(r"audit-(\d{4}-\d{2}-\d{2})(?:\.s(\d{3}))?\.jsonl")
+# The first record of a segment: where the damage is and the last good record the chain goes on from.
+DAMAGE_OUTCOME = "audit damaged"
+_TAIL_CHUNK = 64 * 1024
+
+
+class AuditLogCorrupt(Exception):
+    """The audit log cannot be extended or read: its last line (or another line) is not a valid record."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def canonical_json(value: Any) -> str:
+    """The one JSON spelling that hashes are computed over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of `record` without its `hash` field."""
+    return _sha256(canonical_json({k: v for k, v in record.items() if k != "hash"}))
+
+
+def line_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the record's canonical JSON line (what the next record's `prevHash` holds)."""
+    return _sha256(canonical_json(dict(record)))
+
+
+def audit_file_name(day: date) -> str:
+    return f"audit-{day.isoformat()}.jsonl"
+
+
+def _as_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("the clock must return timezone-aware datetimes")
+    return moment.astimezone(UTC)
+
+
+def chain_next(previous: Mapping[str, Any] | None, record: Mapping[str, Any], *, recorded_at: datetime) -> JsonDict:
+    """`record` as it is stored after `previous` (None: the first record): with seq, prevHash, recordedAt, hash."""
+    reserved = RESERVED_AUDIT_KEYS.intersection(record)
+    if reserved:
+        raise ValueError(f"audit record must not set {sorted(reserved)}: the log sets them")
+    stored: JsonDict = dict(record)
+    stored["seq"] = 1 if previous is None else int(previous["seq"]) + 1
+    stored["prevHash"] = GENESIS_HASH if previous is None else line_hash(previous)
+    stored["recordedAt"] = _as_utc(recorded_at).isoformat().replace("+00:00", "Z")
+    stored["hash"] = record_hash(stored)
+    return stored
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLine:
+    """One raw line of an audit file, as read (before parsing)."""
+
+    file: str
+    line: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditVerification:
+    """The outcome of walking the chain.
+
+    ok: every record is intact and linked. count: records checked and found intact (all of them when ok).
+    problem: "record N (file): reason" for the first broken or missing link; seq and file repeat its parts.
+    """
+
+    ok: bool
+    count: int
+    problem: str | None = None
+    seq: int | None = None
+    file: str | None = None
+    segments: tuple[str, ...] = ()  # one line per chain segment when a damaged tail started a new one
+
+
+def _file_of(record: Mapping[str, Any]) -> str:
+    recorded = record.get("recordedAt")
+    if isinstance(recorded, str):
+        with contextlib.suppress(ValueError):
+            return audit_file_name(datetime.fromisoformat(recorded.replace("Z", "+00:00")).date())
+    return "unknown file"
+
+
+def verify_audit(records: Iterable[Mapping[str, Any] | AuditLine]) -> AuditVerification:
+    """Walk the chain oldest first and name the first modified, missing, reordered or unparsable record.
+
+    Items are parsed records (their file is derived from recordedAt) or raw `AuditLine`s (file known).
+    A removal at the very end of the log cannot be seen from the chain alone.
+    """
+    previous: Mapping[str, Any] | None = None
+    count = 0
+    damage: AuditVerification | None = None  # the first damage a later segment picked the chain up after
+    segments: list[str] = []
+    segment_start = 1
+
+    def broken(seq: int, file: str, reason: str) -> AuditVerification:
+        return AuditVerification(False, count, f"record {seq} ({file}): {reason}", seq, file)
+
+    def resumes(item: Mapping[str, Any] | AuditLine) -> bool:
+        """A segment record that links to the last good record (what a damaged tail's next append writes)."""
+        try:
+            record = json.loads(item.text) if isinstance(item, AuditLine) else item
+        except ValueError:
+            return False
+        return (isinstance(record, dict) and record.get("outcome") == DAMAGE_OUTCOME
+                and record.get("seq") == count + 1 and isinstance(record.get("hash"), str)
+                and record.get("prevHash") == (GENESIS_HASH if previous is None else line_hash(previous))
+                and record_hash(record) == record["hash"])
+
+    def check(item: Mapping[str, Any] | AuditLine) -> AuditVerification | None:
+        nonlocal previous, count
+        expected = count + 1
+        if isinstance(item, AuditLine):
+            file = item.file
+            try:
+                parsed: Any = json.loads(item.text)
+            except ValueError:
+                return broken(expected, file, f"line {item.line} is not valid JSON")
+            if not isinstance(parsed, dict):
+                return broken(expected, file, f"line {item.line} is not a JSON object")
+            record: Mapping[str, Any] = parsed
+        else:
+            record = item
+            file = _file_of(record)
+        seq = record.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return broken(expected, file, "record has no integer seq")
+        if not isinstance(record.get("hash"), str) or not isinstance(record.get("prevHash"), str):
+            return broken(seq, file, "record has no hash or prevHash")
+        try:
+            computed = record_hash(record)
+        except ValueError:
+            return broken(seq, file, "record cannot be hashed")
+        if computed != record["hash"]:
+            return broken(seq, file, "hash mismatch (record modified)")
+        if seq > expected:
+            missing = (
+                f"record {expected} is missing" if seq == expected + 1 else f"records {expected}-{seq - 1} are missing"
+            )
+            return broken(expected, file, f"{missing} (found seq {seq})")
+        if seq < expected:
+            return broken(seq, file, f"seq {seq} found where {expected} was expected (reordered or duplicated)")
+        wanted = GENESIS_HASH if previous is None else line_hash(previous)
+        if record["prevHash"] != wanted:
+            return broken(seq, file, "prevHash does not match the previous record (removed, reordered or forked)")
+        previous = record
+        count += 1
+        return None
+
+    for item in records:
+        if damage is not None and not segments:
+            # Skipping damage: lines up to the record that started the next segment are not part of the chain.
+            if not resumes(item):
+                continue
+            segments.append(f"segment 1: records {segment_start}-{count} intact, then damage at "
+                            f"{damage.problem}")
+            segment_start = count + 1
+        problem = check(item)
+        if problem is not None:
+            if damage is not None:
+                return problem
+            damage = problem
+    if damage is not None:
+        if not segments:
+            return damage
+        last = f"segment 2: records {segment_start}-{count} intact, opened by a '{DAMAGE_OUTCOME}' record that " \
+               "links to the last good record"
+        return AuditVerification(False, count, f"{damage.problem}; the chain goes on in a new segment",
+                                 damage.seq, damage.file, (*segments, last))
+    return AuditVerification(True, count)
+
+
+def parse_audit_line(line: AuditLine) -> JsonDict:
+    """One raw line as a JSON object; AuditLogCorrupt naming the file and line otherwise."""
+    try:
+        parsed = json.loads(line.text)
+    except ValueError as exc:
+        raise AuditLogCorrupt(f"{line.file} line {line.line} is not valid JSON") from exc
+    if not isinstance(parsed, dict):
+        raise AuditLogCorrupt(f"{line.file} line {line.line} is not a JSON object")
+    return parsed
+
+
+def _parse_lines(lines: Iterable[AuditLine]) -> Iterator[JsonDict]:
+    for line in lines:
+        yield parse_audit_line(line)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTail:
+    """Where the chain ends: the last record's seq and line hash, and the file (blob) and its size after it.
+
+    An appender that finds its file still at `size` knows the last record without reading (or parsing) it.
+    """
+
+    file: str
+    size: int
+    seq: int
+    line_hash: str
+
+
+class EncodedRecord:
+    """An audit record whose top-level values are serialised once, to canonical JSON.
+
+    The same text then gives the stored line and its hash (`chain_text`): the chain's own fields are added as
+    text, never by serialising the record again. `EncodedRecord.of(record)` checks the reserved keys and that the
+    record is serialisable (before any lock or I/O).
+    """
+
+    __slots__ = ("record", "_pieces")
+
+    def __init__(self, record: Mapping[str, Any], pieces: Mapping[str, str]) -> None:
+        self.record = record
+        self._pieces = pieces
+
+    @property
+    def pieces(self) -> Mapping[str, str]:
+        return self._pieces
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any] | EncodedRecord) -> EncodedRecord:
+        if isinstance(record, EncodedRecord):
+            return record
+        reserved = RESERVED_AUDIT_KEYS.intersection(record)
+        if reserved:
+            raise ValueError(f"audit record must not set {sorted(reserved)}: the log sets them")
+        return cls(record, {str(k): canonical_json(v) for k, v in record.items()})
+
+    def text(self, extra: Mapping[str, str] | None = None) -> str:
+        """Canonical JSON of the record plus `extra` (key -> value already as JSON text)."""
+        pieces = {**self._pieces, **(extra or {})}
+        return "{" + ",".join(f"{canonical_json(k)}:{pieces[k]}" for k in sorted(pieces)) + "}"
+
+    def size(self) -> int:
+        """Bytes of the record's canonical JSON (without the chain's fields)."""
+        return 2 + sum(len(k.encode("utf-8")) + 3 + len(v.encode("utf-8")) for k, v in self._pieces.items()) - 1
+
+
+def _timestamp(moment: datetime) -> str:
+    return _as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
+def chain_text(previous: tuple[int, str] | None, encoded: EncodedRecord, *, recorded_at: datetime
+               ) -> tuple[JsonDict, str]:
+    """The stored record and its line (without newline) after `previous` = (seq, line hash); None: the first.
+
+    Same result as `chain_next` + `canonical_json`, from text serialised once.
+    """
+    seq = 1 if previous is None else previous[0] + 1
+    prev_hash = GENESIS_HASH if previous is None else previous[1]
+    recorded = _timestamp(recorded_at)
+    chain = {"seq": str(seq), "prevHash": canonical_json(prev_hash), "recordedAt": canonical_json(recorded)}
+    digest = _sha256(encoded.text(chain))
+    line = encoded.text({**chain, "hash": canonical_json(digest)})
+    stored: JsonDict = {**encoded.record, "seq": seq, "prevHash": prev_hash, "recordedAt": recorded, "hash": digest}
+    return stored, line
+
+
+def _previous_of(previous_text: str, where: str) -> tuple[int, str]:
+    """(seq, line hash) of a stored line read back from the log (the fallback when the tail is not known)."""
+    try:
+        loaded = json.loads(previous_text)
+    except ValueError as exc:
+        raise AuditLogCorrupt(f"the last line of {where} is not valid JSON; run `audit verify`") from exc
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("seq"), int):
+        raise AuditLogCorrupt(f"the last line of {where} is not an audit record; run `audit verify`")
+    return int(loaded["seq"]), line_hash(loaded)
+
+
+def _next_line(previous: tuple[int, str] | None, encoded: EncodedRecord, now: datetime) -> tuple[JsonDict, str]:
+    stored, line = chain_text(previous, encoded, recorded_at=now)
+    text = line + "\n"
+    if len(text.encode("utf-8")) > MAX_AUDIT_RECORD_BYTES:
+        raise ValueError(f"audit record is larger than {MAX_AUDIT_RECORD_BYTES} bytes")
+    return stored, text
+
+
+def _split_lines(file: str, content: bytes) -> Iterator[AuditLine]:
+    for number, raw in enumerate(content.decode("utf-8", errors="replace").split("\n"), start=1):
+        if raw.strip():
+            yield AuditLine(file, number, raw)
+
+
+def _last_line(read_range: Callable[[int, int], bytes], size: int) -> str | None:
+    """The last non-empty line of a file of `size` bytes, reading backwards in chunks."""
+    end = size
+    buffer = b""
+    while end > 0:
+        start = max(0, end - _TAIL_CHUNK)
+        buffer = read_range(start, end) + buffer
+        end = start
+        stripped = buffer.rstrip(b"\n")
+        if not stripped:
+            buffer = b""
+            continue
+        cut = stripped.rfind(b"\n")
+        if cut >= 0 or end == 0:
+            return stripped[cut + 1 :].decode("utf-8", errors="replace")
+    return None
+
+
+def segment_file_name(name: str, existing: Iterable[str]) -> str:
+    """The file a new chain segment starts in after `name` (a day file or segment) was found damaged."""
+    match = _AUDIT_FILE_RE.fullmatch(name)
+    if match is None:
+        raise ValueError(f"not an audit file name: {name}")
+    day = match.group(1)
+    taken = [int(m.group(2)) for m in (_AUDIT_FILE_RE.fullmatch(e) for e in existing)
+             if m is not None and m.group(1) == day and m.group(2)]
+    return f"audit-{day}.s{max(taken, default=1) + 1:03d}.jsonl"
+
+
+def damage_record(lines: Iterable[AuditLine],
+                  before: tuple[int, str] | None) -> tuple[tuple[int, str] | None, JsonDict]:
+    """For a file whose tail is not a valid record: (the chain end to go on from, the record that opens the new
+    segment and says where the damage is). The chain goes on from the last intact record before the first bad
+    line (or `before`, the end of the earlier files, when the file has none)."""
+    last_good, first_bad = before, None
+    for line in lines:
+        try:
+            record: Any = json.loads(line.text)
+        except ValueError:
+            record = None
+        intact = (isinstance(record, dict) and isinstance(record.get("seq"), int)
+                  and isinstance(record.get("hash"), str) and record_hash(record) == record["hash"])
+        if intact and first_bad is None:
+            last_good = (int(record["seq"]), line_hash(record))
+        elif not intact and first_bad is None:
+            first_bad = line
+    where = {"file": first_bad.file, "line": first_bad.line} if first_bad is not None else {}
+    damage: JsonDict = {
+        "outcome": DAMAGE_OUTCOME,
+        "damage": {**where, "lastGoodSeq": last_good[0] if last_good else 0,
+                   "lastGoodHash": last_good[1] if last_good else GENESIS_HASH},
+        "detail": "the audit log's last line is not a valid record (appended by someone else, or cut); WORM keeps "
+                  "it, so the chain goes on in this new segment from the last good record",
+    }
+    return last_good, damage
+
+
+def _next_day_name(name: str) -> str:
+    match = _AUDIT_FILE_RE.fullmatch(name)
+    if match is None:
+        raise ValueError(f"not an audit file name: {name}")
+    return audit_file_name(date.fromisoformat(match.group(1)) + timedelta(days=1))

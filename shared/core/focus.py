@@ -1,0 +1,144 @@
+"""What an event's own read touches, and how it patches the committed working copy (pure, no I/O).
+
+An event names one resource. The reader re-reads it (its parent for a child resource, its hub for a hub
+connection) and says which ids the read replaces (`FocusedRead.replace`: each id with everything under it) and
+what ARM holds for them now (`FocusedRead.resources`: nothing for a 404). `patch_copy` applies that to the
+transit projection committed last time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from shared.core.snapshot import transit_projection
+
+JsonDict = dict[str, Any]
+
+# An event costs at most this many ARM calls (its resource or parent, a hub's connection list, and one resource
+# it newly references); anything more is left to the timer reconcile, with a warning.
+MAX_EVENT_ARM_CALLS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class FocusedRead:
+    replace: tuple[str, ...] = ()  # ids (with their children) whose committed copy this read replaces
+    resources: tuple[JsonDict, ...] = ()  # what ARM holds for them now; an id absent here was deleted (404)
+    warnings: tuple[str, ...] = ()
+    calls: int = 0
+
+
+def top_level_id(resource_id: str) -> str | None:
+    """`/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/<type>/<name>` of any id under it."""
+    parts = resource_id.strip("/").split("/")
+    if len(parts) < 8 or parts[0].lower() != "subscriptions" or parts[2].lower() != "resourcegroups":
+        return None
+    if parts[4].lower() != "providers":
+        return None
+    return "/" + "/".join(parts[:8])
+
+
+def subscription_of(resource_id: str) -> str:
+    parts = resource_id.strip("/").split("/")
+    return parts[1].lower() if len(parts) > 1 and parts[0].lower() == "subscriptions" else ""
+
+
+def _ref(value: Any) -> str | None:
+    if isinstance(value, Mapping) and isinstance(value.get("id"), str):
+        return str(value["id"])
+    return None
+
+
+def _cut(resource_id: str | None, marker: str) -> str | None:
+    if resource_id is None:
+        return None
+    parts = resource_id.rstrip("/").split("/")
+    lowered = [p.lower() for p in parts]
+    if marker in lowered:
+        return "/".join(parts[: lowered.index(marker)])
+    return resource_id
+
+
+def _props(resource: Mapping[str, Any]) -> Mapping[str, Any]:
+    props = resource.get("properties")
+    return props if isinstance(props, Mapping) else {}
+
+
+def _items(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def references_of(resource: Mapping[str, Any]) -> list[str]:
+    """The top-level resources this one points at that can decide a pair (gateway, VNet, circuit, hub)."""
+    rtype = str(resource.get("type", "")).lower()
+    props = _props(resource)
+    out: list[str | None] = []
+    if rtype == "microsoft.network/connections":
+        out += [_ref(props.get("virtualNetworkGateway1")), _cut(_ref(props.get("peer")), "peerings")]
+    elif rtype == "microsoft.network/virtualnetworkgateways":
+        out += [_cut(_ref(_props(c).get("subnet")), "subnets") for c in _items(props.get("ipConfigurations"))]
+    elif rtype == "microsoft.network/virtualnetworks":
+        out += [_ref(_props(p).get("remoteVirtualNetwork")) for p in _items(props.get("virtualNetworkPeerings"))]
+    elif rtype == "microsoft.network/virtualhubs/hubvirtualnetworkconnections":
+        out.append(_ref(props.get("remoteVirtualNetwork")))
+    elif rtype == "microsoft.network/expressroutegateways":
+        out.append(_ref(props.get("virtualHub")))
+        out += [_cut(_ref(_props(c).get("expressRouteCircuitPeering")), "peerings")
+                for c in _items(props.get("expressRouteConnections"))]
+    seen: dict[str, str] = {}
+    for ref in out:
+        top = top_level_id(ref) if ref else None
+        if top is not None:
+            seen.setdefault(top.lower(), top)
+    return list(seen.values())
+
+
+def unknown_references(resources: Iterable[Mapping[str, Any]], known: Callable[[str], bool],
+                       read: Sequence[str]) -> list[str]:
+    """References of `resources` that the working copy does not hold and this read did not cover."""
+    covered = {r.lower() for r in read}
+    out: list[str] = []
+    for resource in resources:
+        for ref in references_of(resource):
+            if ref.lower() not in covered and not known(ref.lower()):
+                covered.add(ref.lower())
+                out.append(ref)
+    return out
+
+
+def project(resources: Iterable[Mapping[str, Any]]) -> list[JsonDict]:
+    """The transit projection with types in lower case (Resource Graph's spelling; ARM GET spells them in
+    camel case) and without null properties, so one resource read either way digests the same."""
+    out = transit_projection(resources)
+    for resource in out:
+        rtype = resource.get("type")
+        if isinstance(rtype, str) and not rtype.islower():
+            resource["type"] = rtype.lower()
+        props = resource.get("properties")
+        if isinstance(props, dict) and None in props.values():
+            # The projected query spells an absent property as null; the parser reads both alike.
+            resource["properties"] = {k: v for k, v in props.items() if v is not None}
+    return out
+
+
+def patch_copy(copy: Sequence[JsonDict], read: FocusedRead) -> list[JsonDict] | None:
+    """The working copy with the read applied (sorted by id), or None when the read changes nothing."""
+    drop = tuple(r.lower().rstrip("/") for r in read.replace)
+
+    def dropped(resource_id: str) -> bool:
+        key = resource_id.lower()
+        return any(key == d or key.startswith(d + "/") for d in drop)
+
+    kept: list[JsonDict] = []
+    removed: list[JsonDict] = []
+    for resource in copy:
+        (removed if dropped(str(resource.get("id", ""))) else kept).append(resource)
+    added = project(read.resources)
+
+    def by_id(items: list[JsonDict]) -> list[JsonDict]:
+        return sorted(items, key=lambda r: str(r.get("id", "")).lower())  # the working copy's order
+
+    if by_id(removed) == by_id(added):
+        return None
+    return by_id(kept + added)
