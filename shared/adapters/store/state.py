@@ -19,6 +19,7 @@ import re
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,7 +104,7 @@ def _decode_head(document: Mapping[str, Any]) -> tuple[JsonDict, bool]:
     return dict(document), False  # old blob layout: the state itself
 
 
-class _Layout:
+class _Layout(ABC):
     """What both stores share: head encoding, the projection cache, the stash names, the load/verify logic."""
 
     _copies: _WorkingCopies
@@ -114,11 +115,13 @@ class _Layout:
             self._etag_meta.clear()
         self._etag_meta[etag] = (key, content_sha)
 
+    @abstractmethod
     def _read_head(self) -> tuple[bytes | None, str | None]:
-        raise NotImplementedError
+        """The head's bytes and ETag, or (None, None) when there is no state yet."""
 
+    @abstractmethod
     def _read_projection(self, key: str) -> bytes | None:
-        raise NotImplementedError
+        """The projection blob/file named `key`, or None when it is missing."""
 
     def load(self) -> tuple[CommittedState | None, str | None]:
         for _ in range(5):
