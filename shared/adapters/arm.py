@@ -347,18 +347,25 @@ class ResourceGraphTopologyReader:
         # Under a management group any subscription may be in scope; ARM's 403 then marks the read incomplete.
         return bool(self._management_group) or subscription_id.lower() in {s.lower() for s in self._subscriptions}
 
-    def _read_target(self, target: _Target) -> list[JsonDict]:
-        """ARM's copy of the target (a hub with its connections); [] when ARM answers 404."""
-        client = self._network_client_factory(target.subscription_id)
+    def _get(self, client: Any, target: _Target) -> JsonDict | None:
+        """One ARM GET of the target, as ARM JSON; None when ARM answers 404. Any other failure is incomplete."""
         self._calls["arm"] += 1
         try:
             model = _GETTERS[target.kind](client, target.resource_group, target.names[0])
         except ResourceNotFoundError:
             logger.info("resource %s is gone (404)", target.resource_id)
-            return []
+            return None
         except AzureError as exc:
             raise _get_failed(target, exc) from exc
-        found = [_to_arm_json(model, target.subscription_id, target.resource_group)]
+        return _to_arm_json(model, target.subscription_id, target.resource_group)
+
+    def _read_target(self, target: _Target) -> list[JsonDict]:
+        """ARM's copy of the target (a hub with its connections); [] when ARM answers 404."""
+        client = self._network_client_factory(target.subscription_id)
+        resource = self._get(client, target)
+        if resource is None:
+            return []
+        found = [resource]
         if target.kind == "virtualhubs":
             self._calls["arm"] += 1
             try:
@@ -473,17 +480,10 @@ class ResourceGraphTopologyReader:
         if not self._watched(target.subscription_id):
             logger.warning("event resource %s is outside the watched subscriptions; not read", focus_resource_id)
             return
-        client = self._network_client_factory(target.subscription_id)
-        self._calls["arm"] += 1
-        try:
-            model = _GETTERS[target.kind](client, target.resource_group, target.names[0])
-        except ResourceNotFoundError:
-            logger.info("event resource %s is gone (404); dropping it", target.resource_id)
+        resource = self._get(self._network_client_factory(target.subscription_id), target)
+        if resource is None:
             _drop(resources, target.resource_id)
             return
-        except AzureError as exc:
-            raise _get_failed(target, exc) from exc
-        resource = _to_arm_json(model, target.subscription_id, target.resource_group)
         resources.pop(target.resource_id.lower(), None)
         resources[str(resource.get("id") or target.resource_id).lower()] = resource
 
