@@ -70,6 +70,10 @@ class CommittedState:
     webhooks: per notifier name, {"notBefore": epoch seconds}: no post to that webhook before then (Retry-After).
     audit_tail: where the audit chain ended when this state was written ({"file", "size", "seq", "lineHash"}), so
         the next append need not read the log's last line back (trusted only while the file has that size).
+    topology_pairs: how many pairs the topology of `resources` yields (before the deviations), so that an event
+        that pairs only the circuits it touched can still count the whole set; None in states written before.
+    topology_warnings: what parsing `resources` warned about, so that a run whose read equals the committed copy
+        need not parse it again; None when not kept (states written before, or too long for the small head).
     working_copy_ok: False when the store could not load `resources` intact (then they are empty): the run reads
         the whole scope again and re-baselines instead of diffing against nothing. Not stored.
     """
@@ -84,6 +88,8 @@ class CommittedState:
     health: JsonDict = field(default_factory=dict)
     webhooks: JsonDict = field(default_factory=dict)
     audit_tail: JsonDict | None = None
+    topology_pairs: int | None = None
+    topology_warnings: list[str] | None = None
     working_copy_ok: bool = True
 
     def to_json(self) -> JsonDict:
@@ -98,6 +104,8 @@ class CommittedState:
             **({"health": self.health} if self.health else {}),
             **({"webhooks": self.webhooks} if self.webhooks else {}),
             **({"auditTail": self.audit_tail} if self.audit_tail else {}),
+            **({"topologyPairs": self.topology_pairs} if self.topology_pairs is not None else {}),
+            **({"topologyWarnings": self.topology_warnings} if self.topology_warnings is not None else {}),
         }
 
     @classmethod
@@ -113,6 +121,11 @@ class CommittedState:
             health=dict(data.get("health") or {}),
             webhooks=dict(data.get("webhooks") or {}),
             audit_tail=dict(data["auditTail"]) if isinstance(data.get("auditTail"), dict) else None,
+            topology_pairs=(data["topologyPairs"] if isinstance(data.get("topologyPairs"), int)
+                            and not isinstance(data.get("topologyPairs"), bool) and data["topologyPairs"] >= 0
+                            else None),
+            topology_warnings=([str(w) for w in data["topologyWarnings"]]
+                               if isinstance(data.get("topologyWarnings"), list) else None),
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.core.transit import Endpoint
@@ -232,6 +232,9 @@ class Topology:
     hub_connections: Mapping[ResourceId, HubConnection]
     wan_gateways: Mapping[ResourceId, WanGateway]
     warnings: tuple[str, ...] = ()
+    # What the parser made of each input object (snapshot.parse_resources `previous`): not part of the value.
+    memo: Mapping[int, Any] = field(default_factory=dict, compare=False, repr=False)
+    memo_source: str = field(default="", compare=False, repr=False)
 
     def peerings(self) -> dict[ResourceId, Peering]:
         return {p.id: p for v in self.vnets.values() for p in v.peerings}
