@@ -39,7 +39,7 @@ from shared.app.ports import (
 from shared.core.chain import ChainTail, EncodedRecord, canonical_json
 from shared.core.collector import collector_paused
 from shared.core.diff import PairChange, diff_pairs, settling_in
-from shared.core.explain import explain_pair
+from shared.core.explain import explain_index, explain_pair
 from shared.core.focus import FocusedRead, patch_copy, project
 from shared.core.health import (
     DEFAULT_LIMIT,
@@ -190,12 +190,12 @@ class _Computed:
         gateways: Gateways = entry["gateways"]
         return gateways
 
-    def pairs(self, digest: str, resources: Sequence[JsonDict]) -> PairSet:
+    def pairs(self, digest: str, resources: Sequence[JsonDict], *, like: str | None = None) -> PairSet:
         entry = self._entry(digest)
         if "pairs" not in entry:
             topology = self.topology(digest, resources)
             with collector_paused():
-                entry["pairs"] = compute_pairs(topology, gateways=self.gateways(digest, resources))
+                entry["pairs"] = compute_pairs(topology, gateways=self.gateways(digest, resources, like=like))
             entry["count"] = len(entry["pairs"].pairs)
         pairs: PairSet = entry["pairs"]
         return pairs
@@ -225,6 +225,16 @@ def _kept_warnings(warnings: Sequence[str] | None) -> list[str] | None:
     if warnings is None or sum(len(w) for w in warnings) > KEPT_WARNINGS_CHARS:
         return None
     return list(warnings)
+
+
+def _sharing(resources: list[JsonDict], committed: Sequence[JsonDict]) -> list[JsonDict]:
+    """`resources` with each one equal to its committed copy replaced by that copy (the same object)."""
+    by_id = {_id_key(r): r for r in committed}
+    out = []
+    for resource in resources:
+        same = by_id.get(_id_key(resource))
+        out.append(same if same is not None and same == resource else resource)
+    return out
 
 
 def _pair_ids(pair: Mapping[str, Any]) -> tuple[ResourceId, ResourceId]:
@@ -324,6 +334,12 @@ class Auditor:
                     relevant, digest = state.resources, state.topology_digest  # equal: no need to digest again
                 else:
                     digest = canonical_digest(relevant)
+                    if state is not None and state.working_copy_ok and state.resources:
+                        # Each resource equal to its committed copy is that very object, so the parse (and the
+                        # gateways) of the committed copy are reused for it: a reconcile costs what changed.
+                        relevant = _sharing(relevant, state.resources)
+                        like = state.topology_digest
+                        self._computed.topology(like, state.resources)
             # A read equal to the committed copy needs no parse when the head kept what parsing it warned about.
             known = (state.topology_warnings if state is not None and state.working_copy_ok
                      and digest == state.topology_digest else None)
@@ -450,9 +466,10 @@ class Auditor:
             self._computed.counted(digest, after_count)
             return decide(base, resources, after, trigger, self.classify, now=self.clock(), after_pairs=sides[1],
                           before_computed=(before, sides[0]), after_count=after_count)
+        before_pairs = self._computed.pairs(base.topology_digest, base.resources)
         return decide(base, resources, after, trigger, self.classify, now=self.clock(),
-                      after_pairs=self._computed.pairs(digest, resources),
-                      before_computed=(before, self._computed.pairs(base.topology_digest, base.resources)))
+                      after_pairs=self._computed.pairs(digest, resources, like=base.topology_digest),
+                      before_computed=(before, before_pairs))
 
     def _publish_report(self, topology: Topology, pairs: PairSet, digest: str, sequence: int, now: datetime) -> None:
         """The report page of what was just committed. Never fails the run: the state and alerts are what count,
@@ -1097,9 +1114,12 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
                       before_endpoints=endpoints[id(before_topology)], after_endpoints=endpoints[id(after_topology)])
     earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
 
+    shared: dict[Any, Any] = {}  # endpoint and cause documents made once for all pairs (read-only from here on)
+
     def annotated(change: PairChange, opened_now: bool) -> JsonDict:
         earlier = earlier_pending.get(("opened" if opened_now else "closed", *change.pair.key))
-        return _annotated(change, earlier, trigger, now, classify, opened_now, endpoints[id(change.topology)])
+        return _annotated(change, earlier, trigger, now, classify, opened_now, endpoints[id(change.topology)],
+                          shared)
 
     opened: list[JsonDict] = []
     closed: list[JsonDict] = []
@@ -1156,9 +1176,11 @@ EXPLAINED_CLOSINGS = 20
 def _explain_closings(closed: list[JsonDict], topology: Topology, pairs: PairSet,
                       endpoints: Mapping[ResourceId, Endpoint]) -> None:
     """Add to each closed pair what is now missing (the same text as `explain`), for the alert and the audit."""
+    index = explain_index(topology) if closed else None
     for doc in closed[:EXPLAINED_CLOSINGS]:
         a, b = (ResourceId.parse(v) for v in doc["vnets"])
-        doc["explanation"] = list(explain_pair(topology, a, b, pairs=pairs, endpoints=endpoints).missing)
+        doc["explanation"] = list(explain_pair(topology, a, b, pairs=pairs, endpoints=endpoints,
+                                               index=index).missing)
 
 
 def attributed_caller(trigger: RunTrigger, pairs: Sequence[Mapping[str, Any]]) -> str | None:
@@ -1195,9 +1217,10 @@ def _severity(classify: Classifier, doc: JsonDict, opened: bool) -> JsonDict:
 
 
 def _annotated(change: PairChange, earlier: JsonDict | None, trigger: RunTrigger, now: datetime,
-               classify: Classifier, opened: bool, endpoints: Mapping[ResourceId, Endpoint]) -> JsonDict:
+               classify: Classifier, opened: bool, endpoints: Mapping[ResourceId, Endpoint],
+               shared: dict[Any, Any] | None = None) -> JsonDict:
     """The pair as announced: causes (merged with those recorded while it was settling) and severity."""
-    doc = change_json(change, endpoints)
+    doc = change_json(change, endpoints, shared)
     if earlier is not None:
         seen = {c["text"] for c in doc["cause"]}
         merged = [c for c in earlier.get("cause", []) if c["text"] not in seen] + doc["cause"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.core.escape import terminal_lines
-from shared.core.model import PairSet, ResourceId, Topology, VirtualNetwork
+from shared.core.model import Gateway, PairSet, ResourceId, Topology, VirtualNetwork
 from shared.core.transit import WAN_GATEWAY, Endpoint, compute_pairs, endpoints_of
 
 
@@ -175,14 +175,28 @@ def _peering_gaps(local: VirtualNetwork | None, local_id: ResourceId, remote: Re
     return gaps
 
 
-def _candidates(topology: Topology, vnet: ResourceId) -> list[_Candidate]:
-    out: list[_Candidate] = []
-    own = topology.vnets.get(vnet)
+@dataclass(frozen=True, slots=True)
+class ExplainIndex:
+    """What every explanation of one topology reads: the gateways in id order and their circuit links. Made once
+    when many pairs are explained (explain_index), rather than sorting the estate for each VNet."""
+
+    gateways: tuple[Gateway, ...]
+    links: Mapping[ResourceId, list[ResourceId]]
+
+
+def explain_index(topology: Topology) -> ExplainIndex:
     links: dict[ResourceId, list[ResourceId]] = {}
     for conn in sorted(topology.connections.values(), key=lambda c: c.id):
         if conn.is_expressroute and conn.gateway is not None and conn.circuit is not None:
             links.setdefault(conn.gateway, []).append(conn.circuit)
-    for gw in sorted(topology.gateways.values(), key=lambda g: g.id):
+    return ExplainIndex(tuple(sorted(topology.gateways.values(), key=lambda g: g.id)), links)
+
+
+def _candidates(topology: Topology, vnet: ResourceId, index: ExplainIndex) -> list[_Candidate]:
+    out: list[_Candidate] = []
+    own = topology.vnets.get(vnet)
+    links = index.links
+    for gw in index.gateways:
         if not gw.is_expressroute or gw.vnet is None:
             continue
         home = gw.vnet
@@ -252,10 +266,12 @@ def _names(ids: Iterable[ResourceId]) -> str:
 
 
 def explain_pair(topology: Topology, a: ResourceId, b: ResourceId, *, pairs: PairSet | None = None,
-                 endpoints: Mapping[ResourceId, Endpoint] | None = None) -> Explanation:
+                 endpoints: Mapping[ResourceId, Endpoint] | None = None,
+                 index: ExplainIndex | None = None) -> Explanation:
     """Whether A and B form an ER-transit pair; if so what carries it, if not every condition that is missing.
 
-    `pairs` and `endpoints` may be passed when already computed for `topology` (explaining many pairs).
+    `pairs`, `endpoints` and `index` (explain_index) may be passed when already computed for `topology`
+    (explaining many pairs).
     """
     pairs = pairs if pairs is not None else compute_pairs(topology)
     key = (a.key, b.key) if a.key < b.key else (b.key, a.key)
@@ -278,7 +294,8 @@ def explain_pair(topology: Topology, a: ResourceId, b: ResourceId, *, pairs: Pai
     for gid in shared:
         reasons.append(f"{a.name} and {b.name} are both behind {gid.name}: VNets behind one gateway reach each "
                        "other through the hub, not through ExpressRoute")
-    cands = {v: _candidates(topology, v) for v in (a, b)}
+    index = index if index is not None else explain_index(topology)
+    cands = {v: _candidates(topology, v, index) for v in (a, b)}
     for v in (a, b):
         if not cands[v]:
             reasons.append(f"{v.name} is not behind any ExpressRoute gateway (none in the VNet, no peering to a "

@@ -341,23 +341,29 @@ def _pair_warnings(topology: Topology, gws: Gateways) -> tuple[str, ...]:
                                 *_global_reach_warnings(topology, gws.by_circuit)]))
 
 
-def _route_base(topology: Topology, circuit_id: ResourceId, e1: Endpoint, e2: Endpoint
-                ) -> tuple[bool, tuple[str, ...]] | None:
+def _route_base(topology: Topology, circuit_id: ResourceId, e1: Endpoint, e2: Endpoint,
+                circuit: tuple[tuple[str, ...] | None, bool] | None = None) -> tuple[bool, tuple[str, ...]] | None:
     """(pending, warnings) shared by every route over `circuit_id` between the VNets of two gateways on it
-    (`e1` before `e2` in id order), or None when the circuit or the gateways carry nothing between them."""
-    circuit_warnings = _circuit_doubts(topology, circuit_id)
+    (`e1` before `e2` in id order), or None when the circuit or the gateways carry nothing between them.
+    `circuit`: _circuit_state(topology, circuit_id), when the caller pairs many gateways on one circuit."""
+    circuit_warnings, circuit_settling = circuit if circuit is not None else _circuit_state(topology, circuit_id)
     if circuit_warnings is None:
         return None
     allowed, doubts = route_verdict(e1, e2)
     if not allowed:
         return None
-    circuit_res = topology.circuits.get(circuit_id)
-    circuit_settling = circuit_res is not None and is_settling(circuit_res.provisioning_state)
     route_warnings = (*circuit_warnings, *doubts, *(_failed(f"gateway {e.id.name}") for e in (e1, e2) if e.failed),
                       *e1.link_doubts.get(circuit_id, ()), *e2.link_doubts.get(circuit_id, ()))
     pending = (circuit_settling or e1.settling or e2.settling or e1.circuits[circuit_id]
                or e2.circuits[circuit_id])
     return pending, route_warnings
+
+
+def _circuit_state(topology: Topology, circuit_id: ResourceId) -> tuple[tuple[str, ...] | None, bool]:
+    """(the circuit's doubts, or None when it carries nothing; whether it is settling)."""
+    circuit_res = topology.circuits.get(circuit_id)
+    return (_circuit_doubts(topology, circuit_id),
+            circuit_res is not None and is_settling(circuit_res.provisioning_state))
 
 
 def _compute_pairs(topology: Topology, gws: Gateways, only: AbstractSet[ResourceId] | None = None) -> PairSet:
@@ -378,10 +384,11 @@ def _compute_pairs(topology: Topology, gws: Gateways, only: AbstractSet[Resource
     routes: dict[int, tuple[Route, ...]] = {}
     for circuit_id in circuits:
         eps = by_circuit[circuit_id]
-        if len(eps) < 2 or _circuit_doubts(topology, circuit_id) is None:
+        circuit = _circuit_state(topology, circuit_id)
+        if len(eps) < 2 or circuit[0] is None:
             continue
         for e1, e2 in combinations(eps, 2):
-            base = _route_base(topology, circuit_id, e1, e2)
+            base = _route_base(topology, circuit_id, e1, e2, circuit)
             if base is None:
                 continue
             base_pending, route_warnings = base
