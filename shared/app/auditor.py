@@ -990,8 +990,9 @@ def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[E
             key, item = items[i]
             chosen[key].append(texts[i])
             values[key].append(item)
+            texts[i] = ""  # each pair's text now lives in its part: a large change does not hold it twice
         whole = EncodedRecord.of(base)
-        pieces = {**whole.pieces, **{k: "[" + ",".join(v) + "]" for k, v in chosen.items()}}
+        pieces = {**whole.pieces, **{k: "".join(("[", ",".join(v), "]")) for k, v in chosen.items()}}
         return EncodedRecord({**base, **values}, pieces)
 
     base_size = _measure(EncodedRecord.of(head).text()) + 40

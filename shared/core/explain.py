@@ -180,7 +180,8 @@ class ExplainIndex:
     """What every explanation of one topology reads: the gateways in id order and their circuit links. Made once
     when many pairs are explained (explain_index), rather than sorting the estate for each VNet."""
 
-    gateways: tuple[Gateway, ...]
+    by_home: Mapping[ResourceId, tuple[Gateway, ...]]  # the ExpressRoute gateways in each VNet
+    peered_from: Mapping[ResourceId, frozenset[ResourceId]]  # VNet -> the VNets with a peering to it
     links: Mapping[ResourceId, list[ResourceId]]
 
 
@@ -189,17 +190,28 @@ def explain_index(topology: Topology) -> ExplainIndex:
     for conn in sorted(topology.connections.values(), key=lambda c: c.id):
         if conn.is_expressroute and conn.gateway is not None and conn.circuit is not None:
             links.setdefault(conn.gateway, []).append(conn.circuit)
-    return ExplainIndex(tuple(sorted(topology.gateways.values(), key=lambda g: g.id)), links)
+    by_home: dict[ResourceId, list[Gateway]] = {}
+    for gw in topology.gateways.values():
+        if gw.is_expressroute and gw.vnet is not None:
+            by_home.setdefault(gw.vnet, []).append(gw)
+    peered_from: dict[ResourceId, set[ResourceId]] = {}
+    for v in topology.vnets.values():
+        for p in v.peerings:
+            peered_from.setdefault(p.remote_vnet, set()).add(v.id)
+    return ExplainIndex({h: tuple(g) for h, g in by_home.items()},
+                        {v: frozenset(s) for v, s in peered_from.items()}, links)
 
 
 def _candidates(topology: Topology, vnet: ResourceId, index: ExplainIndex) -> list[_Candidate]:
     out: list[_Candidate] = []
     own = topology.vnets.get(vnet)
     links = index.links
-    for gw in index.gateways:
-        if not gw.is_expressroute or gw.vnet is None:
-            continue
+    # Only the gateways in the VNet itself or in a VNet peered with it (either way) can be its candidates.
+    homes = {vnet, *(p.remote_vnet for p in (own.peerings if own is not None else ())),
+             *index.peered_from.get(vnet, ())}
+    for gw in sorted((g for h in homes for g in index.by_home.get(h, ())), key=lambda g: g.id):
         home = gw.vnet
+        assert home is not None  # by_home holds gateways with a VNet only
         if home == vnet:
             membership: list[str] = []
         else:
