@@ -62,8 +62,8 @@ def canonical_json(value: Any) -> str:
     return data.decode("utf-8")
 
 
-# A JSON number with a fraction or an exponent: right after `:`, `,` or `[` in compact JSON.
-_NOT_AN_INTEGER = re.compile(rb"[:,\[]-?[0-9]+(?:\.[0-9]|[eE])")
+# A JSON number with a fraction or an exponent: at the start, or right after `:`, `,` or `[` in compact JSON.
+_NOT_AN_INTEGER = re.compile(rb"(?:^|[:,\[])-?[0-9]+(?:\.[0-9]|[eE])")
 
 
 def _has_float(value: Any) -> bool:

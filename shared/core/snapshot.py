@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -568,6 +568,35 @@ def _prune(value: Any, spec: Any) -> Any:
     return value  # an unexpected shape is kept as it is, so the parser judges it exactly as before
 
 
+_ABSENT: Any = object()
+
+
+def _compiled(spec: Any) -> Callable[[Any], Any] | None:
+    """_prune(value, spec) as a function made once per spec (None: keep the value as it is). A reconcile projects
+    every resource of the estate; walking the spec for each of them was most of the time."""
+    if spec is True:
+        return None
+    if isinstance(spec, dict):
+        subs = [(k, _compiled(sub)) for k, sub in spec.items()]
+
+        def prune_dict(value: Any) -> Any:
+            if not isinstance(value, dict):
+                return value
+            return {k: v if f is None else f(v) for k, f in subs if (v := value.get(k, _ABSENT)) is not _ABSENT}
+        return prune_dict
+    inner = _compiled(spec[0])
+
+    def prune_list(value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        return list(value) if inner is None else [inner(v) for v in value]
+    return prune_list
+
+
+_PRUNE: dict[str, Callable[[Any], Any]] = {t: f for t, spec in _PROPERTIES.items()
+                                           if (f := _compiled(spec)) is not None}
+
+
 def transit_projection(resources: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The transit-relevant part of each resource (still ARM-shaped; `parse_resources` reads it the same way).
 
@@ -584,6 +613,6 @@ def transit_projection(resources: Iterable[Mapping[str, Any]]) -> list[dict[str,
         kept = {k: raw[k] for k in ("id", "name", "type", "location", "tags") if k in raw}
         kept.setdefault("type", rtype)
         if "properties" in raw:
-            kept["properties"] = _prune(raw["properties"], _PROPERTIES[rtype])
+            kept["properties"] = _PRUNE[rtype](raw["properties"])
         out.append(kept)
     return out
