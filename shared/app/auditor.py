@@ -69,6 +69,7 @@ DEAD_LETTER = "dead letter"
 MAX_DELIVERY_ATTEMPTS = 100
 BACKOFF_CAP_SECONDS = 900.0  # an item waits at most one reconcile period between attempts
 MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond an hour is taken as an hour
+CLAIM_MARGIN_SECONDS = 5.0  # a delivery starts only while our claim outlasts its longest call by this much
 
 
 # Severity of a pair change: (pair json, opened?) -> "critical" | "warning" | "info" (a policy decides).
@@ -507,8 +508,11 @@ class Auditor:
                 held = True
                 continue
             audit_done[item["id"]] = None
+        held_until = min((_number(i.get("claimedUntil")) for i in ordered if i["kind"] == "alert"), default=0.0)
         if audit_done:
-            self._settle(run_id, audit_done, items)
+            renewed_at = self.clock().timestamp()
+            self._settle(run_id, audit_done, items)  # also renews our other claims
+            held_until = renewed_at + self.lease_seconds
             finished = {k for k, v in audit_done.items() if v is None or v.verdict == DEAD}
             self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in finished])
         delivered: list[str] = []
@@ -541,6 +545,13 @@ class Auditor:
                     continue
                 self.sleep(wait)
                 waited += wait
+            need = _number(getattr(notifier, "max_call_seconds", 0.0))
+            if self.clock().timestamp() + need + CLAIM_MARGIN_SECONDS > held_until:
+                # This call could outlast our claims: renew them first, or another run could take the alert over
+                # mid-call and post it again. An alert another run took meanwhile is that run's to post.
+                still_ours, held_until = self._renew_claims(run_id)
+                if item["id"] not in still_ours:
+                    continue
             try:
                 notifier.deliver(item["payload"], alert_id=item["payload"]["id"])
             except DeliveryError as exc:
@@ -556,7 +567,9 @@ class Auditor:
                     broken[name] = str(exc)
                 continue
             working.add(name)
+            renewed_at = self.clock().timestamp()
             self._settle(run_id, {item["id"]: None}, items)
+            held_until = renewed_at + self.lease_seconds
             delivered.append(item["id"])
         if failures:
             self._settle(run_id, failures, items)
@@ -569,6 +582,22 @@ class Auditor:
                 delivered += more_delivered
                 failures.update(dict.fromkeys(more_failed, Failure("", RETRY)))
         return delivered, list(failures)
+
+    def _renew_claims(self, run_id: str) -> tuple[set[str], float]:
+        """Extend every outbox claim this run still holds by a lease: (the ids it holds, until when)."""
+        for _ in range(self.max_commit_attempts):
+            state, etag = self._load()
+            if state is None:
+                return set(), 0.0
+            now = self.clock().timestamp()
+            outbox = [{**i, "claimedUntil": now + self.lease_seconds} if i.get("claimedBy") == run_id else i
+                      for i in state.outbox]
+            try:
+                self.state.save(replace(state, outbox=outbox), etag=etag)
+            except StateConflict:
+                continue
+            return {str(i["id"]) for i in outbox if i.get("claimedBy") == run_id}, now + self.lease_seconds
+        return set(), 0.0
 
     def _audit_payload(self, item: JsonDict, encoded: Mapping[str, EncodedRecord]) -> JsonDict | EncodedRecord | None:
         if item["id"] in encoded:

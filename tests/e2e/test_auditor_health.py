@@ -318,6 +318,44 @@ def test_a_run_that_died_holding_a_claim_is_taken_over_within_about_a_minute(
     assert len(transit(services["slack"].accepted)) == 1 and len(transit(services["teams"].accepted)) == 1
 
 
+def test_slow_failing_deliveries_never_outlast_the_claim_so_no_other_run_can_post_them_again(
+        tmp_path: Path, services: dict[str, ChatService], time: SimTime) -> None:
+    rig = Rig(tmp_path, services, time)
+    rig.reconcile()
+    lapsed: list[str] = []
+    posts = {"slack": 0, "teams": 0}
+
+    def slow(kind: str) -> Any:
+        def on_post(body: bytes) -> tuple[int, str, dict[str, str]] | None:
+            posts[kind] += 1
+            time.advance(seconds=5)  # every answer takes the whole 5 s timeout
+            state, _ = LocalStateStore(tmp_path).load()
+            assert state is not None
+            [item] = [i for i in state.outbox if i["kind"] == "alert" and i["notifier"].startswith(kind)]
+            if not item.get("claimedBy") or item["claimedUntil"] < time.seconds():
+                lapsed.append(f"{kind} post {posts[kind]} at {time.seconds() - start:.0f} s")  # another run may post
+            if kind == "teams" and posts[kind] == 4:
+                return None  # the full card: 413, too large; then the minimal alert's retries
+            return 503, "Service Unavailable", {"Retry-After": "5"}
+        return on_post
+
+    services["slack"].on_post, services["teams"].on_post = slow("slack"), slow("teams")
+    services["teams"].max_bytes = 2000  # the full card is refused for its size, the minimal one would fit
+    start = time.seconds()
+    rig.event(lab((1, 2)))
+    assert lapsed == []  # every post happened while this run still held the alert's claim
+    budget = rig.notifiers[0].max_call_seconds  # type: ignore[attr-defined]
+    assert budget == 4 * 5 + 15
+    for kind in ("slack", "teams"):
+        ends = [p.at for p in services[kind].posts]
+        assert ends[-1] - (ends[0] - 5) <= budget  # one delivery call, fallback included, stays within its budget
+    assert sorted(i["notifier"] for i in rig.outbox()) == ["slack:SLACK_WEBHOOK_URL", "teams:TEAMS_WEBHOOK_URL"]
+    services["slack"].on_post = services["teams"].on_post = None
+    time.advance(minutes=15)
+    rig.reconcile()  # both services answer again: each alert is posted once
+    assert len(transit(services["slack"].accepted)) == 1 and len(transit(services["teams"].accepted)) == 1
+
+
 def test_the_default_claim_lease_follows_the_webhook_timings() -> None:
     from shared.app.settings import Settings
 
