@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,15 +50,22 @@ class SimTime:
         self.now += timedelta(**delta)
 
 
+def local_stores(folder: Path) -> Callable[[], tuple[Any, Any]]:
+    return lambda: (LocalStateStore(folder), LocalAuditLog(folder))
+
+
 class Rig:
-    def __init__(self, folder: Path, services: dict[str, ChatService], time: SimTime, **options: Any) -> None:
+    def __init__(self, folder: Path, services: dict[str, ChatService], time: SimTime,
+                 stores: Callable[[], tuple[Any, Any]] | None = None, **options: Any) -> None:
         self.folder, self.services, self.time = folder, services, time
+        self.stores = stores or local_stores(folder)  # fresh (state store, audit log) instances of one store
         self.reader = FakeReader(lab((2,)))
         pacer = Pacer()
         self.notifiers = [WebhookNotifier(kind, s.url, name=f"{kind}:{kind.upper()}_WEBHOOK_URL", timeout=5.0,
                                           max_total_wait=15.0, sleep=time.sleep, clock=time.seconds, pacer=pacer)
                           for kind, s in services.items()]
-        self.auditor = Auditor(reader=self.reader, state=LocalStateStore(folder), audit=LocalAuditLog(folder),
+        state, audit = self.stores()
+        self.auditor = Auditor(reader=self.reader, state=state, audit=audit,
                                notifiers=self.notifiers, clock=time.clock, sleep=time.sleep, **options)
         self.events = 0
         entrypoints.use(self.auditor)
@@ -77,13 +84,13 @@ class Rig:
                                                                   trigger_metadata=None))
 
     def records(self) -> list[dict[str, Any]]:
-        return list(LocalAuditLog(self.folder).records())
+        return list(self.stores()[1].records())
 
     def health(self, status: str = "raised") -> list[str]:
         return [r["condition"] for r in self.records() if r["outcome"] == f"health {status}"]
 
     def outbox(self) -> list[dict[str, Any]]:
-        state, _ = LocalStateStore(self.folder).load()
+        state, _ = self.stores()[0].load()
         assert state is not None
         return state.outbox
 
