@@ -28,6 +28,7 @@ from shared.app.ports import (
     Notifier,
     RecheckQueue,
     ReportPublisher,
+    ScopeRead,
     StateConflict,
     StateCorrupt,
     StateStore,
@@ -36,6 +37,7 @@ from shared.app.ports import (
 )
 from shared.core.chain import ChainTail, EncodedRecord, canonical_json
 from shared.core.collector import collector_paused
+from shared.core.coverage import Scope, baseline_held, cover, merge_unread
 from shared.core.diff import PairChange, diff_pairs, settling_in
 from shared.core.explain import explain_pair
 from shared.core.focus import FocusedRead, patch_copy, project
@@ -252,6 +254,7 @@ class Auditor:
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=DUPLICATE, delivered=delivered, undelivered=undelivered)
         read_warnings: list[str] = []
+        scope: ScopeRead | None = None  # a whole-scope read (None: the event path)
         try:
             focused = self._read_focused(trigger, state)
             if focused is not None and state is not None:
@@ -260,10 +263,12 @@ class Auditor:
                 relevant = state.resources if patched is None else patched
                 digest = state.topology_digest if patched is None else canonical_digest(relevant)
             else:
-                resources = self.reader.read(focus_resource_id=trigger.resource_id)
-                read_warnings = list(getattr(self.reader, "last_read_warnings", None) or [])
+                scope = self._read_scope(trigger)
+                resources, read_warnings = scope.resources, list(scope.warnings)
                 _check_rows(resources, source="live read")
                 relevant = sorted(project(resources), key=_id_key)  # only what can move a pair is committed
+                if scope.missed and state is not None and state.working_copy_ok:  # their last read stands in
+                    relevant = sorted(merge_unread(relevant, state.resources, set(scope.missed)), key=_id_key)
                 if state is not None and state.working_copy_ok and relevant == state.resources:
                     relevant, digest = state.resources, state.topology_digest  # equal: no need to digest again
                 else:
@@ -300,9 +305,13 @@ class Auditor:
                                   after_pairs=self._computed.pairs(digest, relevant), before_computed=before)
             if read_warnings:
                 decision = replace(decision, warnings=[*decision.warnings, *read_warnings])
-        seen = Observation(read_complete=True, reconciled=trigger.kind == "reconcile", state_refused=refused,
-                           state_trusted=base is not None)
-        if unchanged and not trigger.event_id:
+        decision, unread, held = self._cover(decision, base, scope, relevant, digest)
+        failed = scope.failed if scope is not None else {}
+        seen = Observation(read_complete=not failed, reconciled=trigger.kind == "reconcile" and not failed,
+                           read_error="; ".join(f"subscription {s}: {why}" for s, why in failed.items()),
+                           unreadable={s: str(v.get("why")) for s, v in unread.items() if v.get("access")},
+                           state_refused=refused, state_trusted=base is not None)
+        if unchanged and not trigger.event_id and base is not None and _same_unread(unread, base.unread):
             # A reconcile that found nothing new: record it, but do not rewrite the state (unless its health moved).
             self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
             self._observe(run_id, seen)
@@ -325,6 +334,8 @@ class Auditor:
                               extra={"baseline": base is None, "topologyDigest": digest,
                                      **({"stateRebuilt": True, "refused": refused} if refused else {}),
                                      "stateSequence": sequence,
+                                     **({"unread": {s: v["why"] for s, v in unread.items()}, "held": held}
+                                        if unread else {}),
                                      **({"pairs": decision.committed_count}
                                         if decision.committed_count is not None else {}), **alert_ref})
         parts = encode_parts(record)  # each pair serialised once: the stash and the audit line share the text
@@ -356,7 +367,7 @@ class Auditor:
             processed_event_ids=(bounded_ids(previous.processed_event_ids, trigger.event_id)
                                  if trigger.event_id else previous.processed_event_ids),
             outbox=outbox, pending=decision.pending, sequence=sequence, audit_tail=previous.audit_tail,
-            health=health, webhooks=previous.webhooks,
+            health=health, webhooks=previous.webhooks, unread=unread,
         )
         # StateConflict -> the caller re-reads and recomputes; its next attempt overwrites the same stash names
         # (run id + part), so the stash is not removed here (one request less inside the commit race).
@@ -383,6 +394,61 @@ class Auditor:
         except Exception:
             logger.exception("run %d: could not write the report page to %s; the next change writes it again",
                              sequence, self.report.location)
+
+    def _read_scope(self, trigger: RunTrigger) -> ScopeRead:
+        """The whole scope; a reader that can tell which subscriptions it missed lets the run decide the rest."""
+        read_scope = getattr(self.reader, "read_scope", None)
+        if callable(read_scope):
+            scope: ScopeRead = read_scope(focus_resource_id=trigger.resource_id)
+            return scope
+        resources = self.reader.read(focus_resource_id=trigger.resource_id)
+        return ScopeRead(resources=resources, warnings=list(getattr(self.reader, "last_read_warnings", None) or []))
+
+    def _cover(self, decision: Decision, base: CommittedState | None, scope: ScopeRead | None,
+               relevant: Sequence[JsonDict], digest: str) -> tuple[Decision, JsonDict, list[JsonDict]]:
+        """Keep every pair that touches a subscription not read at its committed status (shared.core.coverage).
+
+        A whole-scope read says which subscriptions it missed; an event run keeps holding what the last whole-scope
+        read missed. Returns the decision, the `unread` map to commit, and the changes held.
+        """
+        now = self.clock().isoformat()
+        prior: JsonDict = base.unread if base is not None else {}
+        if scope is None:
+            unread = prior
+            missed = {s: str(v.get("why", "")) for s, v in prior.items()}
+            first_reads: dict[str, str] = {}
+        else:
+            missed = scope.missed
+            access = {s.lower() for s in scope.unreadable}
+            unread = {s: {"why": why, "since": (prior.get(s) or {}).get("since") or now, "access": s in access,
+                          "baseline": base is None or bool((prior.get(s) or {}).get("baseline"))}
+                      for s, why in sorted(missed.items())}
+            first_reads = {s: "read for the first time since the baseline" for s, v in prior.items()
+                           if v.get("baseline") and s not in missed}
+        if not missed and not first_reads:
+            return decision, unread, []
+        hold = Scope.of(missed, relevant)
+        baselined = 0
+        if base is None:
+            pairs, held = baseline_held(self._computed.pairs(digest, relevant), decision.pairs, hold, now)
+        else:
+            done = cover(decision.opened, decision.closed, decision.pending, decision.pairs, committed=base.pairs,
+                         hold=hold, baseline=Scope.of(first_reads, relevant), now=now)
+            decision = replace(decision, opened=done.opened, closed=done.closed, pending=done.pending)
+            pairs, held, baselined = done.deviations, done.held, done.baselined
+        if pairs != decision.pairs:
+            signs = [d.get("delta") for d in pairs]
+            decision = replace(decision, pairs=pairs, committed_count=len(self._computed.pairs(digest, relevant).pairs)
+                               - signs.count("-") + signs.count("+"))
+        notes = [f"subscription {s} was not read ({why}): the pairs that touch it keep their committed status"
+                 for s, why in missed.items()]
+        if held:
+            notes.append(f"{len(held)} pair change(s) touching a subscription that was not read are held, neither "
+                         "opened nor closed, until it is read again")
+        if baselined:
+            notes.append(f"{baselined} pair change(s) through subscription(s) {', '.join(sorted(first_reads))}, read "
+                         "for the first time since the baseline, are recorded as the baseline, not announced")
+        return replace(decision, warnings=[*decision.warnings, *notes]), unread, held
 
     def _read_focused(self, trigger: RunTrigger, state: CommittedState | None) -> FocusedRead | None:
         """The event path: only the event's resource is read (ARM), then applied to the committed working copy.
@@ -862,6 +928,13 @@ def _merged_holds(stored: Mapping[str, Any], learned: Mapping[str, JsonDict], no
         if times and max(times) > now:
             out[name] = {"notBefore": max(times)}
     return out
+
+
+def _same_unread(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """The same subscriptions unread, for the same kind of reason (a changed message alone is no reason to write)."""
+    def kinds(m: Mapping[str, Any]) -> dict[str, tuple[bool, bool]]:
+        return {s: (bool(v.get("access")), bool(v.get("baseline"))) for s, v in m.items() if isinstance(v, Mapping)}
+    return kinds(a) == kinds(b)
 
 
 def _backoff(attempts: int) -> float:

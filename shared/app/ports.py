@@ -22,6 +22,28 @@ class IncompleteReadError(Exception):
         self.unreadable: dict[str, str] = dict(unreadable or {})
 
 
+@dataclass(frozen=True, slots=True)
+class ScopeRead:
+    """A whole-scope read that may have missed some watched subscriptions (a reader's optional `read_scope`).
+
+    resources: every relevant resource of the subscriptions that were read completely (none of a missed one).
+    unreadable: subscription -> why, for those the identity cannot read at all (no Reader, not found, another
+        tenant): raised as a health alert at once.
+    failed: subscription -> why, for those whose read failed this time (throttled, 5xx, a timeout): counted as an
+        incomplete read, retried by the next run.
+    """
+
+    resources: list[JsonDict]
+    unreadable: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def missed(self) -> dict[str, str]:
+        """Every subscription not read, lower-case id -> why."""
+        return {s.lower(): why for s, why in {**self.failed, **self.unreadable}.items()}
+
+
 class StateConflict(Exception):
     """Another run committed the state first (the ETag condition failed)."""
 
@@ -73,6 +95,10 @@ class CommittedState:
     webhooks: per notifier name, {"notBefore": epoch seconds}: no post to that webhook before then (Retry-After).
     audit_tail: where the audit chain ended when this state was written ({"file", "size", "seq", "lineHash"}), so
         the next append need not read the log's last line back (trusted only while the file has that size).
+    unread: watched subscriptions the last whole-scope read missed, lower-case id -> {"why", "since", "baseline"}:
+        their resources in `resources` are the last ones read, and no run decides a pair that touches them until a
+        whole-scope read covers them again. `baseline` true: never read since the baseline, so the first read
+        records their pairs instead of announcing them (shared.core.coverage).
     working_copy_ok: False when the store could not load `resources` intact (then they are empty): the run reads
         the whole scope again and re-baselines instead of diffing against nothing. Not stored.
     """
@@ -87,6 +113,7 @@ class CommittedState:
     health: JsonDict = field(default_factory=dict)
     webhooks: JsonDict = field(default_factory=dict)
     audit_tail: JsonDict | None = None
+    unread: JsonDict = field(default_factory=dict)
     working_copy_ok: bool = True
 
     def to_json(self) -> JsonDict:
@@ -101,6 +128,7 @@ class CommittedState:
             **({"health": self.health} if self.health else {}),
             **({"webhooks": self.webhooks} if self.webhooks else {}),
             **({"auditTail": self.audit_tail} if self.audit_tail else {}),
+            **({"unread": self.unread} if self.unread else {}),
         }
 
     @classmethod
@@ -116,6 +144,8 @@ class CommittedState:
             health=dict(data.get("health") or {}),
             webhooks=dict(data.get("webhooks") or {}),
             audit_tail=dict(data["auditTail"]) if isinstance(data.get("auditTail"), dict) else None,
+            unread={str(k): dict(v) for k, v in data["unread"].items() if isinstance(v, dict)}
+            if isinstance(data.get("unread"), dict) else {},
         )
 
 
