@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck infra-check setup bench clean lock chromium screenshot
 
 # Installs exactly the hash-pinned lock: no resolution, nothing unlocked, every file checked against its hash.
+# A changed lock rebuilds the venv from scratch, so a package dropped from the lock is gone from it too.
 $(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.txt
 	touch $(STAMP)
 

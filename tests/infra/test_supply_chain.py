@@ -82,3 +82,16 @@ def test_checkov_is_installed_only_from_its_hash_pinned_lock() -> None:
     assert 'lock="$root/requirements-checkov.txt"' in script
     wanted = re.findall(r"^checkov==(\S+)", (REPO / "requirements-checkov.in").read_text(encoding="utf-8"), re.M)
     assert wanted and locked(REPO / "requirements-checkov.txt")["checkov"] == wanted[0]
+
+
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+def test_the_locks_hold_no_msrest(name: str) -> None:
+    """msrest is deprecated; it came in only through azure-mgmt-resourcegraph, replaced by a query through
+    azure-mgmt-core's ARM pipeline (shared/adapters/arm.py)."""
+    held = locked(REPO / name)
+    assert "msrest" not in held and "azure-mgmt-resourcegraph" not in held
+
+
+def test_no_code_imports_the_resource_graph_client() -> None:
+    sources = [p for p in (REPO / "shared").rglob("*.py")] + [REPO / "function_app.py"]
+    assert not [p for p in sources if "azure.mgmt.resourcegraph" in p.read_text(encoding="utf-8")]
