@@ -71,6 +71,7 @@ DEAD_LETTER = "dead letter"
 MAX_DELIVERY_ATTEMPTS = 100
 BACKOFF_CAP_SECONDS = 900.0  # an item waits at most one reconcile period between attempts
 MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond an hour is taken as an hour
+CLAIM_MARGIN_SECONDS = 5.0  # a delivery starts only while our claim outlasts its longest call by this much
 
 
 # Severity of a pair change: (pair json, opened?) -> "critical" | "warning" | "info" (a policy decides).
@@ -211,6 +212,13 @@ class Auditor:
     _holds: dict[str, JsonDict] = field(default_factory=dict, init=False, repr=False)
     _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # The state's loads check it against the audit chain's end: a state older than a run the chain shows was
+        # committed (rolled back to an older copy) is refused like a tampered one.
+        watch, last = getattr(self.state, "watch_chain", None), getattr(self.audit, "last_record", None)
+        if callable(watch) and callable(last):
+            watch(last)
+
     # ---- the run -------------------------------------------------------------------------------------------------
     def run(self, trigger: RunTrigger) -> RunResult:
         run_id = uuid.uuid4().hex
@@ -230,15 +238,16 @@ class Auditor:
         return RunResult(outcome=LOST_RACE, detail="too many concurrent commits")
 
     def _attempt(self, trigger: RunTrigger, run_id: str, conflicts: int) -> RunResult:
-        refused = ""
+        refused, floor = "", 0
         with collector_paused():  # the working copy is a large acyclic JSON tree: nothing for the collector
             try:
                 state, etag = self.state.load()
             except StateCorrupt as exc:
                 # Refused loudly (health alert, audit record) and rebuilt from a full read as a new baseline,
-                # which announces nothing: what changed since the last good commit cannot be proven.
+                # which announces nothing: what changed since the last good commit cannot be proven. Its sequence
+                # goes on after the last run the audit chain shows.
                 logger.error("run %s: %s; rebuilding it from a full read as a new baseline", run_id, exc)
-                state, etag, refused = None, exc.etag, str(exc)
+                state, etag, refused, floor = None, exc.etag, str(exc), exc.sequence or 0
         self._seed_audit_tail(state)
         if trigger.event_id and state is not None and trigger.event_id in state.processed_event_ids:
             self._append_direct(trigger, run_id, DUPLICATE, conflicts=conflicts)
@@ -315,7 +324,7 @@ class Auditor:
         changed = decision.opened or decision.closed or base is None or decision.pending != base.pending
         outcome = COMMITTED if changed else NO_CHANGE
         now = self.clock()
-        sequence = (state.sequence if state else 0) + 1
+        sequence = (state.sequence if state else floor) + 1
         alert = self._alert(decision, trigger, run_id, now)
         if alert is not None and self.report is not None:
             alert["report"] = dict(zip(("latest", "copy"), self.report.names(sequence=sequence, when=now),
@@ -508,9 +517,11 @@ class Auditor:
         return {**item, "claimedBy": run_id, "claimedUntil": moment + self.lease_seconds}
 
     def _load(self) -> tuple[CommittedState | None, str | None]:
-        """The committed state, or (None, None) when it is unreadable (the next run refuses and rebuilds it)."""
+        """The committed state, or (None, None) when it is unreadable (the next run refuses and rebuilds it).
+
+        A re-read within a run (to settle the outbox): the run's first load verified the state already."""
         try:
-            return self.state.load()
+            return self.state.load(verify=False)
         except StateCorrupt:
             return None, None
 
@@ -567,7 +578,7 @@ class Auditor:
                 if record is None:
                     audit_done[item["id"]] = Failure("its stashed record is gone", DEAD)
                     continue
-                self.audit.append(record)
+                self.audit.append(self._stamped(record))
             except (ValueError, TypeError, UnicodeError) as exc:
                 # The record itself is unwritable (too large, not serialisable): retrying cannot help.
                 logger.error("audit record %s cannot be appended, dead-lettered: %s", item["id"], _short(exc))
@@ -580,8 +591,11 @@ class Auditor:
                 held = True
                 continue
             audit_done[item["id"]] = None
+        held_until = min((_number(i.get("claimedUntil")) for i in ordered if i["kind"] == "alert"), default=0.0)
         if audit_done:
-            self._settle(run_id, audit_done, items)
+            renewed_at = self.clock().timestamp()
+            self._settle(run_id, audit_done, items)  # also renews our other claims
+            held_until = renewed_at + self.lease_seconds
             finished = {k for k, v in audit_done.items() if v is None or v.verdict == DEAD}
             self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in finished])
         delivered: list[str] = []
@@ -614,6 +628,13 @@ class Auditor:
                     continue
                 self.sleep(wait)
                 waited += wait
+            need = _number(getattr(notifier, "max_call_seconds", 0.0))
+            if self.clock().timestamp() + need + CLAIM_MARGIN_SECONDS > held_until:
+                # This call could outlast our claims: renew them first, or another run could take the alert over
+                # mid-call and post it again. An alert another run took meanwhile is that run's to post.
+                still_ours, held_until = self._renew_claims(run_id)
+                if item["id"] not in still_ours:
+                    continue
             try:
                 notifier.deliver(item["payload"], alert_id=item["payload"]["id"])
             except DeliveryError as exc:
@@ -629,7 +650,9 @@ class Auditor:
                     broken[name] = str(exc)
                 continue
             working.add(name)
+            renewed_at = self.clock().timestamp()
             self._settle(run_id, {item["id"]: None}, items)
+            held_until = renewed_at + self.lease_seconds
             delivered.append(item["id"])
         if failures:
             self._settle(run_id, failures, items)
@@ -642,6 +665,22 @@ class Auditor:
                 delivered += more_delivered
                 failures.update(dict.fromkeys(more_failed, Failure("", RETRY)))
         return delivered, list(failures)
+
+    def _renew_claims(self, run_id: str) -> tuple[set[str], float]:
+        """Extend every outbox claim this run still holds by a lease: (the ids it holds, until when)."""
+        for _ in range(self.max_commit_attempts):
+            state, etag = self._load()
+            if state is None:
+                return set(), 0.0
+            now = self.clock().timestamp()
+            outbox = [{**i, "claimedUntil": now + self.lease_seconds} if i.get("claimedBy") == run_id else i
+                      for i in state.outbox]
+            try:
+                self.state.save(replace(state, outbox=outbox), etag=etag)
+            except StateConflict:
+                continue
+            return {str(i["id"]) for i in outbox if i.get("claimedBy") == run_id}, now + self.lease_seconds
+        return set(), 0.0
 
     def _audit_payload(self, item: JsonDict, encoded: Mapping[str, EncodedRecord]) -> JsonDict | EncodedRecord | None:
         if item["id"] in encoded:
@@ -718,7 +757,7 @@ class Auditor:
         logger.error("outbox item %s dead-lettered after %s attempt(s): %s", record["item"]["id"],
                      record["item"]["attempts"], _bounded(error))
         try:
-            self.audit.append(record)
+            self.audit.append(self._stamped(record))
         except Exception as exc:  # the item stays in the outbox: never dropped without its record
             logger.error("dead-letter record of %s not appended: %s", record["item"]["id"], _short(exc))
             return False
@@ -783,8 +822,9 @@ class Auditor:
 
     def _append_delivery(self, run_id: str, delivered: list[str], undelivered: list[str]) -> None:
         try:
-            self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
-                               "delivered": delivered, "undelivered": undelivered})
+            self.audit.append(self._stamped({"runId": run_id, "time": self.clock().isoformat(),
+                                             "outcome": "delivery", "delivered": delivered,
+                                             "undelivered": undelivered}))
         except Exception as exc:  # what was delivered is settled in the state already; never undo that here
             logger.error("run %s: delivery record not appended to the audit log: %s", run_id, exc)
 
@@ -810,7 +850,16 @@ class Auditor:
         return record
 
     def _append_direct(self, trigger: RunTrigger, run_id: str, outcome: str, **kwargs: Any) -> None:
-        self.audit.append(self._record(trigger, run_id, outcome, **kwargs))
+        self.audit.append(self._stamped(self._record(trigger, run_id, outcome, **kwargs)))
+
+    def _stamped(self, record: JsonDict | EncodedRecord) -> JsonDict | EncodedRecord:
+        """The record with `stateSeen`, the committed run the state store last saw: the chain's end then shows a
+        run that was committed, so a state rolled back behind it is refused on load. A commit's own record
+        (already serialised) carries its `stateSequence` instead."""
+        seen = getattr(self.state, "sequence_seen", None)
+        if isinstance(record, EncodedRecord) or not isinstance(seen, int) or "stateSequence" in record:
+            return record
+        return {**record, "stateSeen": seen}
 
     def _sendable(self, pairs: list[JsonDict]) -> list[JsonDict]:
         return [p for p in pairs if self.notify_info or p.get("severity") != "info"]

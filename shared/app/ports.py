@@ -49,12 +49,15 @@ class StateConflict(Exception):
 
 
 class StateCorrupt(Exception):
-    """The committed state cannot be read (garbage, truncated, edited by hand). `etag` is the unreadable head's,
-    so a rebuild can replace it under the usual ETag condition."""
+    """The committed state cannot be read (garbage, truncated, edited by hand) or cannot be trusted (older than
+    what the audit chain shows was committed). `etag` is the refused head's, so a rebuild can replace it under the
+    usual ETag condition; `sequence` is the highest run the audit chain shows was committed (None: unknown), so
+    the rebuild's sequence goes on after it."""
 
-    def __init__(self, message: str, *, etag: str | None) -> None:
+    def __init__(self, message: str, *, etag: str | None, sequence: int | None = None) -> None:
         super().__init__(message)
         self.etag = etag
+        self.sequence = sequence
 
 
 class DeliveryError(Exception):
@@ -147,8 +150,12 @@ class CommittedState:
 
 
 class StateStore(Protocol):
-    def load(self) -> tuple[CommittedState | None, str | None]:
-        """The committed state and its ETag; (None, None) when nothing was committed yet."""
+    def load(self, *, verify: bool = True) -> tuple[CommittedState | None, str | None]:
+        """The committed state and its ETag; (None, None) when nothing was committed yet.
+
+        `verify` (a run's first load): also check the state against the audit chain's end and the working copy
+        against what was stored, even when a copy is cached. False: a re-read within a run, to settle the outbox.
+        """
         ...
 
     def save(self, state: CommittedState, *, etag: str | None) -> str:
