@@ -126,6 +126,25 @@ def test_a_state_rolled_back_to_an_older_copy_is_refused_and_announces_nothing(
     assert verify(store.settings, capsys)[0] == 0
 
 
+def test_a_rollback_stays_refused_when_the_first_run_after_it_cannot_read(
+        store: Store, services: dict[str, ChatService], time: SimTime) -> None:
+    rig = Rig(store.folder, services, time, stores=store.stores)
+    rig.reconcile()
+    rig.event(lab((1, 2)))
+    older = store.head()
+    rig.event(lab((1, 2, 3)))
+    store.put_head(older)
+    fresh = Rig(store.folder, services, time, stores=store.stores)  # a new process, nothing seen yet
+    fresh.reader.resources, fresh.reader.failure = lab((1, 2, 3)), "throttled"
+    time.advance(minutes=15)
+    fresh.reconcile()  # refused, but the read fails: nothing is rebuilt; its record still shows run 3
+    assert fresh.records()[-1]["outcome"] == "incomplete read" and fresh.records()[-1]["stateSeen"] == 3
+    fresh.reader.failure = None
+    time.advance(minutes=15)
+    fresh.reconcile()
+    assert fresh.health() == ["state-refused"] and len(transit(services["slack"].accepted)) == 2
+
+
 def test_a_state_ahead_of_the_audit_chain_is_not_refused(
         store: Store, services: dict[str, ChatService], time: SimTime) -> None:
     rig = Rig(store.folder, services, time, stores=store.stores)

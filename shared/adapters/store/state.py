@@ -195,6 +195,10 @@ class _Layout(ABC):
         except StateCorrupt as exc:
             if exc.sequence is None:
                 exc.sequence = self._chain_sequence()  # the rebuild goes on after what the chain shows
+            if exc.sequence is not None:
+                # A committed run the chain shows: this run's records say so too, so a rollback cannot hide behind
+                # a record written without it (a run whose read fails before the rebuild commits).
+                self.sequence_seen = max(self.sequence_seen or 0, exc.sequence)
             raise
 
     def _load(self, verify: bool) -> tuple[CommittedState | None, str | None]:
