@@ -16,18 +16,17 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.core.pipeline import policies
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.core import ARMPipelineClient
+from azure.mgmt.core.exceptions import ARMErrorFormat
 from azure.mgmt.core.policies import (
     ARMAutoResourceProviderRegistrationPolicy,
     ARMChallengeAuthenticationPolicy,
     ARMHttpLoggingPolicy,
 )
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.resourcegraph import ResourceGraphClient
-from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from shared.app.ports import IncompleteReadError, JsonDict, ScopeRead
 from shared.core.focus import MAX_EVENT_ARM_CALLS, FocusedRead, subscription_of, unknown_references
@@ -106,6 +105,16 @@ resources
 # x-ms-user-quota-resets-after (hh:mm:ss). A management-group query covers at most 10,000 subscriptions and then
 # says so with x-ms-tenant-subscription-limit-hit: true.
 MAX_SUBSCRIPTIONS_PER_QUERY = 1000
+# The query goes through azure-mgmt-core's ARM pipeline (the one every generated management client builds: bearer
+# token, retries honouring Retry-After, no secrets logged) rather than azure-mgmt-resourcegraph, whose every
+# stable release (8.0.1 the newest, 2026-11) requires the deprecated msrest (only the 8.1.0b* betas do not).
+# REST API "Resources - Resources", api-version 2022-10-01 (learn.microsoft.com/rest/api/azureresourcegraph):
+# POST {ARM}/providers/Microsoft.ResourceGraph/resources with {"subscriptions" | "managementGroups", "query",
+# "options": {"$top", "$skipToken", "resultFormat"}}; the answer is {"totalRecords", "count", "resultTruncated"
+# ("true"/"false"), "$skipToken" (absent on the last page), "data"}, errors are ARM's {"error": {"code",
+# "message"}}.
+RESOURCE_GRAPH_PATH = "/providers/Microsoft.ResourceGraph/resources"
+RESOURCE_GRAPH_API_VERSION = "2022-10-01"
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 _MAX_PAGES = 1000
 
@@ -293,7 +302,6 @@ class ResourceGraphTopologyReader:
         self._client_options = {k: v for k, v in options.items() if v is not None}
         self._base_url = base_url
         self._network_client_factory = network_client_factory or self._network_client
-        self._graph: ResourceGraphClient | None = None
         self._arm: ARMPipelineClient[Any, Any] | None = None
         self._network: dict[str, NetworkManagementClient] = {}
         self.last_read_calls = ReadCalls()
@@ -491,25 +499,28 @@ class ResourceGraphTopologyReader:
     def _query_pages(self, *, subscriptions: list[str] | None = None,
                      management_groups: list[str] | None = None) -> list[Any]:
         """Every page of the query for one scope (a batch of subscriptions, or a management group), paced by the
-        quota the service announces."""
-        graph = self._graph_client()
+        quota the service announces (see RESOURCE_GRAPH_API_VERSION for the request and answer)."""
+        client = self._arm_client()
+        url = client.format_url(RESOURCE_GRAPH_PATH)
         rows: list[Any] = []
         total: int | None = None
         skip_token: str | None = None
         for _ in range(_MAX_PAGES):
-            request = QueryRequest(
-                query=TOPOLOGY_QUERY,
-                options=QueryRequestOptions(skip_token=skip_token, top=self._page_size, result_format="objectArray"),
-                subscriptions=subscriptions,
-                management_groups=management_groups,
-            )
+            options: JsonDict = {"$top": self._page_size, "resultFormat": "objectArray"}
+            if skip_token:
+                options["$skipToken"] = skip_token
+            body: JsonDict = {"query": TOPOLOGY_QUERY, "options": options}
+            if subscriptions is not None:
+                body["subscriptions"] = subscriptions
+            if management_groups is not None:
+                body["managementGroups"] = management_groups
             self._pacer.wait_turn()
             self._calls["resource_graph"] += 1
             try:
-                answer: Any = graph.resources(
-                    request, cls=lambda pipeline, deserialized, _: (deserialized, pipeline.http_response.headers))
-                response: Any = answer[0]
-                headers: Any = answer[1]
+                response = client.send_request(
+                    HttpRequest("POST", url, params={"api-version": RESOURCE_GRAPH_API_VERSION}, json=body))
+                if response.status_code != 200:
+                    raise HttpResponseError(response=response, error_format=ARMErrorFormat)
             except AzureError as exc:
                 response_headers = getattr(getattr(exc, "response", None), "headers", None)
                 if response_headers is not None:
@@ -523,6 +534,7 @@ class ResourceGraphTopologyReader:
                                              f"{NO_READER} (Resource Graph: {detail})") if none_readable
                     else None,
                 ) from exc
+            headers = response.headers
             self._pacer.observe(headers)
             if str(headers.get("x-ms-tenant-subscription-limit-hit", "")).lower() == "true":
                 warning = ("Resource Graph covered only the first 10,000 subscriptions of management group "
@@ -531,14 +543,19 @@ class ResourceGraphTopologyReader:
                 if warning not in self._per_thread.warnings:
                     logger.warning("%s", warning)
                     self._per_thread.warnings.append(warning)
-            if str(getattr(response.result_truncated, "value", response.result_truncated)).lower() == "true":
+            answer = _json_or_none(response)
+            if not isinstance(answer, dict):
+                raise IncompleteReadError("Resource Graph answered in an unexpected format (not a JSON object)")
+            if str(answer.get("resultTruncated", "")).lower() == "true":
                 raise IncompleteReadError("Resource Graph truncated the answer (resultTruncated=true)")
-            page: Any = response.data  # objectArray: a JSON array (the SDK types it as a JSON object)
+            page = answer.get("data")  # objectArray: a JSON array of rows
             if not isinstance(page, list):
                 raise IncompleteReadError("Resource Graph answered in an unexpected format (data is not a list)")
             rows.extend(page)
-            total = response.total_records
-            skip_token = response.skip_token
+            announced = answer.get("totalRecords")
+            total = announced if isinstance(announced, int) and not isinstance(announced, bool) else None
+            token = answer.get("$skipToken")
+            skip_token = token if isinstance(token, str) and token else None
             if not skip_token:
                 break
         else:
@@ -596,11 +613,6 @@ class ResourceGraphTopologyReader:
             resources[str(connection["id"]).lower()] = connection
 
     # -- clients -----------------------------------------------------------------------------------------------
-    def _graph_client(self) -> ResourceGraphClient:
-        if self._graph is None:
-            self._graph = ResourceGraphClient(self._credential, base_url=self._base_url, **self._client_options)
-        return self._graph
-
     def _arm_client(self) -> ARMPipelineClient[Any, Any]:
         """A plain ARM pipeline (bearer token for the ARM scope, retries with Retry-After, no secrets logged)."""
         if self._arm is None:

@@ -284,7 +284,8 @@ class Auditor:
             if trigger.kind != "recheck" and self.recheck is not None:
                 self._schedule_recheck(trigger, reason="incomplete read")
             unreadable = exc.unreadable if isinstance(exc, IncompleteReadError) else {}
-            self._observe(run_id, Observation(read_complete=False, read_error=detail, unreadable=unreadable))
+            self._observe(run_id, Observation(read_complete=False, read_error=detail, unreadable=unreadable,
+                                              channel_failures=self._misconfigured()))
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
 
@@ -313,7 +314,8 @@ class Auditor:
         seen = Observation(read_complete=not failed, reconciled=trigger.kind == "reconcile" and not failed,
                            read_error="; ".join(f"subscription {s}: {why}" for s, why in failed.items()),
                            unreadable={s: str(v.get("why")) for s, v in unread.items() if v.get("access")},
-                           state_refused=refused, state_trusted=base is not None)
+                           state_refused=refused, state_trusted=base is not None,
+                           channel_failures=self._misconfigured())
         if unchanged and not trigger.event_id and base is not None and _same_unread(unread, base.unread):
             # A reconcile that found nothing new: record it, but do not rewrite the state (unless its health moved).
             self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
@@ -397,6 +399,11 @@ class Auditor:
         except Exception:
             logger.exception("run %d: could not write the report page to %s; the next change writes it again",
                              sequence, self.report.location)
+
+    def _misconfigured(self) -> dict[str, str]:
+        """Channels whose setting exists but cannot be used (notify.UnusableWebhookNotifier.unusable says why): a
+        health failure at every run, raised at once, even while there is nothing to post."""
+        return {n.name: str(reason) for n in self.notifiers if (reason := getattr(n, "unusable", None))}
 
     def _read_scope(self, trigger: RunTrigger) -> ScopeRead:
         """The whole scope; a reader that can tell which subscriptions it missed lets the run decide the rest."""

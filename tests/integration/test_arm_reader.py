@@ -70,7 +70,7 @@ def test_one_constant_query_over_all_subscriptions(fake_arm: FakeArmServer, lab:
     assert post.body["query"] == TOPOLOGY_QUERY
     assert post.body["subscriptions"] == [b.SUB, SUB2]  # de-duplicated case-insensitively
     assert post.body["options"]["resultFormat"] == "objectArray"
-    assert post.query["api-version"] == "2021-03-01"
+    assert post.query["api-version"] == "2022-10-01"
     assert fake_arm.credential.scopes[-1] == ("https://management.azure.com/.default",)
 
 

@@ -332,12 +332,14 @@ class ConsoleNotifier:
 class UnusableWebhookNotifier:
     """Stands for a webhook setting that exists but cannot be used (an unresolved Key Vault reference, a refused
     URL): every delivery fails, so the alerts stay queued under the setting's name (delivered once it is fixed)
-    and the failure shows as one, never as a silent fallback to the console."""
+    and the failure shows as one, never as a silent fallback to the console. `unusable` (why) makes the auditor
+    raise the channel's `delivery-failed` health alert at every run, even before there is an alert to post."""
 
     def __init__(self, channel: str, *, name: str, reason: str) -> None:
         self.channel = channel
         self.name = name
         self.reason = reason
+        self.unusable = reason
 
     def __repr__(self) -> str:
         return f"UnusableWebhookNotifier(channel={self.channel!r}, name={self.name!r})"
@@ -346,7 +348,7 @@ class UnusableWebhookNotifier:
         logger.error("%s: alert %s not delivered: the setting is configured but unusable: %s", self.name, alert_id,
                      self.reason)
         raise DeliveryError(f"{self.name}: alert {alert_id} not delivered: the setting is configured but unusable: "
-                            f"{self.reason}", retryable=True)
+                            f"{self.reason}", retryable=True, alarm=True)
 
 
 def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list[Notifier]:
