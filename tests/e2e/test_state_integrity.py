@@ -215,3 +215,16 @@ def test_audit_verify_answers_one_line_on_a_damaged_anchor(
         (store.folder / "audit-anchor.json").write_bytes(damage)
         code, line = verify(store.settings, capsys)
         assert code == 1 and "audit anchor" in line
+
+
+def test_audit_verify_answers_one_line_when_the_store_cannot_be_read(
+        tmp_path: Path, services: dict[str, ChatService], time: SimTime, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(tmp_path)
+    Rig(store.folder, services, time, stores=store.stores).reconcile()
+    anchor = store.folder / "audit-anchor.json"
+    anchor.unlink()
+    anchor.mkdir()  # a directory where the anchor file belongs
+    for settings in (store.settings, {"AuditorStorage": "not a connection string"}):
+        assert audit_verify_main(None, settings=settings) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and len(err.splitlines()) == 1 and err.startswith("error: cannot read the store: ")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -61,16 +62,26 @@ def store_from_settings(settings: Mapping[str, str]) -> tuple[StateStore, AuditL
 def audit_verify_main(store_dir: str | None, *, settings: Mapping[str, str] | None = None) -> int:
     """`audit verify`: walk the chain of a local store folder, or of the store the app settings select.
 
-    Prints one line (never a traceback, whatever the files hold); returns 0 when the chain is intact, else 1.
+    Prints one line (never a traceback, whatever the files hold); returns 0 when the chain is intact, 1 when it
+    is broken (or its anchor damaged), 2 when the store cannot be read at all (one line on stderr).
     """
     from azure.core.exceptions import AzureError
 
     try:
         return _verify(store_dir, settings)
-    except (AuditLogCorrupt, OSError, AzureError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        print(f"audit chain broken: {printable(str(reason).splitlines()[0] if str(reason) else type(exc).__name__)}")
+    except AuditLogCorrupt as exc:
+        print(f"audit chain broken: {printable(str(exc))}")
         return 1
+    except (OSError, AzureError, ValueError) as exc:  # a file or blob that cannot be read, a malformed setting
+        print(f"error: cannot read the store: {printable(_reason(exc))}", file=sys.stderr)
+        return 2
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{Path(str(exc.filename)).name}: {exc.strerror or type(exc).__name__}"
+    reason = str(getattr(exc, "reason", None) or getattr(exc, "message", None) or exc).strip()
+    return reason.splitlines()[0] if reason else type(exc).__name__
 
 
 def _verify(store_dir: str | None, settings: Mapping[str, str] | None) -> int:
