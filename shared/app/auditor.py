@@ -295,7 +295,9 @@ class Auditor:
             read_warnings.append(f"the committed working copy could not be loaded intact; re-baselined from a full "
                                  f"read at run {state.sequence + 1}: changes since run {state.sequence} are not "
                                  "announced")
-        unchanged = base is not None and digest == base.topology_digest
+        # A subscription read again releases what was held for it, even when the topology's digest is unchanged.
+        released = scope is not None and base is not None and bool(set(base.unread) - set(scope.missed))
+        unchanged = base is not None and digest == base.topology_digest and not released
         if base is not None and unchanged:
             # Nothing that can move a pair changed since the commit: the committed decision still holds.
             decision = Decision(pairs=base.pairs, opened=[], closed=[], pending=base.pending,
@@ -435,7 +437,7 @@ class Auditor:
                       for s, why in sorted(missed.items())}
             first_reads = {s: "read for the first time since the baseline" for s, v in prior.items()
                            if v.get("baseline") and s not in missed}
-        if not missed and not first_reads:
+        if not missed and not first_reads and not any(d.get("held") for d in (base.pairs if base else [])):
             return decision, unread, []
         hold = Scope.of(missed, relevant)
         baselined = 0

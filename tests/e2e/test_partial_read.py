@@ -128,6 +128,8 @@ def test_a_subscription_losing_reader_keeps_its_pairs_while_a_change_elsewhere_i
     assert cleared["condition"] == f"subscription-unreadable:{SUB2}"
     late = [a for a in alerts if a.get("kind") != "health"][2]
     assert late["opened"] == [] and names(late["closed"]) == [("hub-01", "hub-21"), ("hub-02", "hub-21")]
+    causes = {names([p])[0]: [c["text"] for c in p["cause"]] for p in late["closed"]}
+    assert causes[("hub-02", "hub-21")] == ["connection conn-02 removed"]  # what closed it, recorded when held
     assert committed(live["auditor"]) == [("hub-01", "hub-03")]
     state, _ = live["auditor"].state.load()
     assert state is not None and state.unread == {}
@@ -153,6 +155,26 @@ def test_a_held_opening_is_announced_with_its_cause_once_the_subscription_is_rea
     assert names(second["opened"]) == [("hub-01", "hub-21"), ("hub-02", "hub-21"), ("hub-03", "hub-21")]
     assert {c["text"] for p in second["opened"] for c in p["cause"]} == {
         "ergw-21 allowRemoteVnetTraffic false -> true"}
+
+
+def test_an_opening_held_for_an_unreadable_subscription_is_announced_with_its_cause_when_it_is_readable(
+        live: dict[str, Any], webhook: HTTPServer) -> None:
+    arm: FakeArmServer = live["arm"]
+    arm.set_resources({SUB: lab((1, 2)), SUB2: other_subscription()})
+    reconcile()
+    arm.deny_subscription(SUB2)
+    arm.set_resources({SUB: lab((1, 2, 3)), SUB2: other_subscription()})
+    reconcile()  # ergw-03 enabled: hub-03 <-> hub-21 would open through SUB2's gateway: held
+    reconcile()  # still unreadable: still held, nothing posted again
+    [first] = [a for a in posted(webhook) if a.get("kind") != "health"]
+    assert names(first["opened"]) == [("hub-01", "hub-03"), ("hub-02", "hub-03")]
+    assert ("hub-03", "hub-21") not in committed(live["auditor"])
+    arm.allow_subscription(SUB2)
+    reconcile()  # SUB2 unchanged: the topology's digest is the committed one, yet the held opening is due now
+    [_, second] = [a for a in posted(webhook) if a.get("kind") != "health"]
+    assert names(second["opened"]) == [("hub-03", "hub-21")] and second["closed"] == []
+    assert [c["text"] for c in second["opened"][0]["cause"]] == ["ergw-03 allowRemoteVnetTraffic false -> true"]
+    assert "held" not in second["opened"][0] and ("hub-03", "hub-21") in committed(live["auditor"])
 
 
 def test_a_baseline_without_a_subscription_never_announces_it_later_as_a_change(
