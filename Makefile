@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test lint typecheck infra-check setup bench clean lock chromium screenshot
 
 # Installs exactly the hash-pinned lock: no resolution, nothing unlocked, every file checked against its hash.
+# A changed lock rebuilds the venv from scratch, so a package dropped from the lock is gone from it too.
 $(STAMP): requirements.txt requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-dev.txt
 	touch $(STAMP)
 
@@ -20,6 +22,7 @@ lock:
 	test -x .venv-lock/bin/pip-compile || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet "pip-tools==7.6.2")
 	$(PIP_COMPILE) -o requirements.txt requirements.in
 	$(PIP_COMPILE) -o requirements-dev.txt requirements-dev.in
+	$(PIP_COMPILE) -o requirements-checkov.txt requirements-checkov.in
 
 node_modules/.bin/azurite: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

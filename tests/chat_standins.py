@@ -52,6 +52,9 @@ class ChatService:
     max_total_text: int = SLACK_MAX_TOTAL_TEXT  # tests may lower it, as Slack's undocumented limit may be lower
     max_bytes: int = TEAMS_MAX_BYTES
     refuse_all_shapes: bool = False  # Slack: refuse every body as malformed blocks (even a minimal one)
+    # Called with each post's body before it is answered (a test lets simulated time pass, or looks at the store);
+    # an answer it returns replaces the service's own (a scripted flaky service).
+    on_post: Callable[[bytes], tuple[int, str, dict[str, str]] | None] | None = None
     posts: list[Post] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -61,7 +64,8 @@ class ChatService:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status, text, headers = service.answer(body)
+                scripted = service.on_post(body) if service.on_post is not None else None
+                status, text, headers = scripted or service.answer(body)
                 with service._lock:
                     service.posts.append(Post(service.clock(), status, body))
                 data = text.encode()

@@ -4,15 +4,20 @@
 # reason in infra/checks/checkov-skips.json. Called by .ci/run as: bash infra/checks/checkov.sh
 set -euo pipefail
 
-CHECKOV_VERSION="3.3.30"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 venv="$root/.venv-checkov"
+# Installed exactly from the hash-pinned lock (requirements-checkov.in -> `make lock`): no resolution, nothing
+# unlocked, every file checked against its sha256. The venv is rebuilt whenever the lock changes.
+lock="$root/requirements-checkov.txt"
+lock_sha="$(sha256sum "$lock" | cut -d' ' -f1)"
 
-if [ ! -x "$venv/bin/checkov" ] || [ "$("$venv/bin/checkov" --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+if [ ! -x "$venv/bin/checkov" ] || [ "$(cat "$venv/.lock-sha256" 2>/dev/null)" != "$lock_sha" ]; then
   python="$(command -v python3.11 || command -v python3)"
-  echo "checkov: installing checkov==$CHECKOV_VERSION into $venv" >&2
+  echo "checkov: installing $(grep -o '^checkov==[^ ]*' "$lock") from $(basename "$lock") into $venv" >&2
+  rm -rf "$venv"
   "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$lock"
+  echo "$lock_sha" >"$venv/.lock-sha256"
 fi
 
 report="$(mktemp)"

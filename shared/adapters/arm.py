@@ -12,15 +12,24 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import quote
 
-from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
+from azure.core.pipeline import policies
+from azure.core.rest import HttpRequest, HttpResponse
+from azure.mgmt.core import ARMPipelineClient
+from azure.mgmt.core.exceptions import ARMErrorFormat
+from azure.mgmt.core.policies import (
+    ARMAutoResourceProviderRegistrationPolicy,
+    ARMChallengeAuthenticationPolicy,
+    ARMHttpLoggingPolicy,
+)
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.resourcegraph import ResourceGraphClient
-from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-from shared.app.ports import IncompleteReadError, JsonDict
-from shared.core.focus import MAX_EVENT_ARM_CALLS, FocusedRead, unknown_references
+from shared.app.ports import IncompleteReadError, JsonDict, ScopeRead
+from shared.core.focus import MAX_EVENT_ARM_CALLS, FocusedRead, subscription_of, unknown_references
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -96,8 +105,25 @@ resources
 # x-ms-user-quota-resets-after (hh:mm:ss). A management-group query covers at most 10,000 subscriptions and then
 # says so with x-ms-tenant-subscription-limit-hit: true.
 MAX_SUBSCRIPTIONS_PER_QUERY = 1000
+# The query goes through azure-mgmt-core's ARM pipeline (the one every generated management client builds: bearer
+# token, retries honouring Retry-After, no secrets logged) rather than azure-mgmt-resourcegraph, whose every
+# stable release (8.0.1 the newest, 2026-11) requires the deprecated msrest (only the 8.1.0b* betas do not).
+# REST API "Resources - Resources", api-version 2022-10-01 (learn.microsoft.com/rest/api/azureresourcegraph):
+# POST {ARM}/providers/Microsoft.ResourceGraph/resources with {"subscriptions" | "managementGroups", "query",
+# "options": {"$top", "$skipToken", "resultFormat"}}; the answer is {"totalRecords", "count", "resultTruncated"
+# ("true"/"false"), "$skipToken" (absent on the last page), "data"}, errors are ARM's {"error": {"code",
+# "message"}}.
+RESOURCE_GRAPH_PATH = "/providers/Microsoft.ResourceGraph/resources"
+RESOURCE_GRAPH_API_VERSION = "2022-10-01"
 DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
 _MAX_PAGES = 1000
+
+# Why a subscription is unreadable: ARM's GET /subscriptions/{id} (Subscriptions - Get, api-version 2022-12-01)
+# answers 403 AuthorizationFailed without a role there, 404 SubscriptionNotFound for an id that does not exist and
+# 401 InvalidAuthenticationTokenTenant for one in another Microsoft Entra tenant. One GET per unreadable
+# subscription, at most this many a read (an estate that lost Reader everywhere is named by Resource Graph alone).
+SUBSCRIPTIONS_API_VERSION = "2022-12-01"
+MAX_WHY_LOOKUPS = 20
 
 NetworkClientFactory = Callable[[str], NetworkManagementClient]
 
@@ -276,7 +302,7 @@ class ResourceGraphTopologyReader:
         self._client_options = {k: v for k, v in options.items() if v is not None}
         self._base_url = base_url
         self._network_client_factory = network_client_factory or self._network_client
-        self._graph: ResourceGraphClient | None = None
+        self._arm: ARMPipelineClient[Any, Any] | None = None
         self._network: dict[str, NetworkManagementClient] = {}
         self.last_read_calls = ReadCalls()
         self._per_thread = threading.local()  # one reader serves concurrent invocations: count calls per read
@@ -292,21 +318,65 @@ class ResourceGraphTopologyReader:
 
     def read(self, *, focus_resource_id: str | None = None) -> list[JsonDict]:
         """Every relevant resource of the scope, sorted by id; IncompleteReadError when any part failed."""
+        scope = self.read_scope(focus_resource_id=focus_resource_id)
+        if scope.failed or scope.unreadable:
+            raise IncompleteReadError("; ".join(f"subscription {s}: {why}" for s, why in
+                                                {**scope.failed, **scope.unreadable}.items()),
+                                      unreadable=scope.unreadable)
+        return scope.resources
+
+    def read_scope(self, *, focus_resource_id: str | None = None) -> ScopeRead:
+        """What the scope's readable subscriptions hold, sorted by id, and which subscriptions were not read and
+        why (no Reader / not found: `unreadable`; throttled or failed this time: `failed`). None of a missed
+        subscription's resources is returned. IncompleteReadError when nothing could be read."""
         self._per_thread.calls = {"resource_graph": 0, "arm": 0}
+        self._per_thread.warnings = []
+        unreadable: dict[str, str] = {}
+        failed: dict[str, str] = {}
         try:
-            resources = self._query_graph()
+            resources = self._query_graph(unreadable, failed)
             if focus_resource_id:
-                self._refresh_focus(focus_resource_id, resources)
-            self._add_hub_connections(resources)
+                self._miss_on_error(lambda: self._refresh_focus(focus_resource_id, resources),
+                                    _focus_subscription(focus_resource_id), unreadable, failed)
+            self._add_hub_connections(resources, unreadable, failed)
+            if unreadable:
+                self._tell_why(unreadable)
         finally:
             self.last_read_calls = ReadCalls(**self._calls)
+        missed = {s.lower() for s in (*unreadable, *failed)}
+        if missed:
+            resources = {k: v for k, v in resources.items() if _subscription(k) not in missed}
+            readable = [s for s in self._subscriptions if s.lower() not in missed]
+            if not readable and not self._management_group:
+                raise IncompleteReadError(
+                    "no watched subscription could be read: "
+                    + "; ".join(f"subscription {s}: {why}" for s, why in {**failed, **unreadable}.items()),
+                    unreadable=unreadable)
+            logger.warning("topology read missed subscription(s) %s; their pairs keep their committed status",
+                           ", ".join(sorted(missed)))
         logger.info(
             "topology read: %s resources, %s Resource Graph and %s ARM calls",
             len(resources),
             self.last_read_calls.resource_graph,
             self.last_read_calls.arm,
         )
-        return [resources[k] for k in sorted(resources)]
+        return ScopeRead(resources=[resources[k] for k in sorted(resources)], unreadable=unreadable, failed=failed,
+                         warnings=self.last_read_warnings)
+
+    @staticmethod
+    def _miss_on_error(call: Callable[[], None], subscription: str | None, unreadable: dict[str, str],
+                       failed: dict[str, str]) -> None:
+        """Run one part of the read; its failure misses only the subscription it reads (without one: the read)."""
+        try:
+            call()
+        except IncompleteReadError as exc:
+            if subscription is None:
+                raise
+            if exc.unreadable:
+                for sub, why in exc.unreadable.items():
+                    unreadable.setdefault(sub, f"{why} ({exc})" if why == NO_READER else why)
+            else:
+                failed.setdefault(subscription, str(exc))
 
     def read_focused(self, resource_id: str, *, known: Callable[[str], bool]) -> FocusedRead | None:
         """The event path: ARM GETs of the event's resource (its parent for a child, its connections for a hub),
@@ -377,13 +447,21 @@ class ResourceGraphTopologyReader:
         return found
 
     # -- Resource Graph ----------------------------------------------------------------------------------------
-    def _query_graph(self) -> dict[str, JsonDict]:
+    def _query_graph(self, unreadable: dict[str, str], failed: dict[str, str]) -> dict[str, JsonDict]:
+        """The query over every batch of subscriptions (and the management group). A batch that fails misses its
+        subscriptions (`failed`, or `unreadable` when none of them is readable); a management-group query that
+        fails fails the read, since it cannot say which subscriptions it missed."""
         rows: list[Any] = []
-        self._per_thread.warnings = []
         batches = [self._subscriptions[i:i + self._batch_size]
                    for i in range(0, len(self._subscriptions), self._batch_size)]
         for batch in batches:
-            rows += self._query_pages(subscriptions=batch)
+            try:
+                rows += self._query_pages(subscriptions=batch)
+            except IncompleteReadError as exc:
+                if exc.unreadable:
+                    unreadable.update(exc.unreadable)
+                else:
+                    failed.update(dict.fromkeys(batch, str(exc)))
         if self._management_group:
             rows += self._query_pages(management_groups=[self._management_group])
         resources: dict[str, JsonDict] = {}
@@ -396,38 +474,53 @@ class ResourceGraphTopologyReader:
                 readable.add(str(row.get("subscriptionId") or row.get("name") or "").lower())
             elif rtype in RELEVANT_TYPES:
                 resources[row["id"].lower()] = row
-        missing = [s for s in self._subscriptions if s.lower() not in readable]  # the listed ones only
-        if missing:
-            raise IncompleteReadError(
-                "Resource Graph returned nothing for subscription(s) "
-                + ", ".join(missing)
-                + ": the identity cannot read them, or they do not exist (grant Reader on each subscription)",
-                unreadable=dict.fromkeys(missing, NO_READER),
-            )
+        answered = {s.lower() for s in (*unreadable, *failed)}
+        for sub in self._subscriptions:  # the listed ones only
+            if sub.lower() not in readable and sub.lower() not in answered:
+                unreadable[sub] = NO_READER
         return resources
+
+    def _tell_why(self, unreadable: dict[str, str]) -> None:
+        """Ask ARM why each subscription Resource Graph left out is unreadable (GET /subscriptions/{id}: 403 no
+        Reader, 404 not found, 401 another tenant), at most MAX_WHY_LOOKUPS per read; the rest keep NO_READER."""
+        for sub in [s for s, why in unreadable.items() if why.startswith(NO_READER)][:MAX_WHY_LOOKUPS]:
+            self._calls["arm"] += 1
+            client = self._arm_client()
+            try:
+                response = client.send_request(
+                    HttpRequest("GET", client.format_url(f"/subscriptions/{quote(sub, safe='')}"),
+                                params={"api-version": SUBSCRIPTIONS_API_VERSION}))
+            except AzureError as exc:
+                logger.info("could not ask ARM why subscription %s is unreadable: %s", sub, _describe(exc))
+                continue
+            unreadable[sub] = (_why_unreadable(response.status_code, _error_code(response), _json_or_none(response))
+                               + unreadable[sub][len(NO_READER):])
 
     def _query_pages(self, *, subscriptions: list[str] | None = None,
                      management_groups: list[str] | None = None) -> list[Any]:
         """Every page of the query for one scope (a batch of subscriptions, or a management group), paced by the
-        quota the service announces."""
-        graph = self._graph_client()
+        quota the service announces (see RESOURCE_GRAPH_API_VERSION for the request and answer)."""
+        client = self._arm_client()
+        url = client.format_url(RESOURCE_GRAPH_PATH)
         rows: list[Any] = []
         total: int | None = None
         skip_token: str | None = None
         for _ in range(_MAX_PAGES):
-            request = QueryRequest(
-                query=TOPOLOGY_QUERY,
-                options=QueryRequestOptions(skip_token=skip_token, top=self._page_size, result_format="objectArray"),
-                subscriptions=subscriptions,
-                management_groups=management_groups,
-            )
+            options: JsonDict = {"$top": self._page_size, "resultFormat": "objectArray"}
+            if skip_token:
+                options["$skipToken"] = skip_token
+            body: JsonDict = {"query": TOPOLOGY_QUERY, "options": options}
+            if subscriptions is not None:
+                body["subscriptions"] = subscriptions
+            if management_groups is not None:
+                body["managementGroups"] = management_groups
             self._pacer.wait_turn()
             self._calls["resource_graph"] += 1
             try:
-                answer: Any = graph.resources(
-                    request, cls=lambda pipeline, deserialized, _: (deserialized, pipeline.http_response.headers))
-                response: Any = answer[0]
-                headers: Any = answer[1]
+                response = client.send_request(
+                    HttpRequest("POST", url, params={"api-version": RESOURCE_GRAPH_API_VERSION}, json=body))
+                if response.status_code != 200:
+                    raise HttpResponseError(response=response, error_format=ARMErrorFormat)
             except AzureError as exc:
                 response_headers = getattr(getattr(exc, "response", None), "headers", None)
                 if response_headers is not None:
@@ -437,9 +530,11 @@ class ResourceGraphTopologyReader:
                 none_readable = getattr(exc, "status_code", None) in (400, 403) and "subscription" in detail.lower()
                 raise IncompleteReadError(
                     f"Resource Graph query failed: {detail}",
-                    unreadable=dict.fromkeys(subscriptions or self._subscriptions, NO_READER) if none_readable
+                    unreadable=dict.fromkeys(subscriptions or self._subscriptions,
+                                             f"{NO_READER} (Resource Graph: {detail})") if none_readable
                     else None,
                 ) from exc
+            headers = response.headers
             self._pacer.observe(headers)
             if str(headers.get("x-ms-tenant-subscription-limit-hit", "")).lower() == "true":
                 warning = ("Resource Graph covered only the first 10,000 subscriptions of management group "
@@ -448,14 +543,19 @@ class ResourceGraphTopologyReader:
                 if warning not in self._per_thread.warnings:
                     logger.warning("%s", warning)
                     self._per_thread.warnings.append(warning)
-            if str(getattr(response.result_truncated, "value", response.result_truncated)).lower() == "true":
+            answer = _json_or_none(response)
+            if not isinstance(answer, dict):
+                raise IncompleteReadError("Resource Graph answered in an unexpected format (not a JSON object)")
+            if str(answer.get("resultTruncated", "")).lower() == "true":
                 raise IncompleteReadError("Resource Graph truncated the answer (resultTruncated=true)")
-            page: Any = response.data  # objectArray: a JSON array (the SDK types it as a JSON object)
+            page = answer.get("data")  # objectArray: a JSON array of rows
             if not isinstance(page, list):
                 raise IncompleteReadError("Resource Graph answered in an unexpected format (data is not a list)")
             rows.extend(page)
-            total = response.total_records
-            skip_token = response.skip_token
+            announced = answer.get("totalRecords")
+            total = announced if isinstance(announced, int) and not isinstance(announced, bool) else None
+            token = answer.get("$skipToken")
+            skip_token = token if isinstance(token, str) and token else None
             if not skip_token:
                 break
         else:
@@ -487,28 +587,37 @@ class ResourceGraphTopologyReader:
         resources.pop(target.resource_id.lower(), None)
         resources[str(resource.get("id") or target.resource_id).lower()] = resource
 
-    def _add_hub_connections(self, resources: dict[str, JsonDict]) -> None:
+    def _add_hub_connections(self, resources: dict[str, JsonDict], unreadable: dict[str, str],
+                             failed: dict[str, str]) -> None:
         hubs = [r for r in resources.values() if str(r.get("type", "")).lower() == VIRTUAL_HUBS]
         for hub in hubs:
             sub, rg, names = _parse_id(str(hub["id"]))
             if sub is None or rg is None or not names:
                 raise IncompleteReadError(f"cannot list connections of hub with unexpected id {hub['id']}")
-            client = self._network_client_factory(sub)
-            self._calls["arm"] += 1
-            try:
-                connections = [
-                    _to_arm_json(c, sub, rg) for c in client.hub_virtual_network_connections.list(rg, names[0][1])
-                ]
-            except AzureError as exc:
-                raise IncompleteReadError(f"listing connections of hub {hub['id']} failed: {_describe(exc)}") from exc
-            for connection in connections:
-                resources[str(connection["id"]).lower()] = connection
+            if sub.lower() in {s.lower() for s in (*unreadable, *failed)}:
+                continue  # already missed: its resources are dropped
+            self._miss_on_error(partial(self._list_hub_connections, resources, str(hub["id"]), sub, rg,
+                                        names[0][1]), sub, unreadable, failed)
+
+    def _list_hub_connections(self, resources: dict[str, JsonDict], hub_id: str, sub: str, rg: str,
+                              name: str) -> None:
+        client = self._network_client_factory(sub)
+        self._calls["arm"] += 1
+        try:
+            connections = [_to_arm_json(c, sub, rg) for c in client.hub_virtual_network_connections.list(rg, name)]
+        except AzureError as exc:
+            forbidden = getattr(exc, "status_code", None) == 403
+            raise IncompleteReadError(f"listing connections of hub {hub_id} failed: {_describe(exc)}",
+                                      unreadable={sub: NO_READER} if forbidden else None) from exc
+        for connection in connections:
+            resources[str(connection["id"]).lower()] = connection
 
     # -- clients -----------------------------------------------------------------------------------------------
-    def _graph_client(self) -> ResourceGraphClient:
-        if self._graph is None:
-            self._graph = ResourceGraphClient(self._credential, base_url=self._base_url, **self._client_options)
-        return self._graph
+    def _arm_client(self) -> ARMPipelineClient[Any, Any]:
+        """A plain ARM pipeline (bearer token for the ARM scope, retries with Retry-After, no secrets logged)."""
+        if self._arm is None:
+            self._arm = arm_pipeline(self._credential, self._base_url, **self._client_options)
+        return self._arm
 
     def _network_client(self, subscription_id: str) -> NetworkManagementClient:
         key = subscription_id.lower()
@@ -539,7 +648,73 @@ def export_main(
     return 0
 
 
+def arm_pipeline(credential: TokenCredential, base_url: str | None, *, credential_scopes: Sequence[str] | None = None,
+                 **options: Any) -> ARMPipelineClient[Any, Any]:
+    """The azure-mgmt-core pipeline the generated management clients build (same policies, same order), for calls
+    that need no generated client. `options`: connection_verify, retry_total, read_timeout..."""
+    scopes = list(credential_scopes or [DEFAULT_ARM_ENDPOINT + "/.default"])
+    redirect = policies.RedirectPolicy(**options)
+    pipeline_policies: list[Any] = [
+        policies.RequestIdPolicy(**options),
+        policies.HeadersPolicy(**options),
+        policies.UserAgentPolicy(sdk_moniker="er-transit-auditor", **options),
+        policies.ProxyPolicy(**options),
+        policies.ContentDecodePolicy(**options),
+        ARMAutoResourceProviderRegistrationPolicy(),
+        redirect,
+        policies.RetryPolicy(**options),
+        ARMChallengeAuthenticationPolicy(credential, *scopes, **options),
+        policies.CustomHookPolicy(**options),
+        policies.NetworkTraceLoggingPolicy(**options),
+        policies.DistributedTracingPolicy(**options),
+        policies.SensitiveHeaderCleanupPolicy(**options),
+        ARMHttpLoggingPolicy(**options),
+    ]
+    return ARMPipelineClient(base_url=base_url or DEFAULT_ARM_ENDPOINT, policies=pipeline_policies, **options)
+
+
+def _why_unreadable(status: int, code: str | None, body: Any) -> str:
+    """Why ARM says a subscription cannot be read (see SUBSCRIPTIONS_API_VERSION)."""
+    detail = " ".join(str(p) for p in (status, code) if p)
+    if status == 403:
+        return f"no Reader role for the auditor's identity ({detail})"
+    if status == 404:
+        return f"not found: no such subscription, or it was deleted ({detail})"
+    if status == 401:
+        return f"in another Microsoft Entra tenant, or the token was refused ({detail})"
+    if status == 200 and isinstance(body, dict):
+        state = body.get("state")
+        if isinstance(state, str) and state.lower() != "enabled":
+            return f"the subscription is {_one_line(state)[:40]} (Resource Graph holds nothing for it)"
+        return ("readable through ARM but absent from Resource Graph (a role granted minutes ago, or Resource "
+                "Graph lagging)")
+    return NO_READER + (f" ({detail})" if detail else "")
+
+
+def _error_code(response: HttpResponse) -> str | None:
+    body = _json_or_none(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return _one_line(code)[:80] if isinstance(code, str) else None
+
+
+def _json_or_none(response: HttpResponse) -> Any:
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 # -- helpers -----------------------------------------------------------------------------------------------------
+def _subscription(resource_key: str) -> str:
+    return subscription_of(resource_key)
+
+
+def _focus_subscription(resource_id: str) -> str | None:
+    target = _focus_target(resource_id)
+    return target.subscription_id if target is not None else None
+
+
 def _parse_id(resource_id: str) -> tuple[str | None, str | None, list[tuple[str, str]]]:
     """(subscription, resource group, [(type segment lower, name), ...]) of a Microsoft.Network id."""
     parts = resource_id.strip("/").split("/")

@@ -30,6 +30,7 @@ from shared.app.ports import (
     Notifier,
     RecheckQueue,
     ReportPublisher,
+    ScopeRead,
     StateConflict,
     StateCorrupt,
     StateStore,
@@ -38,6 +39,7 @@ from shared.app.ports import (
 )
 from shared.core.chain import ChainTail, EncodedRecord, canonical_json
 from shared.core.collector import collector_paused
+from shared.core.coverage import Scope, baseline_held, cover, merge_unread
 from shared.core.diff import PairChange, diff_pairs, settling_in
 from shared.core.explain import explain_index, explain_pair
 from shared.core.focus import FocusedRead, patch_copy, project
@@ -71,6 +73,10 @@ DEAD_LETTER = "dead letter"
 MAX_DELIVERY_ATTEMPTS = 100
 BACKOFF_CAP_SECONDS = 900.0  # an item waits at most one reconcile period between attempts
 MAX_RETRY_AFTER_SECONDS = 3600.0  # a Retry-After beyond an hour is taken as an hour
+# A delivery starts only while our claim outlasts its longest call by this much, else the claims are renewed
+# first. Small: the lease itself keeps 5 s beyond one call (entrypoints.health_options), so the first delivery
+# right after a commit needs no extra state write.
+CLAIM_MARGIN_SECONDS = 1.0
 
 
 # Severity of a pair change: (pair json, opened?) -> "critical" | "warning" | "info" (a policy decides).
@@ -274,6 +280,13 @@ class Auditor:
     _holds: dict[str, JsonDict] = field(default_factory=dict, init=False, repr=False)
     _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        # The state's loads check it against the audit chain's end: a state older than a run the chain shows was
+        # committed (rolled back to an older copy) is refused like a tampered one.
+        watch, last = getattr(self.state, "watch_chain", None), getattr(self.audit, "last_record", None)
+        if callable(watch) and callable(last):
+            watch(last)
+
     # ---- the run -------------------------------------------------------------------------------------------------
     def run(self, trigger: RunTrigger) -> RunResult:
         run_id = uuid.uuid4().hex
@@ -298,21 +311,23 @@ class Auditor:
         return RunResult(outcome=LOST_RACE, detail="too many concurrent commits")
 
     def _attempt(self, trigger: RunTrigger, run_id: str, conflicts: int) -> RunResult:
-        refused = ""
+        refused, floor = "", 0
         with collector_paused():  # the working copy is a large acyclic JSON tree: nothing for the collector
             try:
                 state, etag = self.state.load()
             except StateCorrupt as exc:
                 # Refused loudly (health alert, audit record) and rebuilt from a full read as a new baseline,
-                # which announces nothing: what changed since the last good commit cannot be proven.
+                # which announces nothing: what changed since the last good commit cannot be proven. Its sequence
+                # goes on after the last run the audit chain shows.
                 logger.error("run %s: %s; rebuilding it from a full read as a new baseline", run_id, exc)
-                state, etag, refused = None, exc.etag, str(exc)
+                state, etag, refused, floor = None, exc.etag, str(exc), exc.sequence or 0
         self._seed_audit_tail(state)
         if trigger.event_id and state is not None and trigger.event_id in state.processed_event_ids:
             self._append_direct(trigger, run_id, DUPLICATE, conflicts=conflicts)
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=DUPLICATE, delivered=delivered, undelivered=undelivered)
         read_warnings: list[str] = []
+        scope: ScopeRead | None = None  # a whole-scope read (None: the event path)
         try:
             focused = self._read_focused(trigger, state)
             like = None  # the digest of the copy this one was patched from
@@ -326,10 +341,12 @@ class Auditor:
                     like = state.topology_digest
                     self._computed.topology(like, state.resources)
             else:
-                resources = self.reader.read(focus_resource_id=trigger.resource_id)
-                read_warnings = list(getattr(self.reader, "last_read_warnings", None) or [])
+                scope = self._read_scope(trigger)
+                resources, read_warnings = scope.resources, list(scope.warnings)
                 _check_rows(resources, source="live read")
                 relevant = sorted(project(resources), key=_id_key)  # only what can move a pair is committed
+                if scope.missed and state is not None and state.working_copy_ok:  # their last read stands in
+                    relevant = sorted(merge_unread(relevant, state.resources, set(scope.missed)), key=_id_key)
                 if state is not None and state.working_copy_ok and relevant == state.resources:
                     relevant, digest = state.resources, state.topology_digest  # equal: no need to digest again
                 else:
@@ -351,7 +368,8 @@ class Auditor:
             if trigger.kind != "recheck" and self.recheck is not None:
                 self._schedule_recheck(trigger, reason="incomplete read")
             unreadable = exc.unreadable if isinstance(exc, IncompleteReadError) else {}
-            self._observe(run_id, Observation(read_complete=False, read_error=detail, unreadable=unreadable))
+            self._observe(run_id, Observation(read_complete=False, read_error=detail, unreadable=unreadable,
+                                              channel_failures=self._misconfigured()))
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
 
@@ -361,7 +379,9 @@ class Auditor:
             read_warnings.append(f"the committed working copy could not be loaded intact; re-baselined from a full "
                                  f"read at run {state.sequence + 1}: changes since run {state.sequence} are not "
                                  "announced")
-        unchanged = base is not None and digest == base.topology_digest
+        # A subscription read again releases what was held for it, even when the topology's digest is unchanged.
+        released = scope is not None and base is not None and bool(set(base.unread) - set(scope.missed))
+        unchanged = base is not None and digest == base.topology_digest and not released
         if base is not None and unchanged:
             # Nothing that can move a pair changed since the commit: the committed decision still holds.
             decision = Decision(pairs=base.pairs, opened=[], closed=[], pending=base.pending,
@@ -374,9 +394,14 @@ class Auditor:
                                         event_path=focused is not None)
             if read_warnings:
                 decision = replace(decision, warnings=[*decision.warnings, *read_warnings])
-        seen = Observation(read_complete=True, reconciled=trigger.kind == "reconcile", state_refused=refused,
-                           state_trusted=base is not None)
-        if unchanged and not trigger.event_id:
+        decision, unread, held = self._cover(decision, base, scope, relevant, digest)
+        failed = scope.failed if scope is not None else {}
+        seen = Observation(read_complete=not failed, reconciled=trigger.kind == "reconcile" and not failed,
+                           read_error="; ".join(f"subscription {s}: {why}" for s, why in failed.items()),
+                           unreadable={s: str(v.get("why")) for s, v in unread.items() if v.get("access")},
+                           state_refused=refused, state_trusted=base is not None,
+                           channel_failures=self._misconfigured())
+        if unchanged and not trigger.event_id and base is not None and _same_unread(unread, base.unread):
             # A reconcile that found nothing new: record it, but do not rewrite the state (unless its health moved).
             self._append_direct(trigger, run_id, NO_CHANGE, conflicts=conflicts, warnings=decision.warnings)
             self._observe(run_id, seen)
@@ -387,7 +412,7 @@ class Auditor:
         changed = decision.opened or decision.closed or base is None or decision.pending != base.pending
         outcome = COMMITTED if changed else NO_CHANGE
         now = self.clock()
-        sequence = (state.sequence if state else 0) + 1
+        sequence = (state.sequence if state else floor) + 1
         alert = self._alert(decision, trigger, run_id, now)
         if alert is not None and self.report is not None:
             alert["report"] = dict(zip(("latest", "copy"), self.report.names(sequence=sequence, when=now),
@@ -399,6 +424,8 @@ class Auditor:
                               extra={"baseline": base is None, "topologyDigest": digest,
                                      **({"stateRebuilt": True, "refused": refused} if refused else {}),
                                      "stateSequence": sequence,
+                                     **({"unread": {s: v["why"] for s, v in unread.items()}, "held": held}
+                                        if unread else {}),
                                      **({"pairs": decision.committed_count}
                                         if decision.committed_count is not None else {}), **alert_ref})
         parts = encode_parts(record)  # each pair serialised once: the stash and the audit line share the text
@@ -430,7 +457,7 @@ class Auditor:
             processed_event_ids=(bounded_ids(previous.processed_event_ids, trigger.event_id)
                                  if trigger.event_id else previous.processed_event_ids),
             outbox=outbox, pending=decision.pending, sequence=sequence, audit_tail=previous.audit_tail,
-            health=health, webhooks=previous.webhooks,
+            health=health, webhooks=previous.webhooks, unread=unread,
             topology_pairs=self._computed.count(digest, base.topology_pairs if unchanged and base else None),
             topology_warnings=_kept_warnings(after_topology.warnings if after_topology is not None else known),
         )
@@ -482,6 +509,68 @@ class Auditor:
         except Exception:
             logger.exception("run %d: could not write the report page to %s; the next change writes it again",
                              sequence, self.report.location)
+
+    def _misconfigured(self) -> dict[str, str]:
+        """Channels whose setting exists but cannot be used (notify.UnusableWebhookNotifier.unusable says why): a
+        health failure at every run, raised at once, even while there is nothing to post."""
+        return {n.name: str(reason) for n in self.notifiers if (reason := getattr(n, "unusable", None))}
+
+    def _read_scope(self, trigger: RunTrigger) -> ScopeRead:
+        """The whole scope; a reader that can tell which subscriptions it missed lets the run decide the rest."""
+        read_scope = getattr(self.reader, "read_scope", None)
+        if callable(read_scope):
+            scope: ScopeRead = read_scope(focus_resource_id=trigger.resource_id)
+            return scope
+        resources = self.reader.read(focus_resource_id=trigger.resource_id)
+        return ScopeRead(resources=resources, warnings=list(getattr(self.reader, "last_read_warnings", None) or []))
+
+    def _cover(self, decision: Decision, base: CommittedState | None, scope: ScopeRead | None,
+               relevant: Sequence[JsonDict], digest: str) -> tuple[Decision, JsonDict, list[JsonDict]]:
+        """Keep every pair that touches a subscription not read at its committed status (shared.core.coverage).
+
+        A whole-scope read says which subscriptions it missed; an event run keeps holding what the last whole-scope
+        read missed. Returns the decision, the `unread` map to commit, and the changes held.
+        """
+        now = self.clock().isoformat()
+        prior: JsonDict = base.unread if base is not None else {}
+        if scope is None:
+            unread = prior
+            missed = {s: str(v.get("why", "")) for s, v in prior.items()}
+            first_reads: dict[str, str] = {}
+        else:
+            missed = scope.missed
+            access = {s.lower() for s in scope.unreadable}
+            unread = {s: {"why": why, "since": (prior.get(s) or {}).get("since") or now, "access": s in access,
+                          "baseline": base is None or bool((prior.get(s) or {}).get("baseline"))}
+                      for s, why in sorted(missed.items())}
+            first_reads = {s: "read for the first time since the baseline" for s, v in prior.items()
+                           if v.get("baseline") and s not in missed}
+        if not missed and not first_reads and not any(d.get("held") for d in (base.pairs if base else [])):
+            return decision, unread, []
+        hold = Scope.of(missed, relevant)
+        baselined = 0
+        if base is None:
+            pairs, held = baseline_held(self._computed.pairs(digest, relevant), decision.pairs, hold, now)
+        else:
+            done = cover(decision.opened, decision.closed, decision.pending, decision.pairs, committed=base.pairs,
+                         hold=hold, baseline=Scope.of(first_reads, relevant), now=now)
+            decision = replace(decision, opened=done.opened, closed=done.closed, pending=done.pending)
+            pairs, held, baselined = done.deviations, done.held, done.baselined
+        if pairs != decision.pairs:
+            signs = [d.get("delta") for d in pairs]
+            # The count an event path kept (changed_pairs) spares pairing the whole estate again.
+            count = self._computed.count(digest, None)
+            total = count if count is not None else len(self._computed.pairs(digest, relevant).pairs)
+            decision = replace(decision, pairs=pairs, committed_count=total - signs.count("-") + signs.count("+"))
+        notes = [f"subscription {s} was not read ({why}): the pairs that touch it keep their committed status"
+                 for s, why in missed.items()]
+        if held:
+            notes.append(f"{len(held)} pair change(s) touching a subscription that was not read are held, neither "
+                         "opened nor closed, until it is read again")
+        if baselined:
+            notes.append(f"{baselined} pair change(s) through subscription(s) {', '.join(sorted(first_reads))}, read "
+                         "for the first time since the baseline, are recorded as the baseline, not announced")
+        return replace(decision, warnings=[*decision.warnings, *notes]), unread, held
 
     def _read_focused(self, trigger: RunTrigger, state: CommittedState | None) -> FocusedRead | None:
         """The event path: only the event's resource is read (ARM), then applied to the committed working copy.
@@ -543,9 +632,11 @@ class Auditor:
         return {**item, "claimedBy": run_id, "claimedUntil": moment + self.lease_seconds}
 
     def _load(self) -> tuple[CommittedState | None, str | None]:
-        """The committed state, or (None, None) when it is unreadable (the next run refuses and rebuilds it)."""
+        """The committed state, or (None, None) when it is unreadable (the next run refuses and rebuilds it).
+
+        A re-read within a run (to settle the outbox): the run's first load verified the state already."""
         try:
-            return self.state.load()
+            return self.state.load(verify=False)
         except StateCorrupt:
             return None, None
 
@@ -602,7 +693,7 @@ class Auditor:
                 if record is None:
                     audit_done[item["id"]] = Failure("its stashed record is gone", DEAD)
                     continue
-                self.audit.append(record)
+                self.audit.append(self._stamped(record))
             except (ValueError, TypeError, UnicodeError) as exc:
                 # The record itself is unwritable (too large, not serialisable): retrying cannot help.
                 logger.error("audit record %s cannot be appended, dead-lettered: %s", item["id"], _short(exc))
@@ -615,8 +706,11 @@ class Auditor:
                 held = True
                 continue
             audit_done[item["id"]] = None
+        held_until = min((_number(i.get("claimedUntil")) for i in ordered if i["kind"] == "alert"), default=0.0)
         if audit_done:
-            self._settle(run_id, audit_done, items)
+            renewed_at = self.clock().timestamp()
+            self._settle(run_id, audit_done, items)  # also renews our other claims
+            held_until = renewed_at + self.lease_seconds
             finished = {k for k, v in audit_done.items() if v is None or v.verdict == DEAD}
             self._drop_stashes([i for i in ordered if i["kind"] == "audit" and i["id"] in finished])
         delivered: list[str] = []
@@ -649,6 +743,13 @@ class Auditor:
                     continue
                 self.sleep(wait)
                 waited += wait
+            need = _number(getattr(notifier, "max_call_seconds", 0.0))
+            if self.clock().timestamp() + need + CLAIM_MARGIN_SECONDS > held_until:
+                # This call could outlast our claims: renew them first, or another run could take the alert over
+                # mid-call and post it again. An alert another run took meanwhile is that run's to post.
+                still_ours, held_until = self._renew_claims(run_id)
+                if item["id"] not in still_ours:
+                    continue
             try:
                 notifier.deliver(item["payload"], alert_id=item["payload"]["id"])
             except DeliveryError as exc:
@@ -664,7 +765,9 @@ class Auditor:
                     broken[name] = str(exc)
                 continue
             working.add(name)
+            renewed_at = self.clock().timestamp()
             self._settle(run_id, {item["id"]: None}, items)
+            held_until = renewed_at + self.lease_seconds
             delivered.append(item["id"])
         if failures:
             self._settle(run_id, failures, items)
@@ -677,6 +780,22 @@ class Auditor:
                 delivered += more_delivered
                 failures.update(dict.fromkeys(more_failed, Failure("", RETRY)))
         return delivered, list(failures)
+
+    def _renew_claims(self, run_id: str) -> tuple[set[str], float]:
+        """Extend every outbox claim this run still holds by a lease: (the ids it holds, until when)."""
+        for _ in range(self.max_commit_attempts):
+            state, etag = self._load()
+            if state is None:
+                return set(), 0.0
+            now = self.clock().timestamp()
+            outbox = [{**i, "claimedUntil": now + self.lease_seconds} if i.get("claimedBy") == run_id else i
+                      for i in state.outbox]
+            try:
+                self.state.save(replace(state, outbox=outbox), etag=etag)
+            except StateConflict:
+                continue
+            return {str(i["id"]) for i in outbox if i.get("claimedBy") == run_id}, now + self.lease_seconds
+        return set(), 0.0
 
     def _audit_payload(self, item: JsonDict, encoded: Mapping[str, EncodedRecord]) -> JsonDict | EncodedRecord | None:
         if item["id"] in encoded:
@@ -753,7 +872,7 @@ class Auditor:
         logger.error("outbox item %s dead-lettered after %s attempt(s): %s", record["item"]["id"],
                      record["item"]["attempts"], _bounded(error))
         try:
-            self.audit.append(record)
+            self.audit.append(self._stamped(record))
         except Exception as exc:  # the item stays in the outbox: never dropped without its record
             logger.error("dead-letter record of %s not appended: %s", record["item"]["id"], _short(exc))
             return False
@@ -818,8 +937,9 @@ class Auditor:
 
     def _append_delivery(self, run_id: str, delivered: list[str], undelivered: list[str]) -> None:
         try:
-            self.audit.append({"runId": run_id, "time": self.clock().isoformat(), "outcome": "delivery",
-                               "delivered": delivered, "undelivered": undelivered})
+            self.audit.append(self._stamped({"runId": run_id, "time": self.clock().isoformat(),
+                                             "outcome": "delivery", "delivered": delivered,
+                                             "undelivered": undelivered}))
         except Exception as exc:  # what was delivered is settled in the state already; never undo that here
             logger.error("run %s: delivery record not appended to the audit log: %s", run_id, exc)
 
@@ -845,7 +965,16 @@ class Auditor:
         return record
 
     def _append_direct(self, trigger: RunTrigger, run_id: str, outcome: str, **kwargs: Any) -> None:
-        self.audit.append(self._record(trigger, run_id, outcome, **kwargs))
+        self.audit.append(self._stamped(self._record(trigger, run_id, outcome, **kwargs)))
+
+    def _stamped(self, record: JsonDict | EncodedRecord) -> JsonDict | EncodedRecord:
+        """The record with `stateSeen`, the committed run the state store last saw: the chain's end then shows a
+        run that was committed, so a state rolled back behind it is refused on load. A commit's own record
+        (already serialised) carries its `stateSequence` instead."""
+        seen = getattr(self.state, "sequence_seen", None)
+        if isinstance(record, EncodedRecord) or not isinstance(seen, int) or "stateSequence" in record:
+            return record
+        return {**record, "stateSeen": seen}
 
     def _sendable(self, pairs: list[JsonDict]) -> list[JsonDict]:
         return [p for p in pairs if self.notify_info or p.get("severity") != "info"]
@@ -921,6 +1050,13 @@ def _merged_holds(stored: Mapping[str, Any], learned: Mapping[str, JsonDict], no
         if times and max(times) > now:
             out[name] = {"notBefore": max(times)}
     return out
+
+
+def _same_unread(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """The same subscriptions unread, for the same kind of reason (a changed message alone is no reason to write)."""
+    def kinds(m: Mapping[str, Any]) -> dict[str, tuple[bool, bool]]:
+        return {s: (bool(v.get("access")), bool(v.get("baseline"))) for s, v in m.items() if isinstance(v, Mapping)}
+    return kinds(a) == kinds(b)
 
 
 def _backoff(attempts: int) -> float:

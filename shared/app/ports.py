@@ -22,17 +22,42 @@ class IncompleteReadError(Exception):
         self.unreadable: dict[str, str] = dict(unreadable or {})
 
 
+@dataclass(frozen=True, slots=True)
+class ScopeRead:
+    """A whole-scope read that may have missed some watched subscriptions (a reader's optional `read_scope`).
+
+    resources: every relevant resource of the subscriptions that were read completely (none of a missed one).
+    unreadable: subscription -> why, for those the identity cannot read at all (no Reader, not found, another
+        tenant): raised as a health alert at once.
+    failed: subscription -> why, for those whose read failed this time (throttled, 5xx, a timeout): counted as an
+        incomplete read, retried by the next run.
+    """
+
+    resources: list[JsonDict]
+    unreadable: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def missed(self) -> dict[str, str]:
+        """Every subscription not read, lower-case id -> why."""
+        return {s.lower(): why for s, why in {**self.failed, **self.unreadable}.items()}
+
+
 class StateConflict(Exception):
     """Another run committed the state first (the ETag condition failed)."""
 
 
 class StateCorrupt(Exception):
-    """The committed state cannot be read (garbage, truncated, edited by hand). `etag` is the unreadable head's,
-    so a rebuild can replace it under the usual ETag condition."""
+    """The committed state cannot be read (garbage, truncated, edited by hand) or cannot be trusted (older than
+    what the audit chain shows was committed). `etag` is the refused head's, so a rebuild can replace it under the
+    usual ETag condition; `sequence` is the highest run the audit chain shows was committed (None: unknown), so
+    the rebuild's sequence goes on after it."""
 
-    def __init__(self, message: str, *, etag: str | None) -> None:
+    def __init__(self, message: str, *, etag: str | None, sequence: int | None = None) -> None:
         super().__init__(message)
         self.etag = etag
+        self.sequence = sequence
 
 
 class DeliveryError(Exception):
@@ -74,6 +99,10 @@ class CommittedState:
         that pairs only the circuits it touched can still count the whole set; None in states written before.
     topology_warnings: what parsing `resources` warned about, so that a run whose read equals the committed copy
         need not parse it again; None when not kept (states written before, or too long for the small head).
+    unread: watched subscriptions the last whole-scope read missed, lower-case id -> {"why", "since", "baseline"}:
+        their resources in `resources` are the last ones read, and no run decides a pair that touches them until a
+        whole-scope read covers them again. `baseline` true: never read since the baseline, so the first read
+        records their pairs instead of announcing them (shared.core.coverage).
     working_copy_ok: False when the store could not load `resources` intact (then they are empty): the run reads
         the whole scope again and re-baselines instead of diffing against nothing. Not stored.
     """
@@ -90,6 +119,7 @@ class CommittedState:
     audit_tail: JsonDict | None = None
     topology_pairs: int | None = None
     topology_warnings: list[str] | None = None
+    unread: JsonDict = field(default_factory=dict)
     working_copy_ok: bool = True
 
     def to_json(self) -> JsonDict:
@@ -106,6 +136,7 @@ class CommittedState:
             **({"auditTail": self.audit_tail} if self.audit_tail else {}),
             **({"topologyPairs": self.topology_pairs} if self.topology_pairs is not None else {}),
             **({"topologyWarnings": self.topology_warnings} if self.topology_warnings is not None else {}),
+            **({"unread": self.unread} if self.unread else {}),
         }
 
     @classmethod
@@ -126,12 +157,18 @@ class CommittedState:
                             else None),
             topology_warnings=([str(w) for w in data["topologyWarnings"]]
                                if isinstance(data.get("topologyWarnings"), list) else None),
+            unread={str(k): dict(v) for k, v in data["unread"].items() if isinstance(v, dict)}
+            if isinstance(data.get("unread"), dict) else {},
         )
 
 
 class StateStore(Protocol):
-    def load(self) -> tuple[CommittedState | None, str | None]:
-        """The committed state and its ETag; (None, None) when nothing was committed yet."""
+    def load(self, *, verify: bool = True) -> tuple[CommittedState | None, str | None]:
+        """The committed state and its ETag; (None, None) when nothing was committed yet.
+
+        `verify` (a run's first load): also check the state against the audit chain's end and the working copy
+        against what was stored, even when a copy is cached. False: a re-read within a run, to settle the outbox.
+        """
         ...
 
     def save(self, state: CommittedState, *, etag: str | None) -> str:

@@ -19,13 +19,26 @@ def read_audit_folder(store_dir: str) -> AuditView:
     A damaged log still gives a page: the records up to the damage, and the page says the chain did not verify.
     """
     from shared.adapters.audit_reader import parse_record
-    from shared.adapters.store import LocalAuditLog, LocalStateStore, missing_tail, verify_audit
+    from shared.adapters.store import (
+        AuditLogCorrupt,
+        LocalAuditLog,
+        LocalStateStore,
+        missing_tail,
+        parse_audit_line,
+        verify_audit,
+    )
+    from shared.adapters.store.anchor import anchor_gap
     from shared.cli.usage import UsageError
     from shared.core.audit_query import AuditQueryError, LoggedRecord, PartJoiner
 
     if not Path(store_dir).is_dir():
         raise UsageError(f"{store_dir}: no such store folder")
-    lines = list(LocalAuditLog(store_dir).lines())
+    log = LocalAuditLog(store_dir)
+    try:
+        anchor, anchor_problem = log.anchor.read(), None  # read before the log: it never runs ahead of it
+    except AuditLogCorrupt as exc:
+        anchor, anchor_problem = None, str(exc)
+    lines = list(log.lines())
     result = verify_audit(lines)
     problem = result.problem
     records: list[LoggedRecord] = []
@@ -38,6 +51,8 @@ def read_audit_folder(store_dir: str) -> AuditView:
                 records.append(logged)
     except AuditQueryError as exc:
         problem = problem or str(exc)
+    if problem is None:  # the chain verified, so every line is a record
+        problem = anchor_problem or anchor_gap(anchor, (parse_audit_line(line) for line in lines))
     if problem is None:
         problem = missing_tail(LocalStateStore(store_dir).load()[0], (r.record for r in records))
     return AuditView(source=store_dir, records=records, lines=len(lines), verified=problem is None, problem=problem)

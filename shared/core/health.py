@@ -35,7 +35,8 @@ DEFAULT_LIMIT = timedelta(minutes=60)
 class Observation:
     """What one run saw that bears on health. Fields left at their default say nothing."""
 
-    read_complete: bool | None = None  # True: a complete read; False: an incomplete one; None: no read
+    # True: a complete read (apart from `unreadable`, whose pairs were held); False: an incomplete one; None: no read
+    read_complete: bool | None = None
     read_error: str = ""
     unreadable: Mapping[str, str] = field(default_factory=dict)  # subscription -> why (no Reader / not found)
     reconciled: bool = False  # a complete timer reconcile
@@ -87,18 +88,21 @@ def assess(health: Mapping[str, Any], seen: Observation, *, now: datetime, limit
     conditions: dict[str, JsonDict] = {k: dict(v) for k, v in _conditions(health).items()}
     out: JsonDict = {k: v for k, v in health.items() if k != "conditions"}
     slack = limit + refresh_interval(limit)  # the stored times may lag by one refresh interval: never alarm early
+    for sub, why in seen.unreadable.items():
+        key = f"{SUBSCRIPTION_UNREADABLE}:{sub.lower()}"
+        conditions.setdefault(key, {"since": _iso(now), "title": f"Subscription {sub} cannot be read",
+                                    "detail": f"subscription {sub}: {why}; its changes are not audited (the "
+                                              "pairs that touch it keep their last known status)"})
     if seen.read_complete is True:
         _refresh(out, "lastComplete", now, limit)
         conditions.pop(READS_INCOMPLETE, None)
-        for key in [k for k in conditions if k.startswith(SUBSCRIPTION_UNREADABLE + ":")]:
+        # Read completely apart from the subscriptions it names as unreadable: every other one is readable again.
+        still = {f"{SUBSCRIPTION_UNREADABLE}:{sub.lower()}" for sub in seen.unreadable}
+        for key in [k for k in conditions if k.startswith(SUBSCRIPTION_UNREADABLE + ":") and k not in still]:
             del conditions[key]
         if seen.reconciled or "lastReconcile" not in out:  # count from the first run, so a dead timer is noticed
             _refresh(out, "lastReconcile", now, limit)
     elif seen.read_complete is False:
-        for sub, why in seen.unreadable.items():
-            key = f"{SUBSCRIPTION_UNREADABLE}:{sub.lower()}"
-            conditions.setdefault(key, {"since": _iso(now), "title": f"Subscription {sub} cannot be read",
-                                        "detail": f"subscription {sub}: {why}; its changes are not audited"})
         since = _parse(out.get("lastComplete"))
         if since is not None and now - since > slack:
             conditions.setdefault(READS_INCOMPLETE, {

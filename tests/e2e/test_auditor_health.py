@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,15 +50,22 @@ class SimTime:
         self.now += timedelta(**delta)
 
 
+def local_stores(folder: Path) -> Callable[[], tuple[Any, Any]]:
+    return lambda: (LocalStateStore(folder), LocalAuditLog(folder))
+
+
 class Rig:
-    def __init__(self, folder: Path, services: dict[str, ChatService], time: SimTime, **options: Any) -> None:
+    def __init__(self, folder: Path, services: dict[str, ChatService], time: SimTime,
+                 stores: Callable[[], tuple[Any, Any]] | None = None, **options: Any) -> None:
         self.folder, self.services, self.time = folder, services, time
+        self.stores = stores or local_stores(folder)  # fresh (state store, audit log) instances of one store
         self.reader = FakeReader(lab((2,)))
         pacer = Pacer()
         self.notifiers = [WebhookNotifier(kind, s.url, name=f"{kind}:{kind.upper()}_WEBHOOK_URL", timeout=5.0,
                                           max_total_wait=15.0, sleep=time.sleep, clock=time.seconds, pacer=pacer)
                           for kind, s in services.items()]
-        self.auditor = Auditor(reader=self.reader, state=LocalStateStore(folder), audit=LocalAuditLog(folder),
+        state, audit = self.stores()
+        self.auditor = Auditor(reader=self.reader, state=state, audit=audit,
                                notifiers=self.notifiers, clock=time.clock, sleep=time.sleep, **options)
         self.events = 0
         entrypoints.use(self.auditor)
@@ -77,13 +84,13 @@ class Rig:
                                                                   trigger_metadata=None))
 
     def records(self) -> list[dict[str, Any]]:
-        return list(LocalAuditLog(self.folder).records())
+        return list(self.stores()[1].records())
 
     def health(self, status: str = "raised") -> list[str]:
         return [r["condition"] for r in self.records() if r["outcome"] == f"health {status}"]
 
     def outbox(self) -> list[dict[str, Any]]:
-        state, _ = LocalStateStore(self.folder).load()
+        state, _ = self.stores()[0].load()
         assert state is not None
         return state.outbox
 
@@ -315,6 +322,44 @@ def test_a_run_that_died_holding_a_claim_is_taken_over_within_about_a_minute(
     assert services["slack"].accepted == []  # the claim still holds: never posted twice
     time.advance(seconds=35)
     rig.reconcile()
+    assert len(transit(services["slack"].accepted)) == 1 and len(transit(services["teams"].accepted)) == 1
+
+
+def test_slow_failing_deliveries_never_outlast_the_claim_so_no_other_run_can_post_them_again(
+        tmp_path: Path, services: dict[str, ChatService], time: SimTime) -> None:
+    rig = Rig(tmp_path, services, time)
+    rig.reconcile()
+    lapsed: list[str] = []
+    posts = {"slack": 0, "teams": 0}
+
+    def slow(kind: str) -> Any:
+        def on_post(body: bytes) -> tuple[int, str, dict[str, str]] | None:
+            posts[kind] += 1
+            time.advance(seconds=5)  # every answer takes the whole 5 s timeout
+            state, _ = LocalStateStore(tmp_path).load()
+            assert state is not None
+            [item] = [i for i in state.outbox if i["kind"] == "alert" and i["notifier"].startswith(kind)]
+            if not item.get("claimedBy") or item["claimedUntil"] < time.seconds():
+                lapsed.append(f"{kind} post {posts[kind]} at {time.seconds() - start:.0f} s")  # another run may post
+            if kind == "teams" and posts[kind] == 4:
+                return None  # the full card: 413, too large; then the minimal alert's retries
+            return 503, "Service Unavailable", {"Retry-After": "5"}
+        return on_post
+
+    services["slack"].on_post, services["teams"].on_post = slow("slack"), slow("teams")
+    services["teams"].max_bytes = 2000  # the full card is refused for its size, the minimal one would fit
+    start = time.seconds()
+    rig.event(lab((1, 2)))
+    assert lapsed == []  # every post happened while this run still held the alert's claim
+    budget = rig.notifiers[0].max_call_seconds  # type: ignore[attr-defined]
+    assert budget == 4 * 5 + 15
+    for kind in ("slack", "teams"):
+        ends = [p.at for p in services[kind].posts]
+        assert ends[-1] - (ends[0] - 5) <= budget  # one delivery call, fallback included, stays within its budget
+    assert sorted(i["notifier"] for i in rig.outbox()) == ["slack:SLACK_WEBHOOK_URL", "teams:TEAMS_WEBHOOK_URL"]
+    services["slack"].on_post = services["teams"].on_post = None
+    time.advance(minutes=15)
+    rig.reconcile()  # both services answer again: each alert is posted once
     assert len(transit(services["slack"].accepted)) == 1 and len(transit(services["teams"].accepted)) == 1
 
 

@@ -57,6 +57,19 @@ def test_report_says_when_the_audit_chain_is_broken(tmp_path: Path) -> None:
     assert "audit chain NOT verified" in out.read_text(encoding="utf-8")
 
 
+def test_report_says_when_the_last_audit_record_was_cut(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    assert cli("replay", REPO / "examples" / "replay-lab", "--store", store).returncode == 0
+    (log,) = store.glob("audit-*.jsonl")
+    lines = log.read_text(encoding="utf-8").splitlines()
+    log.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # the last record (of any kind) cut
+    out = tmp_path / "report.html"
+    assert cli("report", LAB3, "--store", store, "-o", out).returncode == 0
+    data = page_data(out)
+    assert data["audit"]["verified"] is False
+    assert "records at the end of the log are missing (1 record)" in data["audit"]["problem"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["no-such.json"], "no-such.json: cannot read file"),
     ([LAB3, "--store", "no-such-store"], "no-such-store: no such store folder"),

@@ -45,6 +45,10 @@ def test_audit_verify_finds_a_modified_record_and_a_cut_tail(tmp_path: Path) -> 
     done = cli("audit", "verify", "--store", str(tmp_path))
     assert done.returncode == 1 and "broken at record" in done.stdout
 
+    log.write_text("".join(lines[:-1]))  # the last record cut, whatever it is: the anchor kept with the state shows it
+    done = cli("audit", "verify", "--store", str(tmp_path))
+    assert done.returncode == 1 and "records at the end of the log are missing (1 record)" in done.stdout
+
     committed = [i for i, line in enumerate(lines) if '"stateSequence"' in line]
     log.write_text("".join(lines[: committed[-1]]))  # the last committed run's record and what follows, cut
     done = cli("audit", "verify", "--store", str(tmp_path))

@@ -40,7 +40,7 @@ def locked(path: Path) -> dict[str, str]:
     return entries
 
 
-@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt", "requirements-checkov.txt"])
 def test_every_locked_package_is_pinned_with_hashes(name: str) -> None:
     locked(REPO / name)
 
@@ -65,3 +65,33 @@ def test_setup_installs_with_require_hashes_and_no_resolution() -> None:
     # Azure Functions' remote build runs `pip install -r requirements.txt`: hashes there switch pip to
     # hash-checking mode for the deployment too.
     assert "--hash=sha256:" in (REPO / "requirements.txt").read_text(encoding="utf-8")
+
+
+def test_make_lock_compiles_every_requirements_in_file() -> None:
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    lock_rule = makefile[makefile.index("\nlock:"):].split("\n\n", 1)[0]
+    for source in sorted(REPO.glob("requirements*.in")):
+        assert f"-o {source.stem}.txt {source.name}" in lock_rule, f"make lock does not compile {source.name}"
+
+
+def test_checkov_is_installed_only_from_its_hash_pinned_lock() -> None:
+    script = (REPO / "infra" / "checks" / "checkov.sh").read_text(encoding="utf-8")
+    installs = [line for line in script.splitlines() if "pip install" in line]
+    assert installs and all("--require-hashes" in line and "--no-deps" in line and '-r "$lock"' in line
+                            for line in installs)
+    assert 'lock="$root/requirements-checkov.txt"' in script
+    wanted = re.findall(r"^checkov==(\S+)", (REPO / "requirements-checkov.in").read_text(encoding="utf-8"), re.M)
+    assert wanted and locked(REPO / "requirements-checkov.txt")["checkov"] == wanted[0]
+
+
+@pytest.mark.parametrize("name", ["requirements.txt", "requirements-dev.txt"])
+def test_the_locks_hold_no_msrest(name: str) -> None:
+    """msrest is deprecated; it came in only through azure-mgmt-resourcegraph, replaced by a query through
+    azure-mgmt-core's ARM pipeline (shared/adapters/arm.py)."""
+    held = locked(REPO / name)
+    assert "msrest" not in held and "azure-mgmt-resourcegraph" not in held
+
+
+def test_no_code_imports_the_resource_graph_client() -> None:
+    sources = [p for p in (REPO / "shared").rglob("*.py")] + [REPO / "function_app.py"]
+    assert not [p for p in sources if "azure.mgmt.resourcegraph" in p.read_text(encoding="utf-8")]

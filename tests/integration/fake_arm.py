@@ -17,7 +17,8 @@ Default behaviour (when no scripted reply matches):
   A denied subscription is silently left out, as Resource Graph does; if none is readable it answers 400.
 - GET of a resource id: ARM's copy (see `set_arm_copy`) or the held resource, else 404 ResourceNotFound.
   GET .../virtualHubs/{hub}/hubVirtualNetworkConnections lists the hub's connections ({"value": [...]}).
-- Anything under a denied subscription: 403 AuthorizationFailed.
+- Anything under a denied subscription: 403 AuthorizationFailed. GET /subscriptions/{id} (Subscriptions - Get):
+  the subscription, 403 when denied, 404 SubscriptionNotFound when the fake holds no such subscription.
 - GET /msi/token: a managed-identity endpoint (the App Service protocol azure-identity speaks when IDENTITY_ENDPOINT
   and IDENTITY_HEADER are set): checks the X-IDENTITY-HEADER secret and issues a token for the asked resource.
 
@@ -223,6 +224,11 @@ class FakeArmServer:
         with self._lock:
             self._denied.add(subscription_id.lower())
 
+    def allow_subscription(self, subscription_id: str) -> None:
+        """Undo deny_subscription: the caller can read this subscription again (Reader granted back)."""
+        with self._lock:
+            self._denied.discard(subscription_id.lower())
+
     def script(self, path_regex: str, *replies: Reply, method: str | None = None, repeat: bool = False) -> None:
         """Answer requests whose path matches `path_regex` (re.search, case-insensitive) with `replies`.
 
@@ -391,6 +397,15 @@ class FakeArmServer:
         parts = path.strip("/").split("/")
         if len(parts) < 2 or parts[0].lower() != "subscriptions":
             return arm_error(404, "NotFound", f"no route for {path}")
+        if len(parts) == 2:  # Subscriptions - Get: 404 for an id that does not exist, 403 without a role there
+            sub = parts[1].lower()
+            if sub not in self._known_subscriptions:
+                return arm_error(404, "SubscriptionNotFound", f"The subscription '{parts[1]}' could not be found.")
+            if sub in self._denied:
+                return arm_error(403, "AuthorizationFailed", "The client does not have authorization to perform "
+                                 f"action 'Microsoft.Resources/subscriptions/read' over scope '/subscriptions/{sub}'")
+            return Reply(200, {"id": f"/subscriptions/{sub}", "subscriptionId": sub, "displayName": sub,
+                               "state": "Enabled"})
         if not self._readable(parts[1]):
             return arm_error(
                 403, "AuthorizationFailed", "The client does not have authorization to perform action over scope"

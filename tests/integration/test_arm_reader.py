@@ -70,7 +70,7 @@ def test_one_constant_query_over_all_subscriptions(fake_arm: FakeArmServer, lab:
     assert post.body["query"] == TOPOLOGY_QUERY
     assert post.body["subscriptions"] == [b.SUB, SUB2]  # de-duplicated case-insensitively
     assert post.body["options"]["resultFormat"] == "objectArray"
-    assert post.query["api-version"] == "2021-03-01"
+    assert post.query["api-version"] == "2022-10-01"
     assert fake_arm.credential.scopes[-1] == ("https://management.azure.com/.default",)
 
 
@@ -94,6 +94,49 @@ def test_a_subscription_resource_graph_silently_leaves_out_is_incomplete(
         make_reader(fake_arm, [b.SUB, SUB2]).read()
     [post] = fake_arm.resource_graph_requests()
     assert post.body["subscriptions"] == [b.SUB, SUB2]
+
+
+def test_read_scope_returns_the_readable_subscriptions_and_says_why_another_is_not(
+    fake_arm: FakeArmServer, lab: list[dict[str, Any]]
+) -> None:
+    other = b.vnet("other", "10.50.0.0/16", sub=SUB2)
+    fake_arm.set_resources({b.SUB: lab, SUB2: [other]})
+    fake_arm.deny_subscription(SUB2)
+    missing = "00000000-0000-0000-0000-0000000000ff"
+
+    scope = make_reader(fake_arm, [b.SUB, SUB2, missing]).read_scope()
+
+    assert ids(scope.resources) == ids(lab) and scope.failed == {}
+    assert sorted(scope.unreadable) == [SUB2, missing]
+    assert scope.unreadable[SUB2].startswith("no Reader role for the auditor's identity (403 AuthorizationFailed)")
+    assert scope.unreadable[missing].startswith("not found") and "404 SubscriptionNotFound" in scope.unreadable[missing]
+    assert fake_arm.count(rf"^/subscriptions/{SUB2}$", method="GET") == 1  # one Subscriptions - Get to tell why
+
+
+def test_a_throttled_batch_misses_only_its_own_subscriptions(fake_arm: FakeArmServer) -> None:
+    fake_arm.set_resources({b.SUB: b.lab((1, 2)), SUB2: [b.vnet("other", "10.50.0.0/16", sub=SUB2)]})
+    fake_arm.script(RG_PATH, Reply(200, fake_arm.graph_answer([b.SUB])),
+                    arm_error(429, "RateLimiting", headers={"Retry-After": "0"}))
+
+    scope = make_reader(fake_arm, [b.SUB, SUB2], batch_size=1).read_scope()
+
+    assert ids(scope.resources) == ids(b.lab((1, 2))) and scope.unreadable == {}
+    assert list(scope.failed) == [SUB2] and "429 RateLimiting" in scope.failed[SUB2]
+    with pytest.raises(IncompleteReadError, match="429"):  # `read` (export) still wants everything
+        fake_arm.script(RG_PATH, Reply(200, fake_arm.graph_answer([b.SUB])),
+                        arm_error(429, "RateLimiting", headers={"Retry-After": "0"}))
+        make_reader(fake_arm, [b.SUB, SUB2], batch_size=1).read()
+
+
+def test_a_hub_whose_connections_cannot_be_listed_misses_its_subscription_only(fake_arm: FakeArmServer) -> None:
+    hub = b.virtual_hub("vhub-2", "wan-2", sub=SUB2)
+    fake_arm.set_resources({b.SUB: b.lab((1, 2)), SUB2: [hub]})
+    fake_arm.script(r"/hubVirtualNetworkConnections$", arm_error(503, "ServiceUnavailable"))
+
+    scope = make_reader(fake_arm, [b.SUB, SUB2]).read_scope()
+
+    assert ids(scope.resources) == ids(b.lab((1, 2)))  # nothing of SUB2, not even the hub Resource Graph returned
+    assert list(scope.failed) == [SUB2] and "vhub-2" in scope.failed[SUB2]
 
 
 def test_resource_graph_refusing_with_403_is_incomplete(fake_arm: FakeArmServer, lab: list[dict[str, Any]]) -> None:

@@ -8,11 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.exceptions import HttpResponseError
-from azure.mgmt.resourcegraph import ResourceGraphClient
-from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+from azure.core.rest import HttpRequest, HttpResponse
 
-from shared.adapters.arm import TOPOLOGY_QUERY, QuotaPacer, ResourceGraphTopologyReader
+from shared.adapters.arm import (
+    RESOURCE_GRAPH_API_VERSION,
+    RESOURCE_GRAPH_PATH,
+    TOPOLOGY_QUERY,
+    QuotaPacer,
+    ResourceGraphTopologyReader,
+    arm_pipeline,
+)
 from shared.adapters.store import LocalAuditLog, LocalStateStore
 from shared.app.auditor import COMMITTED, INCOMPLETE, Auditor, RunTrigger
 from shared.app.ports import IncompleteReadError
@@ -26,6 +31,14 @@ SUB2 = "00000000-0000-0000-0000-000000000002"
 
 def many_subscriptions(n: int) -> list[str]:
     return [f"00000000-0000-0000-0001-{i:012d}" for i in range(n)]
+
+
+def post_query(fake: FakeArmServer, body: dict[str, Any]) -> HttpResponse:
+    """One Resource Graph query as the reader sends it (the ARM pipeline, no retries), answered as is."""
+    client = arm_pipeline(fake.credential, fake.base_url, connection_verify=fake.ca_pem, retry_total=0)
+    return client.send_request(HttpRequest("POST", client.format_url(RESOURCE_GRAPH_PATH),
+                                           params={"api-version": RESOURCE_GRAPH_API_VERSION},
+                                           json={"query": TOPOLOGY_QUERY, **body}))
 
 
 def test_more_than_1000_subscriptions_are_read_in_batches_of_at_most_1000(fake_arm: FakeArmServer) -> None:
@@ -43,29 +56,21 @@ def test_more_than_1000_subscriptions_are_read_in_batches_of_at_most_1000(fake_a
 def test_the_fake_refuses_what_resource_graph_refuses(fake_arm: FakeArmServer) -> None:
     subs = many_subscriptions(1001)
     fake_arm.set_resources({s: [] for s in subs})
-    client = ResourceGraphClient(fake_arm.credential, **fake_arm.client_options())
-    with pytest.raises(HttpResponseError) as too_many:
-        client.resources(QueryRequest(subscriptions=subs, query=TOPOLOGY_QUERY))
-    with pytest.raises(HttpResponseError) as too_big:
-        client.resources(QueryRequest(subscriptions=subs[:1], query=TOPOLOGY_QUERY,
-                                      options=QueryRequestOptions(top=1001)))
-    assert too_many.value.status_code == 400 and too_big.value.status_code == 400
+    too_many = post_query(fake_arm, {"subscriptions": subs})
+    too_big = post_query(fake_arm, {"subscriptions": subs[:1], "options": {"$top": 1001}})
+    assert too_many.status_code == 400 and too_big.status_code == 400
+    assert too_many.json()["error"]["code"] == too_big.json()["error"]["code"] == "BadRequest"
 
 
 def test_the_fake_answers_429_with_retry_after_once_the_quota_is_spent(fake_arm: FakeArmServer) -> None:
     fake_arm.set_resources({b.SUB: b.lab(())})
     fake_arm.query_quota, fake_arm.quota_window = 2, 30.0
-    client = ResourceGraphClient(fake_arm.credential, **fake_arm.client_options())
-    seen: list[str] = []
-    for _ in range(2):
-        client.resources(QueryRequest(subscriptions=[b.SUB], query=TOPOLOGY_QUERY),
-                         cls=lambda p, d, h: seen.append(p.http_response.headers["x-ms-user-quota-remaining"]))
-    with pytest.raises(HttpResponseError) as throttled:
-        client.resources(QueryRequest(subscriptions=[b.SUB], query=TOPOLOGY_QUERY))
+    seen = [post_query(fake_arm, {"subscriptions": [b.SUB]}).headers["x-ms-user-quota-remaining"] for _ in range(2)]
+    throttled = post_query(fake_arm, {"subscriptions": [b.SUB]})
     assert seen == ["1", "0"]
-    assert throttled.value.status_code == 429
-    assert int(throttled.value.response.headers["Retry-After"]) >= 1
-    assert throttled.value.response.headers["x-ms-user-quota-resets-after"].startswith("00:00:")
+    assert throttled.status_code == 429
+    assert int(throttled.headers["Retry-After"]) >= 1
+    assert throttled.headers["x-ms-user-quota-resets-after"].startswith("00:00:")
 
 
 def test_paging_is_paced_by_the_quota_headers_instead_of_running_into_429(fake_arm: FakeArmServer) -> None:

@@ -101,21 +101,47 @@ def test_a_state_in_the_old_layout_loads_and_the_next_commit_writes_the_new_one(
     assert reloaded is not None and reloaded.sequence == 8 and reloaded.resources == old.resources
 
 
-def test_a_projection_that_does_not_match_its_head_is_reported_damaged(backend: Backend) -> None:
-    backend.state_store().save(big_state(20), etag=None)
+def overwrite_projection(backend: Backend, content: bytes) -> None:
     if isinstance(backend, LocalBackend):
         [path] = backend.folder.glob("topology-*.json")
-        path.write_text("[]")
+        path.write_bytes(content)
     else:
         from azure.storage.blob import BlobServiceClient
 
         service = BlobServiceClient.from_connection_string(backend.connection_string)  # type: ignore[attr-defined]
         [name] = projections(backend)
         service.get_blob_client(backend.state_container, name).upload_blob(  # type: ignore[attr-defined]
-            gzip.compress(b"[]"), overwrite=True)
+            gzip.compress(content), overwrite=True)
+
+
+def test_a_projection_that_does_not_match_its_head_is_reported_damaged(backend: Backend) -> None:
+    backend.state_store().save(big_state(20), etag=None)
+    overwrite_projection(backend, b"[]")
     state, etag = backend.state_store().load()
     assert state is not None and etag is not None
     assert state.working_copy_ok is False and state.resources == [] and state.sequence == 1
+
+
+def test_a_warm_load_checks_the_stored_copy_without_reading_it_and_sees_it_edited(backend: Backend) -> None:
+    store = backend.state_store()
+    store.save(big_state(50), etag=None)
+    reads: list[str] = []
+    read = store._read_projection
+
+    def counted(key: str) -> Any:
+        reads.append(key)
+        return read(key)
+
+    store._read_projection = counted
+    for _ in range(3):
+        state, _ = store.load()
+        assert state is not None and state.working_copy_ok
+    assert reads == []  # the cached copy is still the stored one: checked by its identity, not re-read
+    overwrite_projection(backend, json.dumps(big_state(49).resources, separators=(",", ":")).encode())
+    state, _ = store.load()  # the same (warm) store: the edited copy fails its hash, as in a cold one
+    assert state is not None and state.working_copy_ok is False and len(reads) == 1
+    state, _ = store.load(verify=False)  # a re-read within the run sees the damage too (never the stale cache)
+    assert state is not None and state.working_copy_ok is False
 
 
 def test_stashed_audit_records_round_trip_and_are_dropped(backend: Backend) -> None:

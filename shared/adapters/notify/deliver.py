@@ -155,6 +155,13 @@ class WebhookNotifier:
     def __repr__(self) -> str:
         return f"WebhookNotifier(channel={self.channel!r}, name={self.name!r})"
 
+    @property
+    def max_call_seconds(self) -> float:
+        """The longest one `deliver` call may take: its attempts (the full alert's and, after a size refusal, the
+        minimal alert's share them) and its waits. The auditor holds its claim on the alert at least that long, so
+        no other run takes the alert over (and posts it again) while this call still runs."""
+        return self._max_attempts * self._timeout + self._max_total_wait
+
     def deliver(self, alert: JsonDict, *, alert_id: str) -> None:
         """One bounded sequence of attempts; returns once accepted, else raises DeliveryError.
 
@@ -170,11 +177,14 @@ class WebhookNotifier:
             unrenderable = str(exc)
         if unrenderable:  # raised outside the handler so no exception chain is attached
             raise DeliveryError(f"{self.name}: alert {alert_id} cannot be rendered: {unrenderable}", retryable=False)
-        outcome, attempt = self._attempts(body, alert_id)
+        # One deadline for the whole call: the minimal alert's retries never add a second budget on top.
+        deadline = self._clock() + self.max_call_seconds
+        outcome, attempt = self._attempts(body, alert_id, deadline)
         if outcome.refusal == "size":
             logger.warning("%s: alert %s refused for its size or shape (%s); sending the minimal alert instead",
                            self.name, alert_id, outcome.reason)
-            outcome, attempt = self._attempts(render_minimal(self.channel, {**alert, "id": alert_id}), alert_id)
+            outcome, attempt = self._attempts(render_minimal(self.channel, {**alert, "id": alert_id}), alert_id,
+                                              deadline)
             if outcome.accepted:
                 return
             if not outcome.retryable:
@@ -192,8 +202,9 @@ class WebhookNotifier:
         raise DeliveryError(f"{self.name}: alert {alert_id} not delivered after {attempt} attempt(s): "
                             f"{outcome.reason}", retryable=True, retry_after=outcome.retry_after)
 
-    def _attempts(self, body: dict[str, Any], alert_id: str) -> tuple[_Attempt, int]:
-        """Post `body` with bounded retries (Retry-After honoured within the wait budget); the last outcome."""
+    def _attempts(self, body: dict[str, Any], alert_id: str, deadline: float) -> tuple[_Attempt, int]:
+        """Post `body` with bounded retries (Retry-After honoured within the wait budget), never starting a post or
+        a wait that would end after `deadline` (each post's timeout is cut to what is left); the last outcome."""
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
         headers = {
             "Content-Type": "application/json; charset=utf-8",
@@ -205,14 +216,19 @@ class WebhookNotifier:
         outcome = _Attempt(False, True, "not attempted")
         attempt = 0
         for attempt in range(1, self._max_attempts + 1):
-            outcome = self._post(data, headers)
+            if deadline - self._clock() <= 0:
+                outcome = _Attempt(False, True, f"{outcome.reason}; out of time for this delivery "
+                                                f"({self.max_call_seconds:g} s)", outcome.retry_after)
+                attempt -= 1
+                break
+            outcome = self._post(data, headers, deadline)
             if outcome.accepted:
                 logger.info("%s: alert %s accepted (attempt %d)", self.name, alert_id, attempt)
                 return outcome, attempt
             if not outcome.retryable or attempt == self._max_attempts:
                 break
             delay = self._delay(attempt, outcome.retry_after)
-            if waited + delay > self._max_total_wait:
+            if waited + delay > self._max_total_wait or self._clock() + delay >= deadline:
                 logger.warning("%s: alert %s: next wait %.1f s would exceed the %.0f s budget",
                                self.name, alert_id, delay, self._max_total_wait)
                 break
@@ -222,8 +238,9 @@ class WebhookNotifier:
             waited += delay
         return outcome, attempt
 
-    def _post(self, data: bytes, headers: dict[str, str]) -> _Attempt:
-        """One POST. requests' exceptions carry the URL, so only their class name leaves this method."""
+    def _post(self, data: bytes, headers: dict[str, str], deadline: float) -> _Attempt:
+        """One POST, its timeout cut to what is left before `deadline` (requests applies it to the connect and to
+        each read). requests' exceptions carry the URL, so only their class name leaves this method."""
         key = "|".join(sorted(_secret_parts(self._url)))
         if self._allowed_hosts is not None:
             refused = ""
@@ -236,11 +253,13 @@ class WebhookNotifier:
         with self._pacer.lock(key):
             if self.channel == "slack":
                 self._pacer.wait(key, SLACK_INTERVAL, self._clock, self._sleep)
+            timeout = min(self._timeout, deadline - self._clock())
+            if timeout <= 0:  # the pacing ate what was left
+                return _Attempt(False, True, f"out of time for this delivery ({self.max_call_seconds:g} s)")
             _URL_FILTER.posting.active = True
             try:
                 post = self._session.post if self._session is not None else requests.post
-                response = post(self._url, data=data, headers=headers, timeout=self._timeout,
-                                allow_redirects=False)
+                response = post(self._url, data=data, headers=headers, timeout=timeout, allow_redirects=False)
             except requests.ConnectTimeout:
                 return _Attempt(False, True, "connect timeout (ConnectTimeout)")
             except requests.Timeout as exc:
@@ -313,12 +332,14 @@ class ConsoleNotifier:
 class UnusableWebhookNotifier:
     """Stands for a webhook setting that exists but cannot be used (an unresolved Key Vault reference, a refused
     URL): every delivery fails, so the alerts stay queued under the setting's name (delivered once it is fixed)
-    and the failure shows as one, never as a silent fallback to the console."""
+    and the failure shows as one, never as a silent fallback to the console. `unusable` (why) makes the auditor
+    raise the channel's `delivery-failed` health alert at every run, even before there is an alert to post."""
 
     def __init__(self, channel: str, *, name: str, reason: str) -> None:
         self.channel = channel
         self.name = name
         self.reason = reason
+        self.unusable = reason
 
     def __repr__(self) -> str:
         return f"UnusableWebhookNotifier(channel={self.channel!r}, name={self.name!r})"
@@ -327,7 +348,7 @@ class UnusableWebhookNotifier:
         logger.error("%s: alert %s not delivered: the setting is configured but unusable: %s", self.name, alert_id,
                      self.reason)
         raise DeliveryError(f"{self.name}: alert {alert_id} not delivered: the setting is configured but unusable: "
-                            f"{self.reason}", retryable=True)
+                            f"{self.reason}", retryable=True, alarm=True)
 
 
 def notifiers_from_settings(settings: Mapping[str, str], **options: Any) -> list[Notifier]:

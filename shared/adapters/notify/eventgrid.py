@@ -164,6 +164,12 @@ class EventGridTopicPublisher:
     def __repr__(self) -> str:
         return f"EventGridTopicPublisher(name={self.name!r}, endpoint={self.endpoint!r})"
 
+    @property
+    def max_call_seconds(self) -> float:
+        """About the longest one `deliver` of a part from `split` (one batch) takes: its attempts and waits. The
+        auditor renews its claim on the item before a call that could outlast it."""
+        return self._max_attempts * self._timeout + self._max_total_wait
+
     def split(self, alert: JsonDict) -> list[JsonDict]:
         """The alert in parts whose events each fit one publish request (one outbox item per part).
 

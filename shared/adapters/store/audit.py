@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
@@ -11,10 +12,11 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.adapters.store._azure import _LazyContainer
 from shared.adapters.store._local import _flock
+from shared.adapters.store.anchor import AuditAnchor, LocalAuditAnchor, write_anchor
 from shared.app.ports import JsonDict
 from shared.core.chain import (
     _AUDIT_FILE_RE,
@@ -47,12 +49,15 @@ DEFAULT_AUDIT_CONTAINER = "er-transit-audit"
 class LocalAuditLog:
     """The audit chain as JSON-lines files `audit-YYYY-MM-DD.jsonl` (UTC day) in a folder, appended under a lock."""
 
-    def __init__(self, folder: str | os.PathLike[str], *, clock: Clock = _utcnow) -> None:
+    def __init__(self, folder: str | os.PathLike[str], *, clock: Clock = _utcnow,
+                 anchor: AuditAnchor | None = None) -> None:
         self._folder = Path(folder)
         self._lock_path = self._folder / "audit.lock"
         self._clock = clock
         self._tail: ChainTail | None = None
         self._tail_lock = threading.Lock()
+        # Where the chain ends, kept outside the log (`audit-anchor.json`): `audit verify` sees a cut end.
+        self.anchor: AuditAnchor = anchor or LocalAuditAnchor(self._folder)
 
     def _files(self) -> list[Path]:
         if not self._folder.is_dir():
@@ -84,14 +89,7 @@ class LocalAuditLog:
                 previous_text: str | None = None
                 source = files[-1]
                 for path in reversed(files):
-                    with open(path, "rb") as handle:
-
-                        def read_range(start: int, end: int, handle: Any = handle) -> bytes:
-                            handle.seek(start)
-                            data: bytes = handle.read(end - start)
-                            return data
-
-                        previous_text = _last_line(read_range, os.fstat(handle.fileno()).st_size)
+                    previous_text = _file_last_line(path)
                     if previous_text is not None:
                         source = path
                         break
@@ -127,7 +125,16 @@ class LocalAuditLog:
                 os.close(fd)
             with self._tail_lock:
                 self._tail = ChainTail(target.name, size, stored["seq"], _line_hash_of(line))
+            write_anchor(self.anchor, self._tail)  # under the lock: the anchor only ever moves forward
         return stored
+
+    def last_record(self) -> JsonDict | None:
+        """The chain's last record, reading only the end of the newest file (None: no record, or not one)."""
+        for path in reversed(self._files()):
+            text = _file_last_line(path)
+            if text is not None:
+                return _record_or_none(text)
+        return None
 
     def _known_end(self, files: list[Path]) -> tuple[int, str] | None:
         """The chain's end from the remembered tail, if the newest file is still exactly as it left it."""
@@ -182,6 +189,7 @@ class AppendBlobAuditLog:
         container: str = DEFAULT_AUDIT_CONTAINER,
         clock: Clock = _utcnow,
         max_attempts: int = 200,
+        anchor: AuditAnchor | None = None,
     ) -> None:
         self._container = _LazyContainer(
             account_url=account_url, credential=credential, connection_string=connection_string, container=container
@@ -190,6 +198,9 @@ class AppendBlobAuditLog:
         self._max_attempts = max_attempts
         self._tail: ChainTail | None = None
         self._tail_lock = threading.Lock()
+        # Where the chain ends, kept outside the log (a blob in the state container; see anchor.py).
+        self.anchor = anchor
+        self._anchored = 0
 
     @property
     def tail(self) -> ChainTail | None:
@@ -292,7 +303,9 @@ class AppendBlobAuditLog:
                 if create:
                     client.create_append_blob(if_none_match="*")
                 client.append_block(data, appendpos_condition=position)
-                self._remember(ChainTail(target, position + len(data), stored["seq"], _line_hash_of(line)))
+                tail = ChainTail(target, position + len(data), stored["seq"], _line_hash_of(line))
+                self._remember(tail)
+                self._move_anchor(tail)
                 return stored
             except ResourceExistsError as exc:
                 code = getattr(exc, "error_code", None)  # a str, or a str-valued StorageErrorCode
@@ -317,6 +330,18 @@ class AppendBlobAuditLog:
     def _remember(self, tail: ChainTail | None) -> None:
         with self._tail_lock:
             self._tail = tail
+
+    def _move_anchor(self, tail: ChainTail) -> None:
+        with self._tail_lock:
+            if tail.seq <= self._anchored:
+                return  # a later record of this process is anchored already
+            self._anchored = tail.seq
+        write_anchor(self.anchor, tail)
+
+    def last_record(self) -> JsonDict | None:
+        """The chain's last record: one listing of the day blobs and a ranged read of the newest one's end."""
+        text = self._previous_text(self._day_blobs())
+        return None if text is None else _record_or_none(text)
 
     def _written_by_us(self, name: str, data: bytes) -> bool:
         """After a lost position: was it our own earlier try (an SDK retry of an append that had succeeded)?"""
@@ -344,6 +369,25 @@ class AppendBlobAuditLog:
 
     def records(self) -> Iterator[JsonDict]:
         return _parse_lines(self.lines())
+
+
+def _file_last_line(path: Path) -> str | None:
+    with open(path, "rb") as handle:
+
+        def read_range(start: int, end: int) -> bytes:
+            handle.seek(start)
+            data: bytes = handle.read(end - start)
+            return data
+
+        return _last_line(read_range, os.fstat(handle.fileno()).st_size)
+
+
+def _record_or_none(text: str) -> JsonDict | None:
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 def _line_hash_of(text: str) -> str:

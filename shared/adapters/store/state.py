@@ -21,7 +21,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +94,10 @@ class _WorkingCopies:
                 self._copies.move_to_end(key)
             return copy
 
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._copies.pop(key, None)
+
     def put(self, key: str, resources: list[JsonDict]) -> None:
         with self._lock:
             self._copies[key] = resources
@@ -111,11 +115,83 @@ def _decode_head(document: Mapping[str, Any]) -> tuple[JsonDict, bool]:
     return dict(document), False  # old blob layout: the state itself
 
 
+def chain_sequence(record: Mapping[str, Any] | None) -> int | None:
+    """The highest committed run an audit record shows: its own commit's `stateSequence`, or `stateSeen` (the
+    committed run its writer had seen). None: the record says neither (an older record, a damage record)."""
+    if not isinstance(record, Mapping):
+        return None
+    numbers = [v for v in (record.get("stateSequence"), record.get("stateSeen"))
+               if isinstance(v, int) and not isinstance(v, bool)]
+    return max(numbers) if numbers else None
+
+
 class _Layout(ABC):
     """What both stores share: head encoding, the projection cache, the stash names, the load/verify logic."""
 
     _copies: _WorkingCopies
     _etag_meta: dict[str, tuple[str, str]]  # head ETag -> (projection key, its SHA-256), for heads seen here
+    _copy_ids: dict[str, str]  # projection key -> the stored copy's identity (ETag, or size/mtime/inode) when read
+    _bad_keys: set[str]  # projections found damaged or edited: the next commit naming one writes it anew
+    # The audit chain's last record (see watch_chain); the head ETag last found consistent with it (or written
+    # over such a head by this process), which a load then need not check again.
+    _chain_end: Callable[[], Mapping[str, Any] | None] | None = None
+    _refuse_missing = False
+    _trusted: str | None = None
+    #: The sequence of the committed state this store last loaded or saved (the auditor stamps its audit records
+    #: with it, as `stateSeen`: a state older than that was rolled back).
+    sequence_seen: int | None = None
+
+    def watch_chain(self, last_record: Callable[[], Mapping[str, Any] | None], *,
+                    refuse_missing: bool = True) -> None:
+        """Check every verified load against the audit chain's end (`last_record` reads only the last record): a
+        state older than a run the chain shows was committed is refused (StateCorrupt), as a tampered one is; so
+        is a missing state (deleted) when the chain shows a committed run, unless `refuse_missing` is False."""
+        self._chain_end = last_record
+        self._refuse_missing = refuse_missing
+
+    def _chain_sequence(self) -> int | None:
+        if self._chain_end is None:
+            return None
+        try:
+            return chain_sequence(self._chain_end())
+        except Exception as exc:  # the check is a guard: an unreadable log is `audit verify`'s to report
+            logger.warning("could not read the audit chain's end to check the state against it (%s)",
+                           type(exc).__name__)
+            return None
+
+    def _agrees_with_chain(self, state: CommittedState, etag: str | None) -> bool:
+        """False: a newer head was committed while we checked (read again). StateCorrupt: rolled back.
+
+        Audit records are appended after their commit (through the outbox), so the chain may lag behind the
+        state; it is never ahead of it: every record shows a run that was committed before it was written.
+        """
+        if self._chain_end is None or etag is None or etag == self._trusted:
+            return True
+        committed = self._chain_sequence()
+        if committed is not None and committed > state.sequence:
+            if self._read_head()[1] != etag:
+                return False  # committed meanwhile (and its record appended): not a rollback
+            raise StateCorrupt(f"the committed state is at run {state.sequence}, but the audit chain shows run "
+                               f"{committed} was committed: the state was replaced by an older copy",
+                               etag=etag, sequence=committed)
+        self._trusted = etag
+        return True
+
+    def _appeared_meanwhile(self) -> bool:
+        """There is no head. False: none was ever committed (a first run). True: one was committed while we looked.
+        StateCorrupt: the audit chain shows a committed run, so the state was deleted."""
+        committed = self._chain_sequence()
+        if not committed:
+            return False
+        if self._read_head()[0] is not None:
+            return True
+        raise StateCorrupt(f"the committed state is missing, but the audit chain shows run {committed} was "
+                           "committed: it was deleted", etag=None, sequence=committed)
+
+    def _wrote(self, replaced: str | None, new_etag: str, sequence: int) -> None:
+        """After a save: a head written over a trusted one (or over none) is trusted too."""
+        self._trusted = new_etag if replaced is None or replaced == self._trusted else None
+        self.sequence_seen = sequence
 
     def _remember(self, etag: str, key: str, content_sha: str) -> None:
         if len(self._etag_meta) > 64:
@@ -127,25 +203,45 @@ class _Layout(ABC):
         """The head's bytes and ETag, or (None, None) when there is no state yet."""
 
     @abstractmethod
-    def _read_projection(self, key: str) -> bytes | None:
-        """The projection blob/file named `key`, or None when it is missing."""
+    def _read_projection(self, key: str) -> tuple[bytes | None, str | None]:
+        """The projection blob/file named `key` (None when it is missing) and its identity as stored (ETag, or
+        size/mtime/inode): a cached copy is trusted only while the stored one keeps that identity."""
 
-    def load(self) -> tuple[CommittedState | None, str | None]:
+    @abstractmethod
+    def _projection_identity(self, key: str) -> str | None:
+        """The stored projection's identity (one HEAD request or stat), None when it is missing."""
+
+    def load(self, *, verify: bool = True) -> tuple[CommittedState | None, str | None]:
+        try:
+            return self._load(verify)
+        except StateCorrupt as exc:
+            if exc.sequence is None:
+                exc.sequence = self._chain_sequence()  # the rebuild goes on after what the chain shows
+            if exc.sequence is not None:
+                # A committed run the chain shows: this run's records say so too, so a rollback cannot hide behind
+                # a record written without it (a run whose read fails before the rebuild commits).
+                self.sequence_seen = max(self.sequence_seen or 0, exc.sequence)
+            raise
+
+    def _load(self, verify: bool) -> tuple[CommittedState | None, str | None]:
         for _ in range(5):
             content, etag = self._read_head()
             if content is None:
+                if verify and self._refuse_missing and self._appeared_meanwhile():
+                    continue  # a first state was committed while we looked: read it
                 return None, None
             try:
-                loaded_state = self._load_head(content, etag)
+                loaded_state = self._load_head(content, etag, verify)
             except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
                 # Garbage, truncated or hand-edited: refused loudly (StateCorrupt), never a raw decoding error.
                 raise StateCorrupt(f"the committed state cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
                                    etag=etag) from None
-            if loaded_state is not None:
+            if loaded_state is not None and (not verify or self._agrees_with_chain(loaded_state, etag)):
+                self.sequence_seen = loaded_state.sequence
                 return loaded_state, etag
         raise StateConflict("the committed state kept changing while it was read")
 
-    def _load_head(self, content: bytes, etag: str | None) -> CommittedState | None:
+    def _load_head(self, content: bytes, etag: str | None, verify: bool = True) -> CommittedState | None:
         """The state a head names (None: a newer head was committed meanwhile, read again)."""
         with collector_paused():
             data, layered = _decode_head(json.loads(content))
@@ -155,14 +251,18 @@ class _Layout(ABC):
             if etag is not None:
                 self._remember(etag, key, str(data.get("topologySha256") or ""))
             resources = self._copies.get(key)
+            if resources is not None and verify and self._projection_identity(key) != self._copy_ids.get(key):
+                # A warm process checks its cached copy is still the stored one (one HEAD request or stat, no
+                # re-read): a copy edited or replaced meanwhile is read and checked again, as a cold process does.
+                resources = None
             if resources is None:
-                raw = self._read_projection(key)
+                raw, identity = self._read_projection(key)
                 if raw is None:
                     if self._read_head()[1] != etag:
                         return None  # a newer head was committed (and our projection retired): read it again
-                    return self._damaged(data, f"its projection {key} is missing")
+                    return self._damaged(data, key, f"its projection {key} is missing")
                 if hashlib.sha256(raw).hexdigest() != data.get("topologySha256"):
-                    return self._damaged(data, f"its projection {key} does not match the head's hash")
+                    return self._damaged(data, key, f"its projection {key} does not match the head's hash")
                 try:
                     # orjson: a 20k-VNet copy (28 MB) loads in half the standard library's time on a cold start;
                     # what it refuses (lone surrogates, written with surrogatepass) the standard library reads.
@@ -171,15 +271,18 @@ class _Layout(ABC):
                     except orjson.JSONDecodeError:
                         loaded = json.loads(raw.decode("utf-8", "surrogatepass"))
                 except ValueError:
-                    return self._damaged(data, f"its projection {key} is not valid JSON")
+                    return self._damaged(data, key, f"its projection {key} is not valid JSON")
                 if not isinstance(loaded, list):
-                    return self._damaged(data, f"its projection {key} is not a list")
+                    return self._damaged(data, key, f"its projection {key} is not a list")
                 resources = loaded
                 self._copies.put(key, resources)
+                if identity is not None:
+                    self._copy_ids[key] = identity
         return CommittedState.from_json({**data, "resources": resources})
 
-    @staticmethod
-    def _damaged(data: JsonDict, why: str) -> CommittedState:
+    def _damaged(self, data: JsonDict, key: str, why: str) -> CommittedState:
+        self._bad_keys.add(key)  # the next commit naming this key writes its projection anew
+        self._copies.drop(key)  # every later load of this head (a re-read within the run too) sees the damage
         logger.warning("committed working copy is damaged (%s); the next run reads the whole scope again", why)
         return replace_state(CommittedState.from_json({**data, "resources": []}), working_copy_ok=False)
 
@@ -201,6 +304,8 @@ class LocalStateStore(_Layout):
         self._stash_dir = self._folder / "pending-audit"
         self._copies = _WorkingCopies()
         self._etag_meta = {}
+        self._copy_ids = {}
+        self._bad_keys = set()
 
     def _read(self) -> bytes | None:
         try:
@@ -220,26 +325,42 @@ class LocalStateStore(_Layout):
     def _projection_path(self, key: str) -> Path:
         return self._folder / f"topology-{key}.json"
 
-    def _read_projection(self, key: str) -> bytes | None:
+    def _projection_identity(self, key: str) -> str | None:
         try:
-            return self._projection_path(key).read_bytes()
-        except (FileNotFoundError, OSError):
+            stat = self._projection_path(key).stat()
+        except OSError:
             return None
+        return f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+
+    def _read_projection(self, key: str) -> tuple[bytes | None, str | None]:
+        identity = self._projection_identity(key)  # before reading: a change after it is seen by the next load
+        try:
+            return self._projection_path(key).read_bytes(), identity
+        except (FileNotFoundError, OSError):
+            return None, None
 
     def save(self, state: CommittedState, *, etag: str | None) -> str:
         key = projection_key(state)
         self._folder.mkdir(parents=True, exist_ok=True)
         known = self._etag_meta.get(etag or "")
-        if known is not None and known[0] == key:
+        if not state.working_copy_ok:
+            content_sha = _damaged_sha(known, key)
+        elif known is not None and known[0] == key and key not in self._bad_keys:
             content_sha = known[1]  # the head we replace names the same projection: nothing to write
         else:
             path = self._projection_path(key)
-            if path.exists():
+            if path.exists() and key not in self._bad_keys:
                 content_sha = hashlib.sha256(path.read_bytes()).hexdigest()
             else:
+                # Written once: the key names this content for good. One found damaged or edited is written anew
+                # (the head naming it was refused, so no reader relies on its bytes).
                 raw = _projection_bytes(state.resources)
-                _replace_atomically(path, raw)  # written once: the key names this content for good
+                _replace_atomically(path, raw)
+                self._bad_keys.discard(key)
                 content_sha = hashlib.sha256(raw).hexdigest()
+                identity = self._projection_identity(key)
+                if identity is not None:
+                    self._copy_ids[key] = identity
         with _flock(self._lock_path):
             current = self._read()
             if current is None and etag is not None:
@@ -252,8 +373,10 @@ class LocalStateStore(_Layout):
             head = _head(state, key, content_sha, previous_key if previous_key != key else None)
             _replace_atomically(self._path, head)
         new_etag = self._etag(head)
+        self._wrote(etag, new_etag, state.sequence)
         self._remember(new_etag, key, content_sha)
-        self._copies.put(key, state.resources)
+        if state.working_copy_ok:
+            self._copies.put(key, state.resources)
         if previous_key != key:
             self._retire({key, previous_key or ""})
         return new_etag
@@ -281,6 +404,13 @@ class LocalStateStore(_Layout):
     def drop(self, name: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self._stash_dir / f"{_check_name(name)}.json").unlink()
+
+
+def _damaged_sha(known: tuple[str, str] | None, key: str) -> str:
+    """The projection hash a head keeps when its state's copy could not be loaded intact (a health or outbox
+    change written meanwhile): what the refused head named, so the next load finds the copy damaged again. Such
+    a state's (empty) resources are never written or cached as its copy."""
+    return known[1] if known is not None and known[0] == key else ""
 
 
 def _key_of(head: bytes | None) -> str | None:
@@ -312,6 +442,8 @@ class BlobStateStore(_Layout):
         self._blob_name = blob_name
         self._copies = _WorkingCopies()
         self._etag_meta = {}
+        self._copy_ids = {}
+        self._bad_keys = set()
 
     def _blob(self, name: str | None = None) -> BlobClient:
         return self._container.get().get_blob_client(name or self._blob_name)
@@ -334,15 +466,26 @@ class BlobStateStore(_Layout):
             raise StateCorrupt(f"the committed state cannot be read (not gzip: {exc})", etag=etag) from None
         return content, etag
 
-    def _read_projection(self, key: str) -> bytes | None:
+    def _projection_identity(self, key: str) -> str | None:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            return gzip.decompress(self._blob(self._projection_name(key)).download_blob().readall())
+            return str(self._blob(self._projection_name(key)).get_blob_properties().etag)
         except ResourceNotFoundError:
             return None
+
+    def _read_projection(self, key: str) -> tuple[bytes | None, str | None]:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            downloader = self._blob(self._projection_name(key)).download_blob()
+        except ResourceNotFoundError:
+            return None, None
+        identity = str(downloader.properties.etag)
+        try:
+            return gzip.decompress(downloader.readall()), identity
         except (OSError, EOFError):
-            return b""  # not gzip: fails the hash check, so the copy counts as damaged
+            return b"", identity  # not gzip: fails the hash check, so the copy counts as damaged
 
     def save(self, state: CommittedState, *, etag: str | None) -> str:
         from azure.core import MatchConditions
@@ -353,7 +496,9 @@ class BlobStateStore(_Layout):
         key = projection_key(state)
         known = self._etag_meta.get(etag or "")
         previous_key = known[0] if known is not None else None
-        if known is not None and known[0] == key:
+        if not state.working_copy_ok:
+            content_sha = _damaged_sha(known, key)
+        elif known is not None and known[0] == key and key not in self._bad_keys:
             content_sha = known[1]  # the head we replace names the same projection: nothing to write
         else:
             raw = _projection_bytes(state.resources)
@@ -362,10 +507,17 @@ class BlobStateStore(_Layout):
                 # Created once (never overwritten); mtime=0 keeps the gzip bytes a function of the content alone.
                 # Level 1: a 20k-VNet copy (28 MB) compresses in 0.06 s to 1.2 MB; level 6 takes three times as
                 # long for 0.9 MB, on every event that changes the copy.
-                self._blob(self._projection_name(key)).upload_blob(
+                written = self._blob(self._projection_name(key)).upload_blob(
                     gzip.compress(raw, compresslevel=1, mtime=0), overwrite=False, content_settings=settings)
+                self._copy_ids[key] = str(written["etag"])
             except ResourceExistsError:
-                content_sha = hashlib.sha256(self._read_projection(key) or b"").hexdigest()
+                if key in self._bad_keys:  # found damaged or edited: written anew (its head was refused)
+                    written = self._blob(self._projection_name(key)).upload_blob(
+                        gzip.compress(raw, compresslevel=1, mtime=0), overwrite=True, content_settings=settings)
+                    self._copy_ids[key] = str(written["etag"])
+                else:
+                    content_sha = hashlib.sha256(self._read_projection(key)[0] or b"").hexdigest()
+            self._bad_keys.discard(key)
         head = _head(state, key, content_sha, previous_key if previous_key != key else None)
         content = gzip.compress(head, compresslevel=6, mtime=0)
         blob = self._blob()
@@ -387,8 +539,10 @@ class BlobStateStore(_Layout):
                 raise StateConflict("the committed state changed since it was read") from exc
             raise
         logger.debug("state head saved: %s bytes compressed", len(content))
-        self._copies.put(key, state.resources)
+        if state.working_copy_ok:
+            self._copies.put(key, state.resources)
         new_etag = str(result["etag"])
+        self._wrote(etag, new_etag, state.sequence)
         self._remember(new_etag, key, content_sha)
         if previous_key != key:
             self._retire({key, previous_key or ""})
