@@ -57,6 +57,12 @@ class Store:
         else:
             self._container(self.settings["STATE_CONTAINER"]).upload_blob("state.json.gz", data, overwrite=True)
 
+    def delete_head(self) -> None:
+        if not self.azure:
+            (self.folder / "state.json").unlink()
+        else:
+            self._container(self.settings["STATE_CONTAINER"]).delete_blob("state.json.gz")
+
     def edit_working_copy(self, edit: Callable[[list[Any]], list[Any]]) -> None:
         """Edit the committed projection in place, as someone with write access to the store would."""
         if not self.azure:
@@ -228,3 +234,17 @@ def test_audit_verify_answers_one_line_when_the_store_cannot_be_read(
         assert audit_verify_main(None, settings=settings) == 2
         out, err = capsys.readouterr()
         assert out == "" and len(err.splitlines()) == 1 and err.startswith("error: cannot read the store: ")
+
+
+def test_a_deleted_state_is_refused_and_rebuilt_after_the_chain(
+        store: Store, services: dict[str, ChatService], time: SimTime, capsys: pytest.CaptureFixture[str]) -> None:
+    rig = Rig(store.folder, services, time, stores=store.stores)
+    rig.reconcile()
+    rig.event(lab((1, 2)))
+    store.delete_head()  # the outbox and the pending changes go with it
+    assert verify(store.settings, capsys)[0] == 0  # the log on its own is intact
+    time.advance(minutes=15)
+    rig.reconcile()
+    assert rig.health() == ["state-refused"] and len(transit(services["slack"].accepted)) == 1
+    [rebuilt] = [r for r in rig.records() if r.get("stateRebuilt")]
+    assert "the committed state is missing" in rebuilt["refused"] and rebuilt["stateSequence"] == 3

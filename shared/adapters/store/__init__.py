@@ -4,6 +4,8 @@ The package is split by role:
 - `chain`: the audit chain itself, pure (`chain_next`, `verify_audit`, hashes);
 - `state`: the committed state (`LocalStateStore`, `BlobStateStore`);
 - `audit`: the audit log's storage (`LocalAuditLog`, `AppendBlobAuditLog`);
+- `anchor`: where the chain ends, kept outside the log so `audit verify` sees a cut end (`LocalAuditAnchor`,
+  `BlobAuditAnchor`);
 - `recheck`: the re-check queue (`LocalRecheckQueue`, `StorageQueueRecheck`);
 - `wiring`: the adapters the app settings select, and `audit_verify_main` for `shared.cli audit verify`.
 

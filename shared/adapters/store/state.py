@@ -128,15 +128,19 @@ class _Layout(ABC):
     # The audit chain's last record (see watch_chain); the head ETag last found consistent with it (or written
     # over such a head by this process), which a load then need not check again.
     _chain_end: Callable[[], Mapping[str, Any] | None] | None = None
+    _refuse_missing = False
     _trusted: str | None = None
     #: The sequence of the committed state this store last loaded or saved (the auditor stamps its audit records
     #: with it, as `stateSeen`: a state older than that was rolled back).
     sequence_seen: int | None = None
 
-    def watch_chain(self, last_record: Callable[[], Mapping[str, Any] | None]) -> None:
+    def watch_chain(self, last_record: Callable[[], Mapping[str, Any] | None], *,
+                    refuse_missing: bool = True) -> None:
         """Check every verified load against the audit chain's end (`last_record` reads only the last record): a
-        state older than a run the chain shows was committed is refused (StateCorrupt), as a tampered one is."""
+        state older than a run the chain shows was committed is refused (StateCorrupt), as a tampered one is; so
+        is a missing state (deleted) when the chain shows a committed run, unless `refuse_missing` is False."""
         self._chain_end = last_record
+        self._refuse_missing = refuse_missing
 
     def _chain_sequence(self) -> int | None:
         if self._chain_end is None:
@@ -165,6 +169,17 @@ class _Layout(ABC):
                                etag=etag, sequence=committed)
         self._trusted = etag
         return True
+
+    def _appeared_meanwhile(self) -> bool:
+        """There is no head. False: none was ever committed (a first run). True: one was committed while we looked.
+        StateCorrupt: the audit chain shows a committed run, so the state was deleted."""
+        committed = self._chain_sequence()
+        if not committed:
+            return False
+        if self._read_head()[0] is not None:
+            return True
+        raise StateCorrupt(f"the committed state is missing, but the audit chain shows run {committed} was "
+                           "committed: it was deleted", etag=None, sequence=committed)
 
     def _wrote(self, replaced: str | None, new_etag: str, sequence: int) -> None:
         """After a save: a head written over a trusted one (or over none) is trusted too."""
@@ -205,6 +220,8 @@ class _Layout(ABC):
         for _ in range(5):
             content, etag = self._read_head()
             if content is None:
+                if verify and self._refuse_missing and self._appeared_meanwhile():
+                    continue  # a first state was committed while we looked: read it
                 return None, None
             try:
                 loaded_state = self._load_head(content, etag, verify)

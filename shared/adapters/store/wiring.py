@@ -109,7 +109,9 @@ def _verify(store_dir: str | None, settings: Mapping[str, str] | None) -> int:
         return 1
     watch = getattr(state_store, "watch_chain", None)
     if watch is not None and hasattr(log, "last_record"):
-        watch(log.last_record)  # a state older than the chain's end is reported, as the auditor refuses it
+        # A state older than the chain's end is reported, as the auditor refuses it (a log without its state, e.g.
+        # a copy of the audit files, is still verified on its own).
+        watch(log.last_record, refuse_missing=False)
     try:
         committed = state_store.load()[0]
     except StateCorrupt as exc:  # the chain itself is intact; the state it is checked against is not readable
