@@ -223,6 +223,17 @@ def test_audit_verify_answers_one_line_on_a_damaged_anchor(
         assert code == 1 and "audit anchor" in line
 
 
+def test_audit_verify_says_when_the_anchor_is_gone(
+        tmp_path: Path, services: dict[str, ChatService], time: SimTime, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(tmp_path)
+    rig = Rig(store.folder, services, time, stores=store.stores)
+    rig.reconcile()
+    rig.reconcile()
+    (store.folder / "audit-anchor.json").unlink()  # deleted, or the audit files verified on their own
+    code, line = verify(store.settings, capsys)
+    assert code == 0 and "no audit anchor next to it: records cut from its end cannot be seen" in line
+
+
 def test_audit_verify_answers_one_line_when_the_store_cannot_be_read(
         tmp_path: Path, services: dict[str, ChatService], time: SimTime, capsys: pytest.CaptureFixture[str]) -> None:
     store = Store(tmp_path)
