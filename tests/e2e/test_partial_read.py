@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from shared.adapters.store import AppendBlobAuditLog, BlobStateStore, StorageQue
 from shared.app.auditor import Auditor, committed_pair_ids
 from tests import builders as b
 from tests.builders import SUB, lab
-from tests.integration.fake_arm import FakeArmServer, fake_arm  # noqa: F401
+from tests.integration.fake_arm import FakeArmServer, Reply, arm_error, fake_arm  # noqa: F401
 
 SUB2 = "00000000-0000-0000-0000-000000000002"
 RG2 = "rg-other"
@@ -250,3 +251,33 @@ def test_every_subscription_unreadable_is_an_incomplete_read_that_commits_nothin
     assert "committed" not in outcomes[outcomes.index("committed") + 1:]
     alarms = sorted(a["condition"] for a in posted(webhook) if a.get("kind") == "health")
     assert alarms == [f"subscription-unreadable:{SUB}", f"subscription-unreadable:{SUB2}"]
+
+
+def test_a_throttled_batch_holds_only_its_subscriptions_and_counts_as_an_incomplete_read(
+        live: dict[str, Any], webhook: HTTPServer) -> None:
+    arm: FakeArmServer = live["arm"]
+    auditor: Auditor = live["auditor"]
+    auditor.reader = ResourceGraphTopologyReader(arm.credential, [SUB, SUB2], batch_size=1,
+                                                 **arm.client_options())
+    arm.set_resources({SUB: lab((1, 2)), SUB2: other_subscription()})
+    reconcile()
+    arm.set_resources({SUB: lab((1, 2, 3)), SUB2: other_subscription()})
+    arm.script(r"/providers/Microsoft\.ResourceGraph/resources$", Reply(200, arm.graph_answer([SUB])),
+               arm_error(429, "RateLimiting", headers={"Retry-After": "0"}))  # SUB2's batch: throttled
+    later = datetime.now(UTC) + timedelta(hours=2)  # past the health limit since the last complete read
+    auditor.clock = lambda: later
+    reconcile()
+    [alert] = [a for a in posted(webhook) if a.get("kind") != "health"]
+    assert names(alert["opened"]) == [("hub-01", "hub-03"), ("hub-02", "hub-03")]
+    record = [r for r in live["audit"].records() if r["outcome"] == "committed"][-1]
+    assert "429 RateLimiting" in record["unread"][SUB2]
+    assert [names([h])[0] for h in record["held"]] == [("hub-03", "hub-21")]
+    # Throttling is no access problem (no subscription alarm), but a read that missed a subscription is not
+    # complete: after the limit, reads-incomplete (and no-reconcile: no complete reconcile either).
+    raised = sorted(a["condition"] for a in posted(webhook) if a.get("kind") == "health")
+    assert raised == ["no-reconcile", "reads-incomplete"]
+    state, _ = auditor.state.load()
+    assert state is not None and state.unread[SUB2]["access"] is False
+    reconcile()  # the quota is back: the held opening is announced
+    [_, late] = [a for a in posted(webhook) if a.get("kind") != "health"]
+    assert names(late["opened"]) == [("hub-03", "hub-21")]
