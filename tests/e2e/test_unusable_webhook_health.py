@@ -119,3 +119,23 @@ def test_the_alarm_clears_and_the_queued_alert_goes_out_once_the_setting_is_fixe
     records = list(LocalAuditLog(app["store"]).records())
     [cleared] = [r for r in records if r["outcome"] == "health cleared"]
     assert cleared["condition"] == "delivery-failed:slack:SLACK_WEBHOOK_URL"
+
+
+@pytest.mark.parametrize("settings", [
+    {"EVENTGRID_TOPIC_ENDPOINT": "http://evgt-ertransit.japaneast-1.eventgrid.azure.net/api/events"},
+    {"EVENTGRID_TOPIC_ENDPOINT": "https://evgt-ertransit.japaneast-1.eventgrid.azure.net/api/events",
+     "EVENTGRID_TOPIC_KEY": "@Microsoft.KeyVault(SecretUri=https://kv-ertransit.vault.azure.net/secrets/topic-key/)"},
+], ids=["plain-http-endpoint", "unresolved-key-vault-key"])
+def test_an_unusable_event_grid_topic_setting_is_a_health_failure_too(
+        app: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+        settings: dict[str, str]) -> None:
+    for key, value in settings.items():
+        monkeypatch.setenv(key, value)
+    caplog.set_level(logging.INFO)
+    function_app.reconcile(TimerRequest(past_due=False))
+    condition = "delivery-failed:eventgrid:EVENTGRID_TOPIC_ENDPOINT"
+    [raised] = [r for r in LocalAuditLog(app["store"]).records() if r["outcome"] == "health raised"]
+    assert raised["condition"] == condition
+    [card] = teams_posts(app["server"])
+    assert condition in card
+    assert [r.levelno for r in caplog.records if r.getMessage().startswith(azure_monitor_marker())] == [logging.ERROR]

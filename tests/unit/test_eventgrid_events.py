@@ -28,6 +28,7 @@ from shared.adapters.notify.eventgrid import (
     publisher_from_settings,
 )
 from shared.app.auditor import alert_parts
+from shared.app.ports import DeliveryError
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 SOURCE = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Web/sites/er-auditor"
@@ -181,18 +182,30 @@ def test_no_endpoint_means_no_publisher() -> None:
     assert publisher_from_settings({}) is None
 
 
+def unusable(publisher: Any, setting: str) -> None:
+    """A configured but unusable topic: a notifier that fails every delivery as a health alarm (never skipped)."""
+    assert publisher is not None and publisher.name == "eventgrid:EVENTGRID_TOPIC_ENDPOINT"
+    assert setting in publisher.unusable
+    with pytest.raises(DeliveryError) as failed:
+        publisher.deliver({"id": "a1", "opened": [], "closed": []}, alert_id="a1")
+    assert failed.value.alarm and failed.value.retryable
+
+
 @pytest.mark.parametrize("endpoint", ["http://topic.example/api/events", "not a url", "https:///api/events"])
-def test_an_endpoint_that_is_not_https_is_named_and_skipped(endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_endpoint_that_is_not_https_is_named_and_fails_as_a_health_alarm(
+        endpoint: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR):
-        assert publisher_from_settings({"EVENTGRID_TOPIC_ENDPOINT": endpoint, "EVENTGRID_TOPIC_KEY": "k"}) is None
+        unusable(publisher_from_settings({"EVENTGRID_TOPIC_ENDPOINT": endpoint, "EVENTGRID_TOPIC_KEY": "k"}),
+                 "EVENTGRID_TOPIC_ENDPOINT")
     assert "EVENTGRID_TOPIC_ENDPOINT" in caplog.text and endpoint not in caplog.text
 
 
-def test_an_unresolved_key_vault_reference_is_named_and_skipped(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unresolved_key_vault_reference_is_named_and_fails_as_a_health_alarm(
+        caplog: pytest.LogCaptureFixture) -> None:
     settings = {"EVENTGRID_TOPIC_ENDPOINT": "https://t.example/api/events",
                 "EVENTGRID_TOPIC_KEY": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/k)"}
     with caplog.at_level(logging.ERROR):
-        assert publisher_from_settings(settings) is None
+        unusable(publisher_from_settings(settings), "EVENTGRID_TOPIC_KEY")
     assert "EVENTGRID_TOPIC_KEY" in caplog.text
 
 

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from azure.core.credentials import AzureKeyCredential, TokenCredential
     from azure.eventgrid import EventGridPublisherClient
 
+    from shared.adapters.notify.deliver import UnusableWebhookNotifier
+
 logger = logging.getLogger(__name__)
 
 CHANNEL = "eventgrid"
@@ -298,8 +300,16 @@ class EventGridTopicPublisher:
 
 
 def publisher_from_settings(settings: Mapping[str, str], *, client_id: str | None = None,
-                            **options: Any) -> EventGridTopicPublisher | None:
-    """The topic publisher the app settings ask for (EVENTGRID_TOPIC_ENDPOINT), or None; bad values are logged."""
+                            **options: Any) -> EventGridTopicPublisher | UnusableWebhookNotifier | None:
+    """The topic publisher the app settings ask for (EVENTGRID_TOPIC_ENDPOINT), or None when none is set.
+
+    A topic setting that exists but cannot be used (not an https endpoint, an unresolved Key Vault reference) gets
+    an UnusableWebhookNotifier: its events stay queued and its `delivery-failed` health alert is raised, never a
+    silent skip.
+    """
+    from shared.adapters.notify.deliver import UnusableWebhookNotifier
+
+    name = f"{CHANNEL}:{ENDPOINT_SETTING}"
     endpoint = (settings.get(ENDPOINT_SETTING) or "").strip()
     if not endpoint:
         return None
@@ -309,12 +319,14 @@ def publisher_from_settings(settings: Mapping[str, str], *, client_id: str | Non
     except ValueError:
         usable = False
     if not usable:
-        logger.error("setting %s does not hold an https topic endpoint; events are not published", ENDPOINT_SETTING)
-        return None
+        reason = f"setting {ENDPOINT_SETTING} does not hold an https topic endpoint"
+        logger.error("%s; its events stay queued", reason)
+        return UnusableWebhookNotifier(CHANNEL, name=name, reason=reason)
     key = (settings.get(KEY_SETTING) or "").strip()
     if key.startswith("@Microsoft.KeyVault"):
-        logger.error("setting %s is an unresolved Key Vault reference; events are not published", KEY_SETTING)
-        return None
+        reason = f"setting {KEY_SETTING} is an unresolved Key Vault reference (check the app's identity and the secret)"
+        logger.error("%s; its events stay queued", reason)
+        return UnusableWebhookNotifier(CHANNEL, name=name, reason=reason)
     credential: AzureKeyCredential | TokenCredential
     if key:
         from azure.core.credentials import AzureKeyCredential
