@@ -57,13 +57,15 @@ def canonical_json(value: Any) -> str:
                             | orjson.OPT_PASSTHROUGH_DATACLASS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         data = None
-    if data is None or _NOT_AN_INTEGER.search(data) or (b"null" in data and _has_float(value)):
+    if (data is None or data[:1] in b"-0123456789" or _NOT_AN_INTEGER.search(data)
+            or (b"null" in data and _has_float(value))):
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return data.decode("utf-8")
 
 
-# A JSON number with a fraction or an exponent: at the start, or right after `:`, `,` or `[` in compact JSON.
-_NOT_AN_INTEGER = re.compile(rb"(?:^|[:,\[])-?[0-9]+(?:\.[0-9]|[eE])")
+# A JSON number with a fraction or an exponent, right after `:`, `,` or `[` in compact JSON (a text that is a bare
+# number is checked apart: an alternation with `^` made the scan three times slower).
+_NOT_AN_INTEGER = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
 
 
 def _has_float(value: Any) -> bool:

@@ -43,3 +43,8 @@ def test_what_the_standard_library_refuses_or_rewrites_is_left_to_it(bad: Any) -
     else:
         with pytest.raises(expected):
             canonical_json(bad)
+
+
+@pytest.mark.parametrize("value", [2.7011968818185672e-09, 1e16, -0.5, 3, [1e-05], {"a": 1e+22}, {"n": [1, 2.5]}])
+def test_floats_anywhere_are_spelled_as_the_standard_library_spells_them(value: Any) -> None:
+    assert canonical_json(value) == stdlib(value)
