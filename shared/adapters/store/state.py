@@ -45,7 +45,10 @@ HEAD_FORMAT = 2
 # A projection no head names any more is deleted once it is this old: a run that wrote it moments ago and is
 # about to commit its head (or one still reading the previous head) must not lose it.
 PROJECTION_GRACE_SECONDS = 600
-_KEEP_COPIES = 2  # working copies kept parsed in memory (content-addressed, so never stale)
+# Working copies kept parsed in memory (content-addressed, so never stale). A copy patched by an event shares all
+# but a few resource objects with the one it came from, so keeping several costs little; in a burst, concurrent
+# runs commit one after another, and a run that lost a race re-reads the copy the winner just wrote.
+_KEEP_COPIES = 8
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 
 
