@@ -2,8 +2,9 @@
 
 The hash chain shows a record modified, removed or reordered anywhere but at the very end: cut the last lines and
 what is left still links. The anchor (seq and line hash of the last record appended) lets `audit verify` see that
-cut, whatever kind of record was removed. It is rewritten after every append; concurrent appenders in different
-processes may leave it one record behind the end (then a cut of that last record goes unseen), never ahead of it.
+cut, whatever kind of record was removed. It is rewritten after every append and only ever moves forward: an
+appender that finds a later record already anchored leaves it (in Azure the write is conditional on the ETag it
+read, so concurrent appenders in different processes cannot move it back either).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.adapters.store._azure import _LazyContainer
-from shared.adapters.store._local import _replace_atomically
+from shared.adapters.store._local import _flock, _replace_atomically
 from shared.core.chain import AuditLogCorrupt, ChainTail, line_hash
 
 if TYPE_CHECKING:
@@ -57,9 +58,19 @@ class LocalAuditAnchor:
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self._path = Path(folder) / ANCHOR_NAME
+        self._lock = Path(folder) / (ANCHOR_NAME + ".lock")
 
     def write(self, tail: ChainTail) -> None:
-        _replace_atomically(self._path, _encoded(tail))
+        with _flock(self._lock):
+            current = self._current()
+            if current is None or current < tail.seq:
+                _replace_atomically(self._path, _encoded(tail))
+
+    def _current(self) -> int | None:
+        try:
+            return _decoded(self._path.read_bytes(), self._path.name).seq
+        except (FileNotFoundError, AuditLogCorrupt):
+            return None  # none yet, or damaged: the write replaces it
 
     def read(self) -> ChainTail | None:
         try:
@@ -87,7 +98,32 @@ class BlobAuditAnchor:
         self._name = name
 
     def write(self, tail: ChainTail) -> None:
-        self._container.get().get_blob_client(self._name).upload_blob(_encoded(tail), overwrite=True)
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+
+        blob = self._container.get().get_blob_client(self._name)
+        for _ in range(5):
+            try:
+                downloaded = blob.download_blob()
+                raw, etag = downloaded.readall(), downloaded.properties.etag
+            except ResourceNotFoundError:
+                raw, etag = None, None
+            if raw is not None:
+                try:
+                    if _decoded(raw, self._name).seq >= tail.seq:
+                        return  # a later record is anchored already: never move back
+                except AuditLogCorrupt:
+                    pass  # damaged: replaced below
+            try:
+                if etag is None:
+                    blob.upload_blob(_encoded(tail), overwrite=False)
+                else:
+                    blob.upload_blob(_encoded(tail), overwrite=True, etag=etag,
+                                     match_condition=MatchConditions.IfNotModified)
+                return
+            except (ResourceExistsError, ResourceModifiedError):
+                continue  # another appender moved it meanwhile: look again
+        raise RuntimeError("the audit anchor kept changing while it was moved")
 
     def read(self) -> ChainTail | None:
         from azure.core.exceptions import ResourceNotFoundError
