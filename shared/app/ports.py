@@ -95,6 +95,10 @@ class CommittedState:
     webhooks: per notifier name, {"notBefore": epoch seconds}: no post to that webhook before then (Retry-After).
     audit_tail: where the audit chain ended when this state was written ({"file", "size", "seq", "lineHash"}), so
         the next append need not read the log's last line back (trusted only while the file has that size).
+    topology_pairs: how many pairs the topology of `resources` yields (before the deviations), so that an event
+        that pairs only the circuits it touched can still count the whole set; None in states written before.
+    topology_warnings: what parsing `resources` warned about, so that a run whose read equals the committed copy
+        need not parse it again; None when not kept (states written before, or too long for the small head).
     unread: watched subscriptions the last whole-scope read missed, lower-case id -> {"why", "since", "baseline"}:
         their resources in `resources` are the last ones read, and no run decides a pair that touches them until a
         whole-scope read covers them again. `baseline` true: never read since the baseline, so the first read
@@ -113,6 +117,8 @@ class CommittedState:
     health: JsonDict = field(default_factory=dict)
     webhooks: JsonDict = field(default_factory=dict)
     audit_tail: JsonDict | None = None
+    topology_pairs: int | None = None
+    topology_warnings: list[str] | None = None
     unread: JsonDict = field(default_factory=dict)
     working_copy_ok: bool = True
 
@@ -128,6 +134,8 @@ class CommittedState:
             **({"health": self.health} if self.health else {}),
             **({"webhooks": self.webhooks} if self.webhooks else {}),
             **({"auditTail": self.audit_tail} if self.audit_tail else {}),
+            **({"topologyPairs": self.topology_pairs} if self.topology_pairs is not None else {}),
+            **({"topologyWarnings": self.topology_warnings} if self.topology_warnings is not None else {}),
             **({"unread": self.unread} if self.unread else {}),
         }
 
@@ -144,6 +152,11 @@ class CommittedState:
             health=dict(data.get("health") or {}),
             webhooks=dict(data.get("webhooks") or {}),
             audit_tail=dict(data["auditTail"]) if isinstance(data.get("auditTail"), dict) else None,
+            topology_pairs=(data["topologyPairs"] if isinstance(data.get("topologyPairs"), int)
+                            and not isinstance(data.get("topologyPairs"), bool) and data["topologyPairs"] >= 0
+                            else None),
+            topology_warnings=([str(w) for w in data["topologyWarnings"]]
+                               if isinstance(data.get("topologyWarnings"), list) else None),
             unread={str(k): dict(v) for k, v in data["unread"].items() if isinstance(v, dict)}
             if isinstance(data.get("unread"), dict) else {},
         )

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import orjson
+
 JsonDict = dict[str, Any]
 
 Clock = Callable[[], datetime]
@@ -40,8 +42,40 @@ def _utcnow() -> datetime:
 
 
 def canonical_json(value: Any) -> str:
-    """The one JSON spelling that hashes are computed over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """The one JSON spelling that hashes are computed over: the standard library's
+    `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)`.
+
+    orjson writes the same text for strings, integers, booleans, null, lists and objects several times faster
+    (a change opening 67,000 pairs serialises each for its audit record). It spells floats its own way and writes
+    NaN as null, so any text with a number that is not an integer (or what merely looks like one inside a string),
+    and whatever orjson refuses (integers past 64 bits, lone surrogates, keys that are not strings, dates), is
+    written by the standard library itself, which also refuses NaN as before.
+    tests/unit/test_canonical_json.py checks the two agree.
+    """
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+                            | orjson.OPT_PASSTHROUGH_DATACLASS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        data = None
+    if data is None or _NOT_AN_INTEGER.search(data) or (b"null" in data and _has_float(value)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return data.decode("utf-8")
+
+
+# A JSON number with a fraction or an exponent: at the start, or right after `:`, `,` or `[` in compact JSON.
+_NOT_AN_INTEGER = re.compile(rb"(?:^|[:,\[])-?[0-9]+(?:\.[0-9]|[eE])")
+
+
+def _has_float(value: Any) -> bool:
+    """Whether `value` holds a float anywhere (orjson writes NaN and infinities as null; the standard library
+    refuses them): looked for only when the text holds a null."""
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        return any(_has_float(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_float(v) for v in value)
+    return False
 
 
 def _sha256(text: str) -> str:

@@ -191,9 +191,9 @@ def _changed(new: Mapping[tuple[str, str], TransitPair], old: Mapping[tuple[str,
     """The pairs of `new` that `old` lacks, in key order."""
     if isinstance(new, PairIndex) and isinstance(old, PairIndex):
         # On integer codes: a 20k-VNet estate has half a million pairs, and a set difference of ints runs in C.
-        present = old.codes()
+        present = old.code_set()
         if new.vnets == old.vnets:
-            return [new.pair_at(code) for code in sorted(new.codes() - present)]
+            return [new.pair_at(code) for code in sorted(new.code_set() - present)]
         return [new.pair_at(code) for code, there in new.codes_in(old).items() if there not in present]
     return [new[key] for key in sorted(k for k in new if k not in old)]
 

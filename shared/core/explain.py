@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.core.escape import terminal_lines
-from shared.core.model import PairSet, ResourceId, Topology, VirtualNetwork
+from shared.core.model import Gateway, PairSet, ResourceId, Topology, VirtualNetwork
 from shared.core.transit import WAN_GATEWAY, Endpoint, compute_pairs, endpoints_of
 
 
@@ -175,17 +175,43 @@ def _peering_gaps(local: VirtualNetwork | None, local_id: ResourceId, remote: Re
     return gaps
 
 
-def _candidates(topology: Topology, vnet: ResourceId) -> list[_Candidate]:
-    out: list[_Candidate] = []
-    own = topology.vnets.get(vnet)
+@dataclass(frozen=True, slots=True)
+class ExplainIndex:
+    """What every explanation of one topology reads: the gateways in id order and their circuit links. Made once
+    when many pairs are explained (explain_index), rather than sorting the estate for each VNet."""
+
+    by_home: Mapping[ResourceId, tuple[Gateway, ...]]  # the ExpressRoute gateways in each VNet
+    peered_from: Mapping[ResourceId, frozenset[ResourceId]]  # VNet -> the VNets with a peering to it
+    links: Mapping[ResourceId, list[ResourceId]]
+
+
+def explain_index(topology: Topology) -> ExplainIndex:
     links: dict[ResourceId, list[ResourceId]] = {}
     for conn in sorted(topology.connections.values(), key=lambda c: c.id):
         if conn.is_expressroute and conn.gateway is not None and conn.circuit is not None:
             links.setdefault(conn.gateway, []).append(conn.circuit)
-    for gw in sorted(topology.gateways.values(), key=lambda g: g.id):
-        if not gw.is_expressroute or gw.vnet is None:
-            continue
+    by_home: dict[ResourceId, list[Gateway]] = {}
+    for gw in topology.gateways.values():
+        if gw.is_expressroute and gw.vnet is not None:
+            by_home.setdefault(gw.vnet, []).append(gw)
+    peered_from: dict[ResourceId, set[ResourceId]] = {}
+    for v in topology.vnets.values():
+        for p in v.peerings:
+            peered_from.setdefault(p.remote_vnet, set()).add(v.id)
+    return ExplainIndex({h: tuple(g) for h, g in by_home.items()},
+                        {v: frozenset(s) for v, s in peered_from.items()}, links)
+
+
+def _candidates(topology: Topology, vnet: ResourceId, index: ExplainIndex) -> list[_Candidate]:
+    out: list[_Candidate] = []
+    own = topology.vnets.get(vnet)
+    links = index.links
+    # Only the gateways in the VNet itself or in a VNet peered with it (either way) can be its candidates.
+    homes = {vnet, *(p.remote_vnet for p in (own.peerings if own is not None else ())),
+             *index.peered_from.get(vnet, ())}
+    for gw in sorted((g for h in homes for g in index.by_home.get(h, ())), key=lambda g: g.id):
         home = gw.vnet
+        assert home is not None  # by_home holds gateways with a VNet only
         if home == vnet:
             membership: list[str] = []
         else:
@@ -252,10 +278,12 @@ def _names(ids: Iterable[ResourceId]) -> str:
 
 
 def explain_pair(topology: Topology, a: ResourceId, b: ResourceId, *, pairs: PairSet | None = None,
-                 endpoints: Mapping[ResourceId, Endpoint] | None = None) -> Explanation:
+                 endpoints: Mapping[ResourceId, Endpoint] | None = None,
+                 index: ExplainIndex | None = None) -> Explanation:
     """Whether A and B form an ER-transit pair; if so what carries it, if not every condition that is missing.
 
-    `pairs` and `endpoints` may be passed when already computed for `topology` (explaining many pairs).
+    `pairs`, `endpoints` and `index` (explain_index) may be passed when already computed for `topology`
+    (explaining many pairs).
     """
     pairs = pairs if pairs is not None else compute_pairs(topology)
     key = (a.key, b.key) if a.key < b.key else (b.key, a.key)
@@ -278,7 +306,8 @@ def explain_pair(topology: Topology, a: ResourceId, b: ResourceId, *, pairs: Pai
     for gid in shared:
         reasons.append(f"{a.name} and {b.name} are both behind {gid.name}: VNets behind one gateway reach each "
                        "other through the hub, not through ExpressRoute")
-    cands = {v: _candidates(topology, v) for v in (a, b)}
+    index = index if index is not None else explain_index(topology)
+    cands = {v: _candidates(topology, v, index) for v in (a, b)}
     for v in (a, b):
         if not cands[v]:
             reasons.append(f"{v.name} is not behind any ExpressRoute gateway (none in the VNet, no peering to a "

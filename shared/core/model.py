@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shared.core.transit import Endpoint
@@ -232,6 +232,9 @@ class Topology:
     hub_connections: Mapping[ResourceId, HubConnection]
     wan_gateways: Mapping[ResourceId, WanGateway]
     warnings: tuple[str, ...] = ()
+    # What the parser made of each input object (snapshot.parse_resources `previous`): not part of the value.
+    memo: Mapping[int, Any] = field(default_factory=dict, compare=False, repr=False)
+    memo_source: str = field(default="", compare=False, repr=False)
 
     def peerings(self) -> dict[ResourceId, Peering]:
         return {p.id: p for v in self.vnets.values() for p in v.peerings}
@@ -291,13 +294,21 @@ class PairIndex(Mapping[tuple[str, str], TransitPair]):
     pair is kept as the ranks of its two VNets (in key order) and its routes, which is cheap to build and to hold.
     """
 
-    __slots__ = ("_vnets", "_rank", "_routes")
+    __slots__ = ("_vnets", "_rank", "_routes", "_in_order")
 
     def __init__(self, vnets: Sequence[ResourceId], routes: Mapping[int, tuple[Route, ...]]) -> None:
         """`vnets` sorted by key; `routes`: rank(a) * len(vnets) + rank(b) -> routes, for rank(a) < rank(b)."""
         self._vnets = tuple(vnets)
         self._rank = {v.key: i for i, v in enumerate(self._vnets)}
-        self._routes = {code: routes[code] for code in sorted(routes)}
+        # Put in key order when first read in order: a diff reads only membership (half a million codes to sort).
+        self._routes = routes if isinstance(routes, dict) else dict(routes)
+        self._in_order = False
+
+    def _ordered(self) -> dict[int, tuple[Route, ...]]:
+        if not self._in_order:
+            self._routes = {code: self._routes[code] for code in sorted(self._routes)}
+            self._in_order = True
+        return self._routes
 
     def _code(self, key: object) -> int | None:
         if not (isinstance(key, tuple) and len(key) == 2):
@@ -318,6 +329,10 @@ class PairIndex(Mapping[tuple[str, str], TransitPair]):
 
     def codes(self) -> KeysView[int]:
         """The pairs as integer codes (rank(a) * len(vnets) + rank(b)), in key order; a set view."""
+        return self._ordered().keys()
+
+    def code_set(self) -> KeysView[int]:
+        """The codes as a set view, in no particular order (no sorting)."""
         return self._routes.keys()
 
     def pair_at(self, code: int) -> TransitPair:
@@ -331,12 +346,12 @@ class PairIndex(Mapping[tuple[str, str], TransitPair]):
         the translation keeps the order.
         """
         if self._vnets == other._vnets:
-            return {code: code for code in self._routes}
+            return {code: code for code in self._ordered()}
         rank = other._rank
         to_other = [rank.get(v.key, -1) for v in self._vnets]
         width, other_width = len(self._vnets), len(other._vnets)
         out: dict[int, int] = {}
-        for code in self._routes:
+        for code in self._ordered():
             ra, rb = divmod(code, width)
             oa, ob = to_other[ra], to_other[rb]
             out[code] = -1 if oa < 0 or ob < 0 else oa * other_width + ob
@@ -345,14 +360,14 @@ class PairIndex(Mapping[tuple[str, str], TransitPair]):
     def without(self, keys: Iterable[tuple[str, str]]) -> PairIndex:
         """The same index less some pairs (keys it does not hold are ignored)."""
         drop = {code for key in keys if (code := self._code(key)) is not None}
-        return PairIndex(self._vnets, {c: r for c, r in self._routes.items() if c not in drop})
+        return PairIndex(self._vnets, {c: r for c, r in self._ordered().items() if c not in drop})
 
     def __contains__(self, key: object) -> bool:
         return self._code(key) in self._routes
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         width, vnets = len(self._vnets), self._vnets
-        for code in self._routes:
+        for code in self._ordered():
             ra, rb = divmod(code, width)
             yield vnets[ra].key, vnets[rb].key
 
@@ -362,7 +377,7 @@ class PairIndex(Mapping[tuple[str, str], TransitPair]):
     def routes_by_pair(self) -> Iterator[tuple[ResourceId, ResourceId, tuple[Route, ...]]]:
         """(a, b, routes) of every pair in key order, without making a TransitPair each (readers of all pairs)."""
         width, vnets = len(self._vnets), self._vnets
-        for code, routes in self._routes.items():
+        for code, routes in self._ordered().items():
             ra, rb = divmod(code, width)
             yield vnets[ra], vnets[rb], routes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -15,6 +16,7 @@ from shared.core.model import (
     ResourceId,
     Route,
     Topology,
+    TransitPair,
     WanGateway,
     is_failed,
     is_settling,
@@ -100,18 +102,20 @@ def _membership_doubts(topology: Topology, home: ResourceId,
 
 def _vnet_gateway_endpoint(topology: Topology, gw: Gateway, links: Mapping[ResourceId, bool],
                            link_doubts: Mapping[ResourceId, tuple[str, ...]],
-                           spokes: dict[ResourceId, dict[ResourceId, bool]], warnings: list[str]) -> Endpoint | None:
+                           spokes: dict[ResourceId, tuple[dict[ResourceId, bool], tuple[str, ...]]]
+                           ) -> Endpoint | None:
     if not gw.is_expressroute or gw.disabled or gw.vnet is None:
         return None
     home = _canonical(topology.vnets, gw.vnet)
     if home not in spokes:
-        spokes[home] = spokes_of(topology, home, warnings)
-    domain = {home: False, **spokes[home]}
+        found: list[str] = []
+        spokes[home] = (spokes_of(topology, home, found), tuple(found))
+    domain = {home: False, **spokes[home][0]}
     return Endpoint(
         id=gw.id, kind=VNET_GATEWAY, domain=domain, circuits=links,
         allow_vnet=gw.allow_remote_vnet_traffic, allow_wan=gw.allow_virtual_wan_traffic, virtual_wan=None,
         settling=is_settling(gw.provisioning_state), failed=is_failed(gw.provisioning_state),
-        member_doubts=_membership_doubts(topology, home, spokes[home]), link_doubts=link_doubts,
+        member_doubts=_membership_doubts(topology, home, spokes[home][0]), link_doubts=link_doubts,
     )
 
 
@@ -141,12 +145,22 @@ def _canonical(resources: Mapping[ResourceId, Any], rid: ResourceId) -> Resource
 
 def endpoints_of(topology: Topology, warnings: list[str] | None = None) -> dict[ResourceId, Endpoint]:
     """Every gateway that may carry ER transit, with its domain and circuit links."""
-    sink = warnings if warnings is not None else []
+    endpoints, home_warnings = _endpoints(topology)
+    if warnings is not None:
+        warnings += _ordered_warnings(topology, endpoints, home_warnings)
+    return endpoints
+
+
+def _links(topology: Topology, only: AbstractSet[ResourceId] | None = None
+           ) -> tuple[dict[ResourceId, dict[ResourceId, bool]], dict[ResourceId, dict[ResourceId, tuple[str, ...]]]]:
+    """(gateway -> circuit -> link settling, gateway -> circuit -> doubts) of every gateway, or of `only`."""
     links: dict[ResourceId, dict[ResourceId, bool]] = {}
     failed_links: dict[ResourceId, dict[ResourceId, list[str]]] = {}
     healthy_links: set[tuple[ResourceId, ResourceId]] = set()  # a healthy connection makes the link certain
     for conn in topology.connections.values():
         if conn.is_expressroute and conn.gateway is not None and conn.circuit is not None:
+            if only is not None and conn.gateway not in only:
+                continue
             circuit = _canonical(topology.circuits, conn.circuit)
             per_gw = links.setdefault(conn.gateway, {})
             settling = is_settling(conn.provisioning_state)
@@ -157,14 +171,25 @@ def endpoints_of(topology: Topology, warnings: list[str] | None = None) -> dict[
                     _failed(f"connection {conn.id.name}"))
             else:
                 healthy_links.add((conn.gateway, circuit))
-    spokes: dict[ResourceId, dict[ResourceId, bool]] = {}
+    doubts = {gw: {c: tuple(sorted(ws)) for c, ws in per_circuit.items() if (gw, c) not in healthy_links}
+              for gw, per_circuit in failed_links.items()}
+    return links, doubts
+
+
+def _endpoints(topology: Topology) -> tuple[dict[ResourceId, Endpoint], dict[ResourceId, tuple[str, ...]]]:
+    """(the endpoints, in the topology's order, VNet gateways first; home VNet -> what its spokes warned)."""
+    links, link_doubts = _links(topology)
+    spokes: dict[ResourceId, tuple[dict[ResourceId, bool], tuple[str, ...]]] = {}
     out: dict[ResourceId, Endpoint] = {}
     for gw in topology.gateways.values():
-        link_doubts = {c: tuple(sorted(ws)) for c, ws in failed_links.get(gw.id, {}).items()
-                       if (gw.id, c) not in healthy_links}
-        ep = _vnet_gateway_endpoint(topology, gw, links.get(gw.id, {}), link_doubts, spokes, sink)
+        ep = _vnet_gateway_endpoint(topology, gw, links.get(gw.id, {}), link_doubts.get(gw.id, {}), spokes)
         if ep is not None:
             out[ep.id] = ep
+    out.update(_wan_endpoints(topology))
+    return out, {home: found for home, (_, found) in spokes.items()}
+
+
+def _wan_endpoints(topology: Topology) -> dict[ResourceId, Endpoint]:
     members: dict[ResourceId, dict[ResourceId, bool]] = {}
     hub_doubts: dict[ResourceId, dict[ResourceId, tuple[str, ...]]] = {}
     for hc in topology.hub_connections.values():
@@ -172,11 +197,75 @@ def endpoints_of(topology: Topology, warnings: list[str] | None = None) -> dict[
         members.setdefault(hc.hub, {})[vnet] = is_settling(hc.provisioning_state)
         if is_failed(hc.provisioning_state):
             hub_doubts.setdefault(hc.hub, {})[vnet] = (_failed(f"hub connection {hc.id.name}"),)
+    out: dict[ResourceId, Endpoint] = {}
     for wgw in topology.wan_gateways.values():
         ep = _wan_gateway_endpoint(topology, wgw, members, hub_doubts)
         if ep is not None:
             out[ep.id] = ep
     return out
+
+
+def _ordered_warnings(topology: Topology, endpoints: Mapping[ResourceId, Endpoint],
+                      home_warnings: Mapping[ResourceId, tuple[str, ...]]) -> list[str]:
+    """The spokes' warnings in the order endpoints_of finds them: each home VNet's once, at its first gateway."""
+    out: list[str] = []
+    seen: set[ResourceId] = set()
+    for gw in topology.gateways.values():
+        ep = endpoints.get(gw.id)
+        if ep is None or ep.kind != VNET_GATEWAY or gw.vnet is None:
+            continue
+        home = _canonical(topology.vnets, gw.vnet)
+        if home not in seen:
+            seen.add(home)
+            out += home_warnings.get(home, ())
+    return out
+
+
+def _changed_ids(before: Mapping[ResourceId, Any], after: Mapping[ResourceId, Any]) -> set[ResourceId]:
+    # A parse that reused the earlier one shares every unchanged object: `is` settles almost all of them.
+    return {k for k in before.keys() | after.keys()
+            if before.get(k) is not after.get(k) and before.get(k) != after.get(k)}
+
+
+def _patched_endpoints(before: Topology, before_gws: Gateways, after: Topology
+                       ) -> tuple[dict[ResourceId, Endpoint], dict[ResourceId, tuple[str, ...]]] | None:
+    """The endpoints of `after` from those of `before`, recomputing only the gateways a change can reach; None
+    when the change is of a kind this does not follow (VNets or circuits appearing or disappearing, Virtual WAN
+    resources), which the caller then computes in full."""
+    if (_changed_ids(before.hubs, after.hubs) or _changed_ids(before.hub_connections, after.hub_connections)
+            or _changed_ids(before.wan_gateways, after.wan_gateways)):
+        return None
+    for old_map, new_map in ((before.vnets, after.vnets), (before.circuits, after.circuits)):
+        for rid in _changed_ids(old_map, new_map):
+            old, new = old_map.get(rid), new_map.get(rid)
+            if old is None or new is None or old.id.value != new.id.value or (
+                    getattr(old, "present", True) != getattr(new, "present", True)):
+                return None
+    dirty = _changed_ids(before.gateways, after.gateways)
+    for cid in _changed_ids(before.connections, after.connections):
+        dirty.update(c.gateway for c in (before.connections.get(cid), after.connections.get(cid))
+                     if c is not None and c.gateway is not None)
+    homes: set[ResourceId] = set()
+    for vid in _changed_ids(before.vnets, after.vnets):
+        homes.add(vid)
+        for vnet in (before.vnets.get(vid), after.vnets.get(vid)):
+            homes.update(p.remote_vnet for p in (vnet.peerings if vnet is not None else ()))
+    if homes:
+        dirty.update(gw.id for gw in after.gateways.values() if gw.vnet is not None and gw.vnet in homes)
+    links, link_doubts = _links(after, dirty)
+    spokes: dict[ResourceId, tuple[dict[ResourceId, bool], tuple[str, ...]]] = {}
+    out: dict[ResourceId, Endpoint] = {}
+    for gw in after.gateways.values():
+        if gw.id in dirty:
+            ep = _vnet_gateway_endpoint(after, gw, links.get(gw.id, {}), link_doubts.get(gw.id, {}), spokes)
+        else:
+            ep = before_gws.endpoints.get(gw.id)
+        if ep is not None:
+            out[gw.id] = ep
+    out.update((gid, ep) for gid, ep in before_gws.endpoints.items() if ep.kind == WAN_GATEWAY)
+    home_warnings = dict(before_gws.home_warnings)
+    home_warnings.update((home, found) for home, (_, found) in spokes.items())
+    return out, home_warnings
 
 
 def _flag_warning(gateway: ResourceId, flag: str) -> str:
@@ -206,16 +295,24 @@ def route_verdict(e1: Endpoint, e2: Endpoint) -> tuple[bool, list[str]]:
     return True, warnings
 
 
-def compute_pairs(topology: Topology) -> PairSet:
-    """Every ER-transit pair of the topology (see DESIGN.md, "Transit rules")."""
-    # Half a million routes and pairs at 20k VNets, all acyclic: see collector_paused for why the collector waits.
-    with collector_paused():
-        return _compute_pairs(topology)
+@dataclass(frozen=True, slots=True)
+class Gateways:
+    """What the transit rules read of a topology before pairing VNets: its endpoints, the warnings found while
+    working them out, which gateways each VNet is behind, and the endpoints on each circuit (sorted by id)."""
+
+    endpoints: Mapping[ResourceId, Endpoint]
+    warnings: tuple[str, ...]
+    member_of: Mapping[ResourceId, frozenset[ResourceId]]
+    by_circuit: Mapping[ResourceId, tuple[Endpoint, ...]]
+    home_warnings: Mapping[ResourceId, tuple[str, ...]] = field(default_factory=dict, compare=False, repr=False)
 
 
-def _compute_pairs(topology: Topology) -> PairSet:
-    warnings: list[str] = list(topology.warnings)
-    endpoints = endpoints_of(topology, warnings)
+def gateways_of(topology: Topology, *, previous: tuple[Topology, Gateways] | None = None) -> Gateways:
+    """`previous`: an earlier topology and its gateways, from which this one differs in a few resources (an
+    event's patch); only the gateways those resources can reach are worked out again. The result is the same."""
+    patched = _patched_endpoints(*previous, topology) if previous is not None else None
+    endpoints, home_warnings = patched if patched is not None else _endpoints(topology)
+    warnings = _ordered_warnings(topology, endpoints, home_warnings)
     by_circuit: dict[ResourceId, list[Endpoint]] = {}
     for ep in sorted(endpoints.values(), key=lambda e: e.id):
         for circuit in ep.circuits:
@@ -224,31 +321,82 @@ def _compute_pairs(topology: Topology) -> PairSet:
     for ep in endpoints.values():
         for vnet in ep.domain:
             member_of.setdefault(vnet, set()).add(ep.id)
+    return Gateways(endpoints=endpoints, warnings=tuple(warnings),
+                    member_of={v: frozenset(g) for v, g in member_of.items()},
+                    by_circuit={c: tuple(eps) for c, eps in by_circuit.items()}, home_warnings=home_warnings)
+
+
+def compute_pairs(topology: Topology, *, gateways: Gateways | None = None) -> PairSet:
+    """Every ER-transit pair of the topology (see DESIGN.md, "Transit rules").
+
+    `gateways` may be passed when `gateways_of(topology)` is already known.
+    """
+    # Half a million routes and pairs at 20k VNets, all acyclic: see collector_paused for why the collector waits.
+    with collector_paused():
+        return _compute_pairs(topology, gateways or gateways_of(topology))
+
+
+def _pair_warnings(topology: Topology, gws: Gateways) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*topology.warnings, *gws.warnings,
+                                *_global_reach_warnings(topology, gws.by_circuit)]))
+
+
+def _route_base(topology: Topology, circuit_id: ResourceId, e1: Endpoint, e2: Endpoint,
+                circuit: tuple[tuple[str, ...] | None, bool] | None = None) -> tuple[bool, tuple[str, ...]] | None:
+    """(pending, warnings) shared by every route over `circuit_id` between the VNets of two gateways on it
+    (`e1` before `e2` in id order), or None when the circuit or the gateways carry nothing between them.
+    `circuit`: _circuit_state(topology, circuit_id), when the caller pairs many gateways on one circuit."""
+    circuit_warnings, circuit_settling = circuit if circuit is not None else _circuit_state(topology, circuit_id)
+    if circuit_warnings is None:
+        return None
+    allowed, doubts = route_verdict(e1, e2)
+    if not allowed:
+        return None
+    route_warnings = (*circuit_warnings, *doubts, *(_failed(f"gateway {e.id.name}") for e in (e1, e2) if e.failed),
+                      *e1.link_doubts.get(circuit_id, ()), *e2.link_doubts.get(circuit_id, ()))
+    pending = (circuit_settling or e1.settling or e2.settling or e1.circuits[circuit_id]
+               or e2.circuits[circuit_id])
+    return pending, route_warnings
+
+
+def _circuit_state(topology: Topology, circuit_id: ResourceId) -> tuple[tuple[str, ...] | None, bool]:
+    """(the circuit's doubts, or None when it carries nothing; whether it is settling)."""
+    circuit_res = topology.circuits.get(circuit_id)
+    return (_circuit_doubts(topology, circuit_id),
+            circuit_res is not None and is_settling(circuit_res.provisioning_state))
+
+
+def _compute_pairs(topology: Topology, gws: Gateways, only: AbstractSet[ResourceId] | None = None) -> PairSet:
+    """The pairs (with `only`: their routes over those circuits alone, all warnings still)."""
+    by_circuit = gws.by_circuit
+    member_of = gws.member_of
+    circuits = sorted(by_circuit if only is None else (c for c in only if c in by_circuit))
     # Enterprise topologies have hundreds of thousands of pairs: a pair is one integer made of the ranks of its
     # VNets in key order (cheap to hash, sort and hold); PairIndex makes the TransitPair when it is read.
-    vnets = sorted(member_of)
+    if only is None:
+        vnets = sorted(member_of)
+    else:
+        vnets = sorted({v for c in circuits for ep in by_circuit[c] for v in ep.domain})
     rank = {v: i for i, v in enumerate(vnets)}
     width = len(vnets)
-    members = {ep.id: _members_by_state(ep, rank) for ep in endpoints.values()}
+    members: dict[ResourceId, dict[tuple[bool, tuple[str, ...]], list[int]]] = {}
 
     routes: dict[int, tuple[Route, ...]] = {}
-    for circuit_id, eps in sorted(by_circuit.items()):
-        circuit_warnings = _circuit_doubts(topology, circuit_id)
-        if len(eps) < 2 or circuit_warnings is None:
+    for circuit_id in circuits:
+        eps = by_circuit[circuit_id]
+        circuit = _circuit_state(topology, circuit_id)
+        if len(eps) < 2 or circuit[0] is None:
             continue
-        circuit_res = topology.circuits.get(circuit_id)
-        circuit_settling = circuit_res is not None and is_settling(circuit_res.provisioning_state)
         for e1, e2 in combinations(eps, 2):
-            allowed, doubts = route_verdict(e1, e2)
-            if not allowed:
+            base = _route_base(topology, circuit_id, e1, e2, circuit)
+            if base is None:
                 continue
-            route_warnings = (*circuit_warnings, *doubts, *(_failed(f"gateway {e.id.name}") for e in (e1, e2)
-                                                            if e.failed),
-                              *e1.link_doubts.get(circuit_id, ()), *e2.link_doubts.get(circuit_id, ()))
-            base_pending = (circuit_settling or e1.settling or e2.settling or e1.circuits[circuit_id]
-                            or e2.circuits[circuit_id])
+            base_pending, route_warnings = base
             # A VNet behind both gateways (two gateways in one hub) pairs with neither side's VNets.
             overlap = any(len(member_of[v]) > 1 for v in (*e1.domain, *e2.domain))
+            for ep in (e1, e2):
+                if ep.id not in members:
+                    members[ep.id] = _members_by_state(ep, rank)
             for (pending_a, doubts_a), ranks_a in members[e1.id].items():
                 for (pending_b, doubts_b), ranks_b in members[e2.id].items():
                     one_route = (Route(circuit=circuit_id, gateways=(e1.id, e2.id),
@@ -261,8 +409,104 @@ def _compute_pairs(topology: Topology) -> PairSet:
                             key = ra * width + rb if ra < rb else rb * width + ra
                             known = routes.get(key)
                             routes[key] = one_route if known is None else known + one_route
-    warnings += _global_reach_warnings(topology, by_circuit)
-    return PairSet(pairs=PairIndex(vnets, routes), warnings=tuple(dict.fromkeys(warnings)), endpoints=endpoints)
+    return PairSet(pairs=PairIndex(vnets, routes), warnings=_pair_warnings(topology, gws), endpoints=gws.endpoints)
+
+
+def routes_between(topology: Topology, gws: Gateways, a: ResourceId, b: ResourceId, *,
+                   skip: AbstractSet[ResourceId] = frozenset()) -> tuple[Route, ...]:
+    """The routes compute_pairs gives the pair (a, b), in its order, over circuits not in `skip`; reads only the
+    gateways the two VNets are behind (a pair's worth of work, not the estate's)."""
+    ga, gb = gws.member_of.get(a), gws.member_of.get(b)
+    if not ga or not gb or not ga.isdisjoint(gb):
+        return ()  # behind one gateway on both sides: they reach each other through the hub, not ExpressRoute
+    found: list[tuple[ResourceId, Endpoint, ResourceId, Endpoint, ResourceId]] = []
+    for g1 in ga:
+        for g2 in gb:
+            x, y = gws.endpoints[g1], gws.endpoints[g2]
+            first, first_vnet, second, second_vnet = (x, a, y, b) if x.id < y.id else (y, b, x, a)
+            for circuit_id in x.circuits.keys() & y.circuits.keys():
+                if circuit_id not in skip:
+                    found.append((circuit_id, first, first_vnet, second, second_vnet))
+    out: list[Route] = []
+    for circuit_id, e1, v1, e2, v2 in sorted(found, key=lambda f: (f[0], f[1].id, f[3].id)):
+        base = _route_base(topology, circuit_id, e1, e2)
+        if base is None:
+            continue
+        base_pending, route_warnings = base
+        out.append(Route(circuit=circuit_id, gateways=(e1.id, e2.id),
+                         pending=base_pending or e1.domain[v1] or e2.domain[v2],
+                         warnings=(route_warnings + tuple(e1.member_doubts.get(v1, ()))
+                                   + tuple(e2.member_doubts.get(v2, ())))))
+    return tuple(out)
+
+
+def changed_pairs(before: Topology, before_gws: Gateways, after: Topology, after_gws: Gateways, *,
+                  also: Iterable[tuple[ResourceId, ResourceId]] = ()) -> tuple[PairSet, PairSet]:
+    """The two sides of a diff between topologies that differ in a few resources, without pairing the estate.
+
+    Each side holds, with all their routes, the pairs whose presence differs between the two topologies, and the
+    pairs of `also` where that side has them; every other pair is on both sides or on neither. So a diff of the
+    two sides is the diff of the whole pair sets, and len(after side) - len(before side) is how much the number
+    of pairs changed. Warnings and endpoints are those of the whole topology, as compute_pairs gives them.
+
+    Only circuits whose routes can differ are paired: those of a gateway whose endpoint changed, of a VNet whose
+    set of gateways changed, and those whose own resource changed. A pair found on them on one side only is
+    checked for a route over the other circuits (identical on both sides) before it counts as a change.
+    tests/unit/test_changed_pairs.py checks this against compute_pairs on both topologies.
+    """
+    with collector_paused():
+        e0, e1 = before_gws.endpoints, after_gws.endpoints
+        moved_gateways = [g for g in e0.keys() | e1.keys() if e0.get(g) != e1.get(g)]
+        touched: set[ResourceId] = set()
+        moved_vnets: set[ResourceId] = set()
+        for g in moved_gateways:
+            for ep in (e0.get(g), e1.get(g)):
+                if ep is not None:
+                    touched.update(ep.circuits)
+                    moved_vnets.update(v for v in ep.domain
+                                       if before_gws.member_of.get(v) != after_gws.member_of.get(v))
+        for v in moved_vnets:
+            for gws in (before_gws, after_gws):
+                for g in gws.member_of.get(v, ()):
+                    touched.update(gws.endpoints[g].circuits)
+        touched.update(c for c in before.circuits.keys() | after.circuits.keys()
+                       if before.circuits.get(c) != after.circuits.get(c))
+        sides = (_compute_pairs(before, before_gws, touched), _compute_pairs(after, after_gws, touched))
+        keys0, keys1 = (_keyed(side.pairs) for side in sides)
+        kept: tuple[dict[tuple[str, str], _Keyed], dict[tuple[str, str], _Keyed]] = ({}, {})
+        for key in keys0.keys() ^ keys1.keys():
+            side = 0 if key in keys0 else 1
+            a, b, found = (keys0 if side == 0 else keys1)[key]
+            if routes_between(after, after_gws, a, b, skip=touched):
+                continue  # also carried over a circuit that is the same on both sides: present before and after
+            kept[side][key] = (a, b, found)
+        for x, y in also:
+            a, b = (x, y) if x.key < y.key else (y, x)
+            for side, (topology, gws) in enumerate(((before, before_gws), (after, after_gws))):
+                found = routes_between(topology, gws, a, b)
+                if found:
+                    kept[side][(a.key, b.key)] = (a, b, found)
+                else:
+                    kept[side].pop((a.key, b.key), None)
+        before_side, after_side = (PairSet(pairs=_index(k), warnings=s.warnings, endpoints=s.endpoints)
+                                   for k, s in zip(kept, sides, strict=True))
+        return before_side, after_side
+
+
+_Keyed = tuple[ResourceId, ResourceId, tuple[Route, ...]]
+
+
+def _keyed(pairs: Mapping[tuple[str, str], TransitPair]) -> dict[tuple[str, str], _Keyed]:
+    if isinstance(pairs, PairIndex):
+        return {(a.key, b.key): (a, b, r) for a, b, r in pairs.routes_by_pair()}
+    return {key: (p.a, p.b, p.routes) for key, p in pairs.items()}
+
+
+def _index(pairs: Mapping[tuple[str, str], _Keyed]) -> PairIndex:
+    vnets = sorted({v for a, b, _ in pairs.values() for v in (a, b)})
+    rank = {v: i for i, v in enumerate(vnets)}
+    width = len(vnets)
+    return PairIndex(vnets, {rank[a] * width + rank[b]: routes for a, b, routes in pairs.values()})
 
 
 def _circuit_doubts(topology: Topology, circuit_id: ResourceId) -> tuple[str, ...] | None:

@@ -30,16 +30,49 @@ def _gateways_of(pair: TransitPair, vnet: ResourceId, endpoints: Mapping[Resourc
 
 
 def pair_json(pair: TransitPair, topology: Topology, *, status: str | None = None,
-              endpoints: Mapping[ResourceId, Endpoint] | None = None) -> dict[str, Any]:
+              endpoints: Mapping[ResourceId, Endpoint] | None = None,
+              shared: dict[Any, Any] | None = None) -> dict[str, Any]:
+    """The pair as JSON. `shared`: a dict the caller keeps for many pairs of the same topologies, in which the
+    endpoint documents (one VNet behind the same gateways in thousands of pairs) are made once and shared: the
+    documents are then read-only (a change opening 67,000 pairs made 134,000 of them, 0.15 GB)."""
     eps = endpoints if endpoints is not None else endpoints_of(topology)
+    if shared is None:
+        return {
+            "vnets": [pair.a.value, pair.b.value],
+            "status": status or pair.status,
+            "circuits": [c.value for c in pair.circuits],
+            "gateways": [g.value for g in pair.gateways],
+            "warnings": list(pair.warnings),
+            "endpoints": [_endpoint_json(topology, v, _gateways_of(pair, v, eps)) for v in (pair.a, pair.b)],
+        }
+    routes_key = ("routes", id(pair.routes))
+    known = shared.get(routes_key)
+    if known is None:  # what a pair's routes decide, worked out once per routes tuple (kept alive in `known`)
+        known = shared[routes_key] = (pair.routes, pair.status, [c.value for c in pair.circuits],
+                                      [g.value for g in pair.gateways], list(pair.warnings))
     return {
         "vnets": [pair.a.value, pair.b.value],
-        "status": status or pair.status,
-        "circuits": [c.value for c in pair.circuits],
-        "gateways": [g.value for g in pair.gateways],
-        "warnings": list(pair.warnings),
-        "endpoints": [_endpoint_json(topology, v, _gateways_of(pair, v, eps)) for v in (pair.a, pair.b)],
+        "status": status or known[1],
+        "circuits": list(known[2]),
+        "gateways": list(known[3]),
+        "warnings": list(known[4]),
+        "endpoints": [_shared_endpoint(topology, pair, v, eps, shared) for v in (pair.a, pair.b)],
     }
+
+
+def _shared_endpoint(topology: Topology, pair: TransitPair, vnet: ResourceId,
+                     endpoints: Mapping[ResourceId, Endpoint], shared: dict[Any, Any]) -> dict[str, Any]:
+    # Routes tuples are shared by every pair between two gateway groups (compute_pairs), and stay alive with the
+    # pairs while the caller holds `shared`: their identity keys the gateways a VNet sits behind on them.
+    gateways_key = (id(topology), id(pair.routes), vnet.key)
+    gateways = shared.get(gateways_key)
+    if gateways is None:
+        gateways = shared[gateways_key] = (pair.routes, tuple(_gateways_of(pair, vnet, endpoints)))
+    doc_key = (id(topology), vnet.key, gateways[1])
+    doc = shared.get(doc_key)
+    if doc is None:
+        doc = shared[doc_key] = _endpoint_json(topology, vnet, gateways[1])
+    return doc
 
 
 def pairs_json(pairs: PairSet, topology: Topology, *, lazy: bool = False) -> dict[str, Any]:
@@ -110,10 +143,19 @@ class _LazyPairDocs:
                                                                           self._side(pair, pair.b)]}
 
 
-def change_json(change: PairChange, endpoints: Mapping[ResourceId, Endpoint] | None = None) -> dict[str, Any]:
+def change_json(change: PairChange, endpoints: Mapping[ResourceId, Endpoint] | None = None,
+                shared: dict[Any, Any] | None = None) -> dict[str, Any]:
+    """The change as JSON; `shared` as for pair_json (the cause documents are then shared too, each list not)."""
     doc = pair_json(change.pair, change.topology, status="pending" if change.pending else "confirmed",
-                    endpoints=endpoints)
-    doc["cause"] = [c.to_json() for c in change.causes]
+                    endpoints=endpoints, shared=shared)
+    if shared is None:
+        doc["cause"] = [c.to_json() for c in change.causes]
+    else:
+        # The explainer hands the same causes tuple to every pair with the same changes (kept alive by them).
+        causes = shared.get(("causes", id(change.causes)))
+        if causes is None:
+            causes = shared[("causes", id(change.causes))] = (change.causes, [c.to_json() for c in change.causes])
+        doc["cause"] = list(causes[1])
     return doc
 
 

@@ -40,3 +40,24 @@ def test_virtual_wan_and_spokes_survive_projection() -> None:
                                         "expressRouteCircuits/other"])
     vhub = virtual_hub("vhub", "wan")
     assert same_topology([hub, spoke, er, gateway("gw", hub), vhub, wan_gateway("wgw", vhub, [er["id"]])])
+
+
+def test_the_compiled_pruners_equal_the_spec_walk_on_any_shape() -> None:
+    """snapshot._PRUNE (made once per type) gives what _prune gives, on real shapes and on odd ones."""
+    import random
+
+    from benchmarks.bench_transit import generate
+    from shared.core.snapshot import _PROPERTIES, _PRUNE, _prune
+
+    before, _ = generate(300)
+    rnd = random.Random(5)
+    odd: list[object] = [None, 3, "x", [], {}, [1, {"id": 2}], {"id": None, "properties": []},
+                         {"addressPrefixes": "10.0.0.0/8"}, [{"properties": "flat"}], {"remoteVirtualNetwork": []}]
+    for rtype, spec in _PROPERTIES.items():
+        samples: list[object] = [r.get("properties") for r in before if r["type"].lower() == rtype] + odd
+        for props in list(samples):
+            if isinstance(props, dict):  # the same with one key given an odd value
+                for key in props:
+                    samples.append({**props, key: rnd.choice(odd)})
+        for props in samples:
+            assert _PRUNE[rtype](props) == _prune(props, spec)
