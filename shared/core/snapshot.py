@@ -385,13 +385,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
 
     gateways: dict[ResourceId, Gateway] = {}
     for gid, raw in by_type[GATEWAY].items():
-        entry = entry_of.get(gid)
-        if entry is not None and entry.obj is not None:
-            gateway = entry.obj
-        else:
-            gateway = _gateway(gid, raw)
-            if entry is not None:
-                entry.obj = gateway
+        gateway: Gateway = _reused(entry_of.get(gid), lambda: _gateway(gid, raw))  # noqa: B023 (called at once)
         home = gateway.vnet
         gateways[gid] = gateway
         if not gateway.gateway_type:
@@ -409,23 +403,17 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
 
     connections: dict[ResourceId, Connection] = {}
     for cid, raw in by_type[CONNECTION].items():
-        entry = entry_of.get(cid)
-        if entry is not None and entry.obj is not None:
-            conn = entry.obj
-        else:
-            conn = _connection(cid, raw)
-            if entry is not None:
-                entry.obj = conn
-        connections[cid] = conn
-        if not conn.connection_type:
+        connection: Connection = _reused(entry_of.get(cid), lambda: _connection(cid, raw))  # noqa: B023
+        connections[cid] = connection
+        if not connection.connection_type:
             warnings.append(f"{source}: connection {cid.name} reports no connectionType; not counted as ExpressRoute")
-        if not conn.is_expressroute:
+        if not connection.is_expressroute:
             continue
-        if conn.gateway is None or conn.circuit is None:
+        if connection.gateway is None or connection.circuit is None:
             warnings.append(f"{source}: connection {cid.name} lacks virtualNetworkGateway1 or peer; ignored")
-        elif conn.gateway not in gateways:
-            warnings.append(f"{source}: connection {cid.name} refers to gateway {conn.gateway.name}, which is not "
-                            "in the snapshot; ignored")
+        elif connection.gateway not in gateways:
+            warnings.append(f"{source}: connection {cid.name} refers to gateway {connection.gateway.name}, which is "
+                            "not in the snapshot; ignored")
 
     circuit_gr: dict[ResourceId, set[ResourceId]] = {}
     for ccid, raw in [*by_type[CIRCUIT_CONNECTION].items(), *by_type[CIRCUIT_PEER_CONNECTION].items()]:
@@ -492,6 +480,16 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
         hub_connections=hub_connections, wan_gateways=wan_gateways, warnings=tuple(warnings),
         memo=memo, memo_source=source,
     )
+
+
+def _reused(entry: _Parsed | None, build: Callable[[], Any]) -> Any:
+    """What an earlier parse built from the same resource object, else `build()` (kept for the next parse)."""
+    if entry is not None and entry.obj is not None:
+        return entry.obj
+    made = build()
+    if entry is not None:
+        entry.obj = made
+    return made
 
 
 def _gateway(gid: ResourceId, raw: Mapping[str, Any]) -> Gateway:
