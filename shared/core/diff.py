@@ -221,6 +221,10 @@ class _PairExplainer:
         self.parts: dict[tuple[ResourceId, ...], _Part] = {}
         self.route_parts: dict[int, _Part] = {}
         self.member_parts: dict[str, dict[str, _Part | None]] = {}  # gateway key -> VNet key -> part
+        # What a routes tuple (shared by every pair between two gateway groups) and one VNet's membership behind
+        # its gateways contribute: (changed resources, settling), by the tuple's identity (kept alive by the pairs).
+        self.routes_changed: dict[int, tuple[frozenset[ResourceId], bool]] = {}
+        self.side_changed: dict[tuple[int, str], tuple[frozenset[ResourceId], bool]] = {}
         self.explained: dict[frozenset[ResourceId], tuple[Cause, ...]] = {}
         self.unknown = (Cause(ResourceId.parse("/"), "unknown", "no change found on the pair's own resources",
                               "modified", None, None, None),)
@@ -263,24 +267,39 @@ class _PairExplainer:
         self.member_parts.setdefault(gid.key, {})[vnet.key] = part
         return part
 
-    def explain(self, pair: TransitPair) -> tuple[tuple[Cause, ...], bool]:
-        """(the pair's causes, or the one "unknown" cause; whether a resource it depends on is settling)."""
-        # The hot loop of a large diff (once per changed pair): parts are looked up by the ids' interned key
-        # strings, since a str hashes in C and a ResourceId through a Python call.
-        parts = []
-        a, b = pair.a, pair.b
-        for route in pair.routes:
-            parts.append(self.route_parts.get(id(route)) or self._route(route))
-            for gid in route.gateways:
-                members = self.member_parts.get(gid.key, _NO_MEMBERS)
-                for vnet in (a, b):
-                    part = members.get(vnet.key, _UNSEEN)
+    def _routes_changed(self, routes: tuple[Route, ...]) -> tuple[frozenset[ResourceId], bool]:
+        known = self.routes_changed.get(id(routes))
+        if known is None:
+            parts = [self.route_parts.get(id(route)) or self._route(route) for route in routes]
+            known = self.routes_changed[id(routes)] = (frozenset(rid for rids, _ in parts for rid in rids),
+                                                       any(settling for _, settling in parts))
+        return known
+
+    def _side_changed(self, routes: tuple[Route, ...], vnet: ResourceId) -> tuple[frozenset[ResourceId], bool]:
+        """What `vnet`'s membership behind the gateways of `routes` contributes."""
+        key = (id(routes), vnet.key)
+        known = self.side_changed.get(key)
+        if known is None:
+            parts = []
+            for route in routes:
+                for gid in route.gateways:
+                    part = self.member_parts.get(gid.key, _NO_MEMBERS).get(vnet.key, _UNSEEN)
                     if part is _UNSEEN:
                         part = self._member(gid, vnet)
                     if part is not None:
                         parts.append(part)
-        changed = frozenset(rid for rids, _ in parts for rid in rids)
-        settling = any(part_settling for _, part_settling in parts)
+            known = self.side_changed[key] = (frozenset(rid for rids, _ in parts for rid in rids),
+                                              any(settling for _, settling in parts))
+        return known
+
+    def explain(self, pair: TransitPair) -> tuple[tuple[Cause, ...], bool]:
+        """(the pair's causes, or the one "unknown" cause; whether a resource it depends on is settling)."""
+        # The hot loop of a large diff (once per changed pair): what the pair's routes and each of its VNets
+        # contribute is worked out once per routes tuple (and VNet), so a pair costs three lookups and a union.
+        routes = pair.routes
+        r, a, b = self._routes_changed(routes), self._side_changed(routes, pair.a), self._side_changed(routes, pair.b)
+        changed = r[0] | a[0] | b[0]
+        settling = r[1] or a[1] or b[1]
         causes = self.explained.get(changed)
         if causes is None:
             found = [c for rid in changed for c in self.causes[rid]]
