@@ -234,3 +234,27 @@ def test_gateways_patched_for_every_kind_of_change_equal_those_computed_in_full(
             rnd = random.Random(seed)
             spec = dense_spec(rnd)
             check_patched_gateways(*shaped(kind, seed, render(spec), render(changed(spec, kind, rnd))))
+
+
+def test_a_vnet_leaving_one_of_its_two_gateways_opens_a_pair_over_a_circuit_that_gateway_is_not_on() -> None:
+    """v and x both sit behind hub H's gateway (on er-1) and each behind a Virtual WAN hub of its own (on er-2):
+    behind one gateway together, they pair on no route. When v stops using H's gateway, v and x pair over er-2,
+    a circuit H's gateway is not on: it must be paired although only H's gateway's endpoint changed."""
+    from tests import builders as b
+
+    def estate(v_uses_hub: bool) -> list[Resource]:
+        er1, er2 = b.circuit("er-1"), b.circuit("er-2")
+        hub = b.vnet("hub-h", "10.0.0.0/16")
+        v, x = b.vnet("spoke-v", "10.1.0.0/24"), b.vnet("spoke-x", "10.2.0.0/24")
+        b.hub_and_spoke(hub, v, use_remote=v_uses_hub)
+        b.hub_and_spoke(hub, x)
+        gw = b.gateway("ergw-h", hub, allow_remote=True, allow_wan=True)
+        out = [er1, er2, hub, v, x, gw, b.connection("conn-h", gw, er1["id"])]
+        for name, wan, member in (("vhub-0", "wan-a", v), ("vhub-1", "wan-b", x)):
+            vhub = b.virtual_hub(name, wan)
+            out += [vhub, b.hub_connection(vhub, member),
+                    b.wan_gateway(f"wgw-{name}", vhub, [er2["id"]], allow_non_wan=True)]
+        return out
+
+    side0, side1 = check(estate(True), estate(False))
+    assert {(p.a.name, p.b.name) for p in side1.pairs.values()} >= {("spoke-v", "spoke-x")}
