@@ -19,6 +19,7 @@ Default behaviour (when no scripted reply matches):
   GET .../virtualHubs/{hub}/hubVirtualNetworkConnections lists the hub's connections ({"value": [...]}).
 - Anything under a denied subscription: 403 AuthorizationFailed. GET /subscriptions/{id} (Subscriptions - Get):
   the subscription, 403 when denied, 404 SubscriptionNotFound when the fake holds no such subscription.
+- Any request without `api-version`: 400 MissingApiVersionParameter, as ARM answers.
 - GET /msi/token: a managed-identity endpoint (the App Service protocol azure-identity speaks when IDENTITY_ENDPOINT
   and IDENTITY_HEADER are set): checks the X-IDENTITY-HEADER secret and issues a token for the asked resource.
 
@@ -274,6 +275,12 @@ class FakeArmServer:
             return arm_error(401, "AuthenticationFailed", "The Authorization header is missing or not a bearer token")
         with self._lock:
             self.requests.append(request)
+            if not request.query.get("api-version"):
+                # ARM and Resource Graph refuse any request without the api-version query parameter (400
+                # MissingApiVersionParameter; learn.microsoft.com/azure/azure-resource-manager/management/
+                # azure-services-resource-providers, "API versions"): a client that forgot it must fail here too.
+                return arm_error(400, "MissingApiVersionParameter",
+                                 "The api-version query parameter (?api-version=) is required for all requests.")
             for script in self._scripts:
                 if script.method and script.method != request.method:
                     continue

@@ -62,6 +62,15 @@ def test_the_fake_refuses_what_resource_graph_refuses(fake_arm: FakeArmServer) -
     assert too_many.json()["error"]["code"] == too_big.json()["error"]["code"] == "BadRequest"
 
 
+def test_the_fake_refuses_a_request_without_api_version_as_arm_does(fake_arm: FakeArmServer) -> None:
+    fake_arm.set_resources({b.SUB: b.lab(())})
+    client = arm_pipeline(fake_arm.credential, fake_arm.base_url, connection_verify=fake_arm.ca_pem, retry_total=0)
+    bare = client.send_request(HttpRequest("POST", client.format_url(RESOURCE_GRAPH_PATH),
+                                           json={"query": TOPOLOGY_QUERY, "subscriptions": [b.SUB]}))
+    assert bare.status_code == 400 and bare.json()["error"]["code"] == "MissingApiVersionParameter"
+    assert post_query(fake_arm, {"subscriptions": [b.SUB]}).status_code == 200
+
+
 def test_the_fake_answers_429_with_retry_after_once_the_quota_is_spent(fake_arm: FakeArmServer) -> None:
     fake_arm.set_resources({b.SUB: b.lab(())})
     fake_arm.query_quota, fake_arm.quota_window = 2, 30.0
