@@ -180,37 +180,36 @@ class _Computed:
                 older.pop("pairs", None)  # its count stays
             return entry
 
+    def _made(self, digest: str, what: str, make: Callable[[], Any]) -> Any:
+        """The entry's `what`, made once (callers run inside Auditor.run, which pauses the collector)."""
+        entry = self._entry(digest)
+        if what not in entry:
+            entry[what] = make()
+        return entry[what]
+
+    def _earlier(self, like: str | None) -> dict[str, Any]:
+        return self._entries.get(like or "", {})
+
     def topology(self, digest: str, resources: Sequence[JsonDict], *, like: str | None = None) -> Topology:
         """The parsed copy; `like`: the digest of a copy this one was patched from (its parse is reused for every
         resource object the two share)."""
-        entry = self._entry(digest)
-        if "topology" not in entry:
-            previous = self._entries.get(like or "", {}).get("topology")
-            with collector_paused():
-                entry["topology"] = parse_resources(resources, source="live read", previous=previous)
-        topology: Topology = entry["topology"]
+        topology: Topology = self._made(digest, "topology", lambda: parse_resources(
+            resources, source="live read", previous=self._earlier(like).get("topology")))
         return topology
 
     def gateways(self, digest: str, resources: Sequence[JsonDict], *, like: str | None = None) -> Gateways:
-        entry = self._entry(digest)
-        if "gateways" not in entry:
-            topology = self.topology(digest, resources)
-            earlier = self._entries.get(like or "", {})
+        def make() -> Gateways:
+            earlier = self._earlier(like)
             previous = ((earlier["topology"], earlier["gateways"])
                         if "topology" in earlier and "gateways" in earlier else None)
-            with collector_paused():
-                entry["gateways"] = gateways_of(topology, previous=previous)
-        gateways: Gateways = entry["gateways"]
+            return gateways_of(self.topology(digest, resources), previous=previous)
+        gateways: Gateways = self._made(digest, "gateways", make)
         return gateways
 
     def pairs(self, digest: str, resources: Sequence[JsonDict], *, like: str | None = None) -> PairSet:
-        entry = self._entry(digest)
-        if "pairs" not in entry:
-            topology = self.topology(digest, resources)
-            with collector_paused():
-                entry["pairs"] = compute_pairs(topology, gateways=self.gateways(digest, resources, like=like))
-            entry["count"] = len(entry["pairs"].pairs)
-        pairs: PairSet = entry["pairs"]
+        pairs: PairSet = self._made(digest, "pairs", lambda: compute_pairs(
+            self.topology(digest, resources), gateways=self.gateways(digest, resources, like=like)))
+        self.counted(digest, len(pairs.pairs))
         return pairs
 
     def count(self, digest: str, known: int | None) -> int | None:
@@ -348,15 +347,14 @@ class Auditor:
 
     def _attempt_in(self, trigger: RunTrigger, run_id: str, conflicts: int, section: _Section) -> RunResult:
         refused, floor = "", 0
-        with collector_paused():  # the working copy is a large acyclic JSON tree: nothing for the collector
-            try:
-                state, etag = self.state.load()
-            except StateCorrupt as exc:
-                # Refused loudly (health alert, audit record) and rebuilt from a full read as a new baseline,
-                # which announces nothing: what changed since the last good commit cannot be proven. Its sequence
-                # goes on after the last run the audit chain shows.
-                logger.error("run %s: %s; rebuilding it from a full read as a new baseline", run_id, exc)
-                state, etag, refused, floor = None, exc.etag, str(exc), exc.sequence or 0
+        try:
+            state, etag = self.state.load()
+        except StateCorrupt as exc:
+            # Refused loudly (health alert, audit record) and rebuilt from a full read as a new baseline, which
+            # announces nothing: what changed since the last good commit cannot be proven. Its sequence goes on
+            # after the last run the audit chain shows.
+            logger.error("run %s: %s; rebuilding it from a full read as a new baseline", run_id, exc)
+            state, etag, refused, floor = None, exc.etag, str(exc), exc.sequence or 0
         self._seed_audit_tail(state)
         if trigger.event_id and state is not None and trigger.event_id in state.processed_event_ids:
             self._append_direct(trigger, run_id, DUPLICATE, conflicts=conflicts)
@@ -426,10 +424,8 @@ class Auditor:
                                 warnings=[*(known or () if after_topology is None else after_topology.warnings),
                                           *read_warnings], basis=f"seq={base.sequence}")
         else:
-            with collector_paused():
-                after_topology = after_topology or self._computed.topology(digest, relevant, like=like)
-                decision = self._decide(base, relevant, digest, after_topology, trigger,
-                                        event_path=focused is not None)
+            after_topology = after_topology or self._computed.topology(digest, relevant, like=like)
+            decision = self._decide(base, relevant, digest, after_topology, trigger, event_path=focused is not None)
             if read_warnings:
                 decision = replace(decision, warnings=[*decision.warnings, *read_warnings])
         decision, unread, held = self._cover(decision, base, scope, relevant, digest)
