@@ -194,7 +194,7 @@ class _Computed:
         """The parsed copy; `like`: the digest of a copy this one was patched from (its parse is reused for every
         resource object the two share)."""
         topology: Topology = self._made(digest, "topology", lambda: parse_resources(
-            resources, source="live read", previous=self._earlier(like).get("topology")))
+            resources, source="live read", previous=self._earlier(like).get("topology"), reusable=True))
         return topology
 
     def gateways(self, digest: str, resources: Sequence[JsonDict], *, like: str | None = None) -> Gateways:

@@ -305,7 +305,8 @@ class _Parsed:
 
 
 def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "snapshot",
-                    notes: Sequence[str] = (), previous: Topology | None = None) -> Topology:
+                    notes: Sequence[str] = (), previous: Topology | None = None, reusable: bool = False
+                    ) -> Topology:
     """Build a Topology; ids and types match case-insensitively, other types are ignored.
 
     A resource without `type` takes it from its id. Child resources given apart (VNet peerings, circuit peerings
@@ -315,7 +316,9 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
 
     `previous`: a topology parsed (with the same `source`) from resource objects that were not mutated since;
     what it made of each object this input shares with it is reused instead of parsed again (a 20k-VNet copy
-    patched by one event shares all but a few). The result is the same either way.
+    patched by one event shares all but a few). The result is the same either way. Only a topology parsed with
+    `reusable=True` keeps what it made of each object (and so the objects themselves: a caller that holds its
+    input anyway, like the auditor's working copy); others let their input go once parsed.
     """
     warnings: list[str] = list(notes)
     by_type: dict[str, dict[ResourceId, Mapping[str, Any]]] = {t: {} for t in TRANSIT_TYPES}
@@ -478,7 +481,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
     return Topology(
         vnets=vnets, gateways=gateways, connections=connections, circuits=circuits, hubs=hubs,
         hub_connections=hub_connections, wan_gateways=wan_gateways, warnings=tuple(warnings),
-        memo=memo, memo_source=source,
+        memo=memo if reusable else {}, memo_source=source,
     )
 
 

@@ -208,7 +208,7 @@ def test_every_kind_of_change_agrees_with_the_whole_pair_sets() -> None:
 # -- gateways_of(previous=...): only the gateways a change can reach are worked out again ---------------------------
 
 def check_patched_gateways(before: list[Resource], after: list[Resource]) -> None:
-    t0 = parse_resources(before, source="live read")
+    t0 = parse_resources(before, source="live read", reusable=True)
     g0 = gateways_of(t0)
     t1 = parse_resources(patched(before, after), source="live read", previous=t0)
     full, incremental = gateways_of(t1), gateways_of(t1, previous=(t0, g0))

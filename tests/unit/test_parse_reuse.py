@@ -47,9 +47,9 @@ def test_a_patched_copy_parses_the_same_with_or_without_the_previous_topology(sp
         before, after = odd(before, apart=shape == "apart before"), odd(after, apart=shape == "apart after")
     after = patched(before, after)
     random.Random(data.draw(st.integers(0, 9))).shuffle(after)
-    previous = parse_resources(before, source="live read")
+    previous = parse_resources(before, source="live read", reusable=True)
     fresh = parse_resources(after, source="live read")
-    reused = parse_resources(after, source="live read", previous=previous)
+    reused = parse_resources(after, source="live read", previous=previous, reusable=True)
     assert reused == fresh
     assert reused.warnings == fresh.warnings
     # Again from the reused one (entries are handed on), and from a parse with another source (nothing reused).
@@ -63,14 +63,22 @@ def test_unchanged_objects_are_reused_and_changed_ones_parsed_again() -> None:
     from benchmarks.bench_transit import generate
 
     before, _ = generate(200)
-    previous = parse_resources(before, source="live read")
+    previous = parse_resources(before, source="live read", reusable=True)
     gateway = next(r for r in before if r["type"].endswith("virtualNetworkGateways"))
     flipped = {**gateway, "properties": {**gateway["properties"], "allowRemoteVnetTraffic":
                                          not gateway["properties"]["allowRemoteVnetTraffic"]}}
     after = [flipped if r is gateway else r for r in before]
-    reused = parse_resources(after, source="live read", previous=previous)
+    reused = parse_resources(after, source="live read", previous=previous, reusable=True)
     assert reused == parse_resources(after, source="live read")
     same = [v for v in reused.vnets if reused.vnets[v] is previous.vnets[v]]
     assert len(same) == len(previous.vnets)  # every VNet object reused
     changed = [g for g in reused.gateways if reused.gateways[g] is not previous.gateways[g]]
     assert [g.value for g in changed] == [gateway["id"]]
+
+
+def test_only_a_reusable_parse_keeps_its_input_alive() -> None:
+    from benchmarks.bench_transit import generate
+
+    before, _ = generate(200)
+    assert parse_resources(before).memo == {}  # the CLI's parse: its input can be freed once parsed
+    assert len(parse_resources(before, reusable=True).memo) == len(before)
