@@ -9,7 +9,7 @@ import contextlib
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -57,15 +57,21 @@ def canonical_json(value: Any) -> str:
                             | orjson.OPT_PASSTHROUGH_DATACLASS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         data = None
-    if (data is None or data[:1] in b"-0123456789" or _NOT_AN_INTEGER.search(data)
+    if (data is None or data[:1] in b"-0123456789" or _not_an_integer(data)
             or (b"null" in data and _has_float(value))):
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return data.decode("utf-8")
 
 
 # A JSON number with a fraction or an exponent, right after `:`, `,` or `[` in compact JSON (a text that is a bare
-# number is checked apart: an alternation with `^` made the scan three times slower).
-_NOT_AN_INTEGER = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
+# number is checked apart: an alternation with `^` made the scan three times slower). One pattern per opening
+# character: a pattern that starts with a literal is searched for that character at memchr speed, four times faster
+# than one pattern starting with the class `[:,\[]` (0.2 s instead of 0.8 s over a large change's 109 MB of pairs).
+_NOT_AN_INTEGER = tuple(re.compile(opening + rb"-?[0-9]+[.eE]") for opening in (rb":", rb",", rb"\["))
+
+
+def _not_an_integer(data: bytes) -> bool:
+    return any(pattern.search(data) for pattern in _NOT_AN_INTEGER)
 
 
 def _has_float(value: Any) -> bool:
@@ -78,6 +84,28 @@ def _has_float(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_has_float(v) for v in value)
     return False
+
+
+def canonical_array(values: Sequence[Any]) -> str:
+    """`canonical_json(list(values))` for documents built from the parsed model, written by one orjson call.
+
+    A large change's audit part holds thousands of pair documents: one call and one scan of its text replace a
+    call and a scan per document (1.8 s for a change of 97,000 pairs). A number that is not an integer sends the
+    array to `canonical_json`, value by value, as does whatever orjson refuses, so every finite value is spelt as
+    the standard library spells it. The one difference: NaN and the infinities, which `canonical_json` refuses,
+    come out as null here (orjson's spelling; finding them would mean walking every value, a third of a second for
+    that change, and the model never holds a float). The chain stays verifiable: the line holds null, which reads
+    back as null and hashes the same.
+    """
+    try:
+        data: bytes | None = orjson.dumps(values if isinstance(values, list) else list(values),
+                                          option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+                                          | orjson.OPT_PASSTHROUGH_DATACLASS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        data = None
+    if data is None or _not_an_integer(data):
+        return "[" + ",".join(canonical_json(v) for v in values) + "]"
+    return data.decode("utf-8")
 
 
 def _sha256(text: str) -> str:
