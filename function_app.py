@@ -37,3 +37,11 @@ def recheck(message: func.QueueMessage) -> None:
     except ValueError:
         body = None
     entrypoints.handle_recheck(body if isinstance(body, dict) else None)
+
+
+# Called when the platform adds an instance (scale-out; not on restarts): the instance loads its working copy
+# before it takes events, so its first event costs what a warm one does. The function must be named "warmup".
+@app.function_name("warmup")
+@app.warm_up_trigger(arg_name="warmup")
+def warmup(warmup: func.warmup.WarmUpContext) -> None:
+    entrypoints.handle_warmup()

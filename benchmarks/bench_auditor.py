@@ -1,11 +1,12 @@
 """Benchmarks of auditor runs on the generated enterprise estate (issue 9's "Done when" table; scripts, not tests).
 
-    .venv/bin/python benchmarks/bench_auditor.py [--vnets 20000] [--only NAME[,NAME]]
+    .venv/bin/python benchmarks/bench_auditor.py [--vnets 20000] [--only NAME[,NAME]] [--repeat N]
 
 Scenarios (each in a fresh subprocess, so its time and peak memory are its own; a baseline is prepared first):
 - event-opens: an event whose gateway flip opens pairs, through the real SDK reader against the fake ARM over
   HTTPS (Resource Graph queries and ARM calls counted by the fake), with the local-folder store; "cold" is a new
   process (loads the committed working copy from disk), "warm" a process that already holds it.
+- event-after-warmup: a new process warmed first (the Functions warmup trigger, Auditor.warm), then the event.
 - event-unchanged: an event whose resource did not change (fake ARM), and the same with the offline snapshot
   reader (TOPOLOGY_SNAPSHOT), which reads the whole file.
 - large-change: the generator's "after" topology (40 gateway flips, 1 connection in 100 deleted) read as one
@@ -24,6 +25,8 @@ import json
 import os
 import random
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +44,8 @@ from shared.adapters.store import LocalAuditLog, LocalStateStore  # noqa: E402
 from shared.app.auditor import Auditor, RunTrigger  # noqa: E402
 from shared.app.ports import JsonDict  # noqa: E402
 
-SCENARIOS = ("event-opens", "event-unchanged", "large-change", "large-change-warm", "reconcile-1500", "burst-50")
+SCENARIOS = ("event-opens", "event-after-warmup", "event-unchanged", "large-change", "large-change-warm",
+             "reconcile-1500", "burst-50")
 
 
 class MemoryReader:
@@ -152,6 +156,20 @@ def event_opens(n: int, folder: str) -> dict[str, Any]:
     return {"cold_s": cold, "cold": cold_calls, "warm_s": warm, "warm": warm_calls, "peak_mb": peak_mb()}
 
 
+def event_after_warmup(n: int, folder: str) -> dict[str, Any]:
+    """A new instance the platform warmed (the warmup trigger: Auditor.warm) before its first event."""
+    before, _ = generate(n)
+    fake, reader, auditor = fake_arm_auditor(folder, before)
+    gateway = closed_gateway(before)
+    fake.set_arm_copy(flipped(gateway))
+    warmed, warm_s = timed(auditor.warm)
+    fake.clear_requests()
+    result, seconds = timed(lambda: auditor.run(event("open-w", gateway["id"])))
+    calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result.opened))
+    fake.stop()
+    return {"warm_up_s": warm_s, "warmed": warmed, "s": seconds, "calls": calls, "peak_mb": peak_mb()}
+
+
 def event_unchanged(n: int, folder: str) -> dict[str, Any]:
     before, _ = generate(n)
     fake, _, auditor = fake_arm_auditor(folder, before)
@@ -237,22 +255,35 @@ def burst_50(n: int, folder: str) -> dict[str, Any]:
     return out
 
 
-RUNNERS = {"event-opens": (prepare_baseline, event_opens), "event-unchanged": (prepare_baseline, event_unchanged),
+RUNNERS = {"event-opens": (prepare_baseline, event_opens), "event-after-warmup": (prepare_baseline, event_after_warmup),
+           "event-unchanged": (prepare_baseline, event_unchanged),
            "large-change": (prepare_memory_baseline, large_change), "large-change-warm": (None, large_change_warm),
            "reconcile-1500": (None, reconcile_1500),
            "burst-50": (prepare_baseline, burst_50)}
 
 
-def run_one(name: str, n: int) -> dict[str, Any]:
-    folder = tempfile.mkdtemp(prefix=f"bench-{name}-")
+def run_one(name: str, n: int, repeat: int = 1) -> dict[str, Any]:
+    """The scenario's figures; with `repeat`, each number is the median of that many runs, each in a new process
+    on a fresh copy of the same prepared baseline (this shared machine's speed varies by 20% from run to run)."""
+    prepared = tempfile.mkdtemp(prefix=f"bench-{name}-")
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     prepare, _ = RUNNERS[name]
     if prepare is not None:
         subprocess.run([sys.executable, __file__, "--step", "prepare", "--one", name, "--vnets", str(n),
-                        "--folder", folder], check=True, env=env)
-    out = subprocess.run([sys.executable, __file__, "--step", "measure", "--one", name, "--vnets", str(n),
-                          "--folder", folder], check=True, capture_output=True, text=True, env=env).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+                        "--folder", prepared], check=True, env=env)
+    runs: list[dict[str, Any]] = []
+    for i in range(repeat):
+        folder = f"{prepared}-{i}"
+        shutil.copytree(prepared, folder)
+        out = subprocess.run([sys.executable, __file__, "--step", "measure", "--one", name, "--vnets", str(n),
+                              "--folder", folder], check=True, capture_output=True, text=True, env=env).stdout
+        runs.append(json.loads(out.strip().splitlines()[-1]))
+        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(prepared, ignore_errors=True)
+    result = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, float):
+            result[key] = statistics.median(r[key] for r in runs)
     return result
 
 
@@ -260,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vnets", type=int, default=20000)
     parser.add_argument("--only", default=",".join(SCENARIOS))
+    parser.add_argument("--repeat", type=int, default=1, help="runs per scenario; each figure is their median")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -272,15 +304,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(measure(args.vnets, args.folder)))
         return 0
-    print(f"| what ({args.vnets:,} VNets) | measured |")
+    runs = f", median of {args.repeat} runs" if args.repeat > 1 else ""
+    print(f"| what ({args.vnets:,} VNets{runs}) | measured |")
     print("|---|---|")
     for name in args.only.split(","):
-        r = run_one(name, args.vnets)
+        r = run_one(name, args.vnets, args.repeat)
         if name == "event-opens":
             print(f"| an event that opens pairs (cold process) | {r['cold_s']:.2f} s, {r['cold'][0]} Resource Graph "
                   f"queries, {r['cold'][1]} ARM calls, {r['cold'][2]:,} pairs opened |")
             print(f"| an event that opens pairs (warm process) | {r['warm_s']:.2f} s, {r['warm'][0]} Resource Graph "
                   f"queries, {r['warm'][1]} ARM calls, {r['warm'][2]:,} pairs opened; peak {r['peak_mb']:.0f} MB |")
+        elif name == "event-after-warmup":
+            print(f"| an event that opens pairs (new instance, warmed first) | {r['s']:.2f} s, {r['calls'][0]} "
+                  f"Resource Graph queries, {r['calls'][1]} ARM calls, {r['calls'][2]:,} pairs opened (the warm-up "
+                  f"itself: {r['warm_up_s']:.2f} s) |")
         elif name == "event-unchanged":
             print(f"| an event that changes nothing (fake ARM) | cold {r['cold_s']:.2f} s, warm {r['warm_s']:.2f} s, "
                   f"{r['calls'][0]} Resource Graph queries, {r['calls'][1]} ARM calls ({', '.join(r['outcomes'])}) |")

@@ -114,6 +114,17 @@ def handle_event(event: Any) -> RunResult | None:
     return result
 
 
+def handle_warmup() -> bool:
+    """A new instance is being added (the warmup trigger): build the auditor and load its working copy now."""
+    try:
+        warmed = auditor().warm()
+    except Exception as exc:  # settings the runs will report the same way; a warm-up never fails the instance
+        logger.warning("warm-up skipped: %s", type(exc).__name__)
+        return False
+    logger.info("warm-up: %s", "working copy loaded" if warmed else "no working copy to load")
+    return warmed
+
+
 def handle_reconcile() -> RunResult:
     result = auditor().run(RunTrigger(kind="reconcile"))
     logger.info("reconcile: %s", result.outcome)

@@ -33,8 +33,9 @@ def pair_json(pair: TransitPair, topology: Topology, *, status: str | None = Non
               endpoints: Mapping[ResourceId, Endpoint] | None = None,
               shared: dict[Any, Any] | None = None) -> dict[str, Any]:
     """The pair as JSON. `shared`: a dict the caller keeps for many pairs of the same topologies, in which the
-    endpoint documents (one VNet behind the same gateways in thousands of pairs) are made once and shared: the
-    documents are then read-only (a change opening 67,000 pairs made 134,000 of them, 0.15 GB)."""
+    endpoint documents (one VNet behind the same gateways in thousands of pairs) and the lists a pair's routes
+    decide (circuits, gateways, warnings) are made once and shared: the documents are then read-only (a change
+    opening 67,000 pairs made 134,000 endpoint documents, 0.15 GB)."""
     eps = endpoints if endpoints is not None else endpoints_of(topology)
     if shared is None:
         return {
@@ -53,9 +54,9 @@ def pair_json(pair: TransitPair, topology: Topology, *, status: str | None = Non
     return {
         "vnets": [pair.a.value, pair.b.value],
         "status": status or known[1],
-        "circuits": list(known[2]),
-        "gateways": list(known[3]),
-        "warnings": list(known[4]),
+        "circuits": known[2],  # shared by every pair of these routes, like the endpoint documents
+        "gateways": known[3],
+        "warnings": known[4],
         "endpoints": [_shared_endpoint(topology, pair, v, eps, shared) for v in (pair.a, pair.b)],
     }
 
@@ -63,16 +64,18 @@ def pair_json(pair: TransitPair, topology: Topology, *, status: str | None = Non
 def _shared_endpoint(topology: Topology, pair: TransitPair, vnet: ResourceId,
                      endpoints: Mapping[ResourceId, Endpoint], shared: dict[Any, Any]) -> dict[str, Any]:
     # Routes tuples are shared by every pair between two gateway groups (compute_pairs), and stay alive with the
-    # pairs while the caller holds `shared`: their identity keys the gateways a VNet sits behind on them.
-    gateways_key = (id(topology), id(pair.routes), vnet.key)
-    gateways = shared.get(gateways_key)
-    if gateways is None:
-        gateways = shared[gateways_key] = (pair.routes, tuple(_gateways_of(pair, vnet, endpoints)))
-    doc_key = (id(topology), vnet.key, gateways[1])
-    doc = shared.get(doc_key)
-    if doc is None:
-        doc = shared[doc_key] = _endpoint_json(topology, vnet, gateways[1])
-    return doc
+    # pairs while the caller holds `shared` (kept in the entry): their identity keys the document of a VNet seen
+    # through them, one lookup per side. The document itself is keyed by the gateways the VNet sits behind.
+    side_key = (id(topology), id(pair.routes), vnet.key)
+    known = shared.get(side_key)
+    if known is None:
+        gateways = tuple(_gateways_of(pair, vnet, endpoints))
+        doc_key = (id(topology), vnet.key, gateways)
+        doc = shared.get(doc_key)
+        if doc is None:
+            doc = shared[doc_key] = _endpoint_json(topology, vnet, gateways)
+        known = shared[side_key] = (pair.routes, doc)
+    return known[1]
 
 
 def pairs_json(pairs: PairSet, topology: Topology, *, lazy: bool = False) -> dict[str, Any]:

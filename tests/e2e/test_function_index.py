@@ -1,4 +1,4 @@
-"""function_app.py indexes as the host would see it: three functions, the right triggers and settings."""
+"""function_app.py indexes as the host would see it: four functions, the right triggers and settings."""
 
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ def index(env: dict[str, str]) -> dict[str, list[dict]]:
     return json.loads(done.stdout)
 
 
-def test_three_functions_with_their_triggers_and_defaults() -> None:
+def test_four_functions_with_their_triggers_and_defaults() -> None:
     functions = index({})
-    assert set(functions) == {"on_resource_event", "reconcile", "recheck"}
+    assert set(functions) == {"on_resource_event", "reconcile", "recheck", "warmup"}
+    [warm] = functions["warmup"]  # the host calls it only when named "warmup" (Microsoft Learn, warmup trigger)
+    assert warm["type"] == "warmupTrigger" and warm["direction"] == "IN"
     [event] = functions["on_resource_event"]
     assert event["type"] == "eventGridTrigger" and event["direction"] == "IN"
     [timer] = functions["reconcile"]
