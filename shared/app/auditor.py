@@ -429,6 +429,10 @@ class Auditor:
             delivered, undelivered = self._flush(run_id)
             return RunResult(outcome=INCOMPLETE, detail=detail, delivered=delivered, undelivered=undelivered)
 
+        prewrite = getattr(self.state, "prewrite", None)
+        if callable(prewrite) and (state is None or not state.working_copy_ok or digest != state.topology_digest):
+            # The new working copy is known: the store writes it while this run decides (save waits for it).
+            prewrite(digest, relevant)
         base = state if state is not None and state.working_copy_ok else None
         if state is not None and base is None:
             refused = refused or "the committed working copy failed its check (damaged or edited)"

@@ -205,3 +205,44 @@ def test_a_seeded_tail_is_trusted_only_while_the_file_has_its_size(tmp_path: Pat
     stale.append({"runId": "r3"})
     result = verify_audit(LocalAuditLog(tmp_path).lines())
     assert result.ok and result.count == 3
+
+
+def test_a_projection_written_ahead_is_the_one_the_head_names(backend: Backend,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    store = backend.state_store()
+    etag = store.save(big_state(50, seq=1), etag=None)
+    writes: list[str] = []
+    real = type(store)._write_projection
+
+    def counted(self: Any, key: str, resources: Any) -> str:
+        writes.append(key)
+        return real(self, key, resources)
+
+    monkeypatch.setattr(type(store), "_write_projection", counted)
+    new = big_state(60, seq=2, digest="c" * 64)
+    store.prewrite("c" * 64, new.resources)  # the run knows its copy: written while it decides
+    store.prewrite("c" * 64, new.resources)  # asked twice: written once
+    store.save(new, etag=etag)
+    assert writes == ["c" * 64]  # save waited for the background write instead of writing again
+    state, _ = backend.state_store().load()  # a new instance reads it back intact (its hash is in the head)
+    assert state is not None and state.working_copy_ok and state.resources == new.resources
+
+
+def test_a_failed_write_ahead_is_written_again_by_the_save(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = backend.state_store()
+    real = type(store)._write_projection
+    calls: list[int] = []
+
+    def flaky(self: Any, key: str, resources: Any) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")  # the background write fails
+        return real(self, key, resources)
+
+    monkeypatch.setattr(type(store), "_write_projection", flaky)
+    state = big_state(30, seq=1, digest="d" * 64)
+    store.prewrite("d" * 64, state.resources)
+    store.save(state, etag=None)
+    assert len(calls) == 2
+    loaded, _ = backend.state_store().load()
+    assert loaded is not None and loaded.working_copy_ok and loaded.resources == state.resources
