@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
-from dataclasses import dataclass, field
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, Sequence, ValuesView
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -91,6 +91,21 @@ class ResourceId:
 _NEW = object.__new__
 _SET_KEY = ResourceId.__dict__["key"].__set__
 _SET_VALUE = ResourceId.__dict__["value"].__set__
+
+
+def slot_maker(cls: type[Any]) -> Callable[..., Any]:
+    """A positional constructor (every field, in order) for a frozen slots dataclass that sets each slot through
+    its own setter, as ResourceId.parse does: a frozen dataclass's __init__ goes through object.__setattr__ for
+    each field, and a 20k-VNet parse builds 36,000 peerings and 20,000 VNets (0.08 s of a 0.45 s parse). Made
+    like dataclasses makes __init__ (generated source); tests/unit/test_model_makers.py checks the objects equal
+    (and hash like) those the dataclass's own __init__ makes."""
+    names = [f.name for f in fields(cls)]
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    scope.update({f"_set{i}": cls.__dict__[name].__set__ for i, name in enumerate(names)})
+    body = "".join(f"    _set{i}(obj, {name})\n" for i, name in enumerate(names))
+    exec(f"def make({', '.join(names)}):\n    obj = _new(_cls)\n{body}    return obj\n", scope)  # noqa: S102
+    make: Callable[..., Any] = scope["make"]
+    return make
 
 
 def is_settling(provisioning_state: str | None) -> bool:
