@@ -67,6 +67,11 @@ param auditRetentionDays int = 365
 @description('Lock the audit immutability policy at deploy time (irreversible; README.md (Deploy)): the azd postprovision hook creates and locks it, and the template leaves it alone.')
 param auditPolicyLocked bool = false
 
+@description('Always-ready instances for the event function (0: scale to zero; see app/function.bicep and README.md, Scale).')
+@minValue(0)
+@maxValue(10)
+param alwaysReadyInstances int = 0
+
 @description('Storage replication.')
 @allowed([
   'Standard_LRS'
@@ -227,6 +232,7 @@ module function 'app/function.bicep' = {
     slackSecretUri: vault.outputs.slackSecretUri
     jsonSecretUri: vault.outputs.jsonSecretUri
     eventTopicEndpoint: eventTopic ? events.outputs.endpoint : ''
+    alwaysReadyInstances: alwaysReadyInstances
   }
   // The host starts with identity-based storage and Key Vault references: grant first, then start.
   dependsOn: [

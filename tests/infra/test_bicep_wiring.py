@@ -139,6 +139,22 @@ def test_names_and_defaults_match_the_code() -> None:
     assert function["watchedSubscriptionIds"] == "watchedSubscriptionIds"
 
 
+def test_always_ready_instances_keep_the_event_function_warm_only_when_asked() -> None:
+    # Off by default (billed while idle); when set, the instances serve the Event Grid function by its own name.
+    assert param_default("main.bicep", "alwaysReadyInstances") == 0
+    assert param_default(FUNCTION, "alwaysReadyInstances") == 0
+    assert module("main.bicep", "function")[0]["params"]["alwaysReadyInstances"] == "alwaysReadyInstances"
+    site = one(FUNCTION, "Microsoft.Web/sites").body
+    scale = site["properties"]["functionAppConfig"]["scaleAndConcurrency"]
+    conditional = scale["alwaysReady"]["operator"]
+    assert conditional["type"] == "conditional" and conditional["operands"]["false_value"] == []
+    assert render(conditional["operands"]["condition"]) == "greater_than(alwaysReadyInstances, 0)"
+    [ready] = conditional["operands"]["true_value"]
+    function_app = (REPO_ROOT / "function_app.py").read_text(encoding="utf-8")
+    assert ready["name"] == "function:on_resource_event" and '@app.function_name("on_resource_event")' in function_app
+    assert ready["instanceCount"] == "alwaysReadyInstances"
+
+
 def test_azd_finds_the_template_and_the_function_app() -> None:
     azure = yaml.safe_load((REPO_ROOT / "azure.yaml").read_text(encoding="utf-8"))
     assert azure["infra"] == {"provider": "bicep", "path": "infra", "module": "main"}
