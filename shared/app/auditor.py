@@ -212,6 +212,12 @@ class _Computed:
         self.counted(digest, len(pairs.pairs))
         return pairs
 
+    def ids(self, digest: str, resources: Sequence[JsonDict]) -> frozenset[str]:
+        """The copy's resource ids, lowercase: what an event's read asks the copy holds (once per copy, not per
+        event: 25,000 ids at 20k VNets)."""
+        ids: frozenset[str] = self._made(digest, "ids", lambda: frozenset(_id_key(r) for r in resources))
+        return ids
+
     def count(self, digest: str, known: int | None) -> int | None:
         """How many pairs the topology yields: as counted here, as the state says (`known`), else None."""
         entry = self._entry(digest)
@@ -346,6 +352,7 @@ class Auditor:
                 if state is None or not state.working_copy_ok or not state.resources:
                     return False
                 self._computed.gateways(state.topology_digest, state.resources)
+                self._computed.ids(state.topology_digest, state.resources)
                 return True
         except Exception as exc:  # a warm-up is an optimisation: the next run meets the same error and reports it
             logger.warning("warm-up skipped: %s", _short(exc))
@@ -642,7 +649,7 @@ class Auditor:
         if (read_one is None or trigger.kind != "event" or not trigger.resource_id or state is None
                 or not state.working_copy_ok):
             return None
-        ids = {str(r.get("id", "")).lower() for r in state.resources}
+        ids = self._computed.ids(state.topology_digest, state.resources)
         result: FocusedRead | None = read_one(trigger.resource_id, known=ids.__contains__)
         return result
 

@@ -8,6 +8,7 @@ transit projection committed last time.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -123,22 +124,51 @@ def project(resources: Iterable[Mapping[str, Any]]) -> list[JsonDict]:
 
 
 def patch_copy(copy: Sequence[JsonDict], read: FocusedRead) -> list[JsonDict] | None:
-    """The working copy with the read applied (sorted by id), or None when the read changes nothing."""
-    drop = tuple(r.lower().rstrip("/") for r in read.replace)
+    """The working copy with the read applied (sorted by id), or None when the read changes nothing.
 
-    def dropped(resource_id: str) -> bool:
-        key = resource_id.lower()
+    A committed copy is sorted by lowercase id, so what the read replaces (a resource and its children) is found by
+    bisection and the rest is kept in order: an event on a 20k-VNet copy no longer tests and sorts every resource.
+    A copy out of order (written by an older version) is patched by a full pass, as before.
+    """
+    drop = tuple(r.lower().rstrip("/") for r in read.replace)
+    keys = [_id_key(r) for r in copy]
+    added = by_id(project(read.resources))
+    if all(a <= b for a, b in zip(keys, keys[1:], strict=False)):
+        spans: list[tuple[int, int]] = []
+        for d in drop:
+            # The resource itself, then its children: every id under `d/` sorts between `d/` and `d0` ('0' follows
+            # '/'); ids that merely start with `d` (`d-2`, `d.x`) sort outside both spans.
+            spans.append((bisect_left(keys, d), bisect_right(keys, d)))
+            spans.append((bisect_left(keys, d + "/"), bisect_left(keys, d + "0")))
+        taken = sorted({i for lo, hi in spans for i in range(lo, hi)})
+        removed = [copy[i] for i in taken]
+        if removed == added:  # `removed` is in id order already
+            return None
+        kept_keys, kept = list(keys), list(copy)
+        for i in reversed(taken):
+            del kept_keys[i], kept[i]
+        for resource in added:
+            at = bisect_right(kept_keys, _id_key(resource))
+            kept_keys.insert(at, _id_key(resource))
+            kept.insert(at, resource)
+        return kept
+
+    def dropped(key: str) -> bool:
         return any(key == d or key.startswith(d + "/") for d in drop)
 
-    kept: list[JsonDict] = []
-    removed: list[JsonDict] = []
-    for resource in copy:
-        (removed if dropped(str(resource.get("id", ""))) else kept).append(resource)
-    added = project(read.resources)
-
-    def by_id(items: list[JsonDict]) -> list[JsonDict]:
-        return sorted(items, key=lambda r: str(r.get("id", "")).lower())  # the working copy's order
-
-    if by_id(removed) == by_id(added):
+    kept_any: list[JsonDict] = []
+    removed_any: list[JsonDict] = []
+    for resource, key in zip(copy, keys, strict=True):
+        (removed_any if dropped(key) else kept_any).append(resource)
+    if by_id(removed_any) == added:
         return None
-    return by_id(kept + added)
+    return by_id(kept_any + added)
+
+
+def _id_key(resource: Mapping[str, Any]) -> str:
+    return str(resource.get("id", "")).lower()
+
+
+def by_id(items: Sequence[JsonDict]) -> list[JsonDict]:
+    """Resources in the working copy's order (lowercase id; stable)."""
+    return sorted(items, key=_id_key)
