@@ -232,6 +232,15 @@ class _Layout(ABC):
             while len(self._prewrites) > 4:
                 self._prewrites.popitem(last=False)
 
+    def _projection_sha(self, state: CommittedState, key: str, known: tuple[str, str] | None) -> str:
+        """The SHA-256 the new head records for its projection `key`, the projection written first if need be.
+        `known`: (key, SHA-256) of the head being replaced, when this store saw it."""
+        if not state.working_copy_ok:
+            return _damaged_sha(known, key)
+        if known is not None and known[0] == key and key not in self._bad_keys:
+            return known[1]  # the head we replace names the same projection: nothing to write
+        return self._projection_written(key, state.resources)
+
     def _projection_written(self, key: str, resources: list[JsonDict]) -> str:
         """The SHA-256 of the stored projection `key`: the one a `prewrite` wrote, else written now."""
         with _PREWRITE_LOCK:
@@ -399,12 +408,7 @@ class LocalStateStore(_Layout):
         key = projection_key(state)
         self._folder.mkdir(parents=True, exist_ok=True)
         known = self._etag_meta.get(etag or "")
-        if not state.working_copy_ok:
-            content_sha = _damaged_sha(known, key)
-        elif known is not None and known[0] == key and key not in self._bad_keys:
-            content_sha = known[1]  # the head we replace names the same projection: nothing to write
-        else:
-            content_sha = self._projection_written(key, state.resources)
+        content_sha = self._projection_sha(state, key, known)
         with _flock(self._lock_path):
             current = self._read()
             if current is None and etag is not None:
@@ -556,12 +560,7 @@ class BlobStateStore(_Layout):
         key = projection_key(state)
         known = self._etag_meta.get(etag or "")
         previous_key = known[0] if known is not None else None
-        if not state.working_copy_ok:
-            content_sha = _damaged_sha(known, key)
-        elif known is not None and known[0] == key and key not in self._bad_keys:
-            content_sha = known[1]  # the head we replace names the same projection: nothing to write
-        else:
-            content_sha = self._projection_written(key, state.resources)
+        content_sha = self._projection_sha(state, key, known)
         head = _head(state, key, content_sha, previous_key if previous_key != key else None)
         content = gzip.compress(head, compresslevel=6, mtime=0)
         blob = self._blob()
