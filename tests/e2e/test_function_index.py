@@ -53,3 +53,16 @@ def test_importing_the_app_builds_no_client_and_needs_no_setting() -> None:
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_warmup_parameter_is_the_type_the_worker_converts() -> None:
+    # The Python worker refuses to load a function whose parameter annotation its converter does not accept.
+    code = ("import inspect, function_app\n"
+            "from azure.functions.warmup import WarmUpTriggerConverter\n"
+            "[f] = [f for f in function_app.app.get_functions() if f.get_function_name() == 'warmup']\n"
+            "hint = inspect.signature(f.get_user_function()).parameters['warmup'].annotation\n"
+            "print(WarmUpTriggerConverter.check_input_type_annotation(hint))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
