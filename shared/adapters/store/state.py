@@ -78,8 +78,9 @@ def _projection_bytes(resources: list[JsonDict]) -> bytes:
         return json.dumps(resources, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-_PREWRITE_LOCK = threading.Lock()
-_PREWRITER: list[ThreadPoolExecutor] = []
+_PREWRITE_LOCK = threading.Lock()  # guards each store's pending background writes
+_PREWRITER_LOCK = threading.Lock()
+_PREWRITER: list[ThreadPoolExecutor] = []  # made on first use: importing the module starts no thread
 
 
 def _prewriter() -> ThreadPoolExecutor:
@@ -88,9 +89,6 @@ def _prewriter() -> ThreadPoolExecutor:
         if not _PREWRITER:
             _PREWRITER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-writer"))
         return _PREWRITER[0]
-
-
-_PREWRITER_LOCK = threading.Lock()
 
 
 def _check_name(name: str) -> str:
