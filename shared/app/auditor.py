@@ -42,7 +42,7 @@ from shared.core.collector import collector_paused
 from shared.core.coverage import Scope, baseline_held, cover, merge_unread
 from shared.core.diff import PairChange, diff_pairs, settling_in
 from shared.core.explain import explain_index, explain_pair
-from shared.core.focus import FocusedRead, patch_copy, project
+from shared.core.focus import FocusedRead, by_id, id_key, patch_copy, project
 from shared.core.health import (
     DEFAULT_LIMIT,
     LOG_MARKER_CLEARED,
@@ -134,17 +134,13 @@ def canonical_digest(resources: Sequence[Mapping[str, Any]]) -> str:
     is 28 MB, digested on every event that changes it. What orjson refuses (integers past 64 bits, lone
     surrogates) goes through the standard library, which spells it as before.
     """
-    ordered = sorted(resources, key=_id_key)
+    ordered = by_id(resources)
     try:
         data = orjson.dumps(ordered, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         data = json.dumps(ordered, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8",
                                                                                                     "surrogatepass")
     return hashlib.sha256(data).hexdigest()
-
-
-def _id_key(resource: Mapping[str, Any]) -> str:
-    return str(resource.get("id", "")).lower()
 
 
 def _check_rows(resources: Sequence[Any], *, source: str) -> None:
@@ -215,7 +211,7 @@ class _Computed:
     def ids(self, digest: str, resources: Sequence[JsonDict]) -> frozenset[str]:
         """The copy's resource ids, lowercase: what an event's read asks the copy holds (once per copy, not per
         event: 25,000 ids at 20k VNets)."""
-        ids: frozenset[str] = self._made(digest, "ids", lambda: frozenset(_id_key(r) for r in resources))
+        ids: frozenset[str] = self._made(digest, "ids", lambda: frozenset(id_key(r) for r in resources))
         return ids
 
     def count(self, digest: str, known: int | None) -> int | None:
@@ -261,10 +257,10 @@ def _kept_warnings(warnings: Sequence[str] | None) -> list[str] | None:
 
 def _sharing(resources: list[JsonDict], committed: Sequence[JsonDict]) -> list[JsonDict]:
     """`resources` with each one equal to its committed copy replaced by that copy (the same object)."""
-    by_id = {_id_key(r): r for r in committed}
+    committed_by_id = {id_key(r): r for r in committed}
     out = []
     for resource in resources:
-        same = by_id.get(_id_key(resource))
+        same = committed_by_id.get(id_key(resource))
         out.append(same if same is not None and same == resource else resource)
     return out
 
@@ -406,9 +402,9 @@ class Auditor:
                 scope = self._read_scope(trigger)
                 resources, read_warnings = scope.resources, list(scope.warnings)
                 _check_rows(resources, source="live read")
-                relevant = sorted(project(resources), key=_id_key)  # only what can move a pair is committed
+                relevant = by_id(project(resources))  # only what can move a pair is committed
                 if scope.missed and state is not None and state.working_copy_ok:  # their last read stands in
-                    relevant = sorted(merge_unread(relevant, state.resources, set(scope.missed)), key=_id_key)
+                    relevant = by_id(merge_unread(relevant, state.resources, set(scope.missed)))
                 if state is not None and state.working_copy_ok and relevant == state.resources:
                     relevant, digest = state.resources, state.topology_digest  # equal: no need to digest again
                 else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.core.snapshot import transit_projection
 
@@ -131,7 +131,7 @@ def patch_copy(copy: Sequence[JsonDict], read: FocusedRead) -> list[JsonDict] | 
     A copy out of order (written by an older version) is patched by a full pass, as before.
     """
     drop = tuple(r.lower().rstrip("/") for r in read.replace)
-    keys = [_id_key(r) for r in copy]
+    keys = [id_key(r) for r in copy]
     added = by_id(project(read.resources))
     if all(a <= b for a, b in zip(keys, keys[1:], strict=False)):
         spans: list[tuple[int, int]] = []
@@ -148,8 +148,9 @@ def patch_copy(copy: Sequence[JsonDict], read: FocusedRead) -> list[JsonDict] | 
         for i in reversed(taken):
             del kept_keys[i], kept[i]
         for resource in added:
-            at = bisect_right(kept_keys, _id_key(resource))
-            kept_keys.insert(at, _id_key(resource))
+            key = id_key(resource)
+            at = bisect_right(kept_keys, key)
+            kept_keys.insert(at, key)
             kept.insert(at, resource)
         return kept
 
@@ -165,10 +166,14 @@ def patch_copy(copy: Sequence[JsonDict], read: FocusedRead) -> list[JsonDict] | 
     return by_id(kept_any + added)
 
 
-def _id_key(resource: Mapping[str, Any]) -> str:
+def id_key(resource: Mapping[str, Any]) -> str:
+    """A resource's place in the working copy: its id in lower case."""
     return str(resource.get("id", "")).lower()
 
 
-def by_id(items: Sequence[JsonDict]) -> list[JsonDict]:
+_Resource = TypeVar("_Resource", bound=Mapping[str, Any])
+
+
+def by_id(items: Iterable[_Resource]) -> list[_Resource]:
     """Resources in the working copy's order (lowercase id; stable)."""
-    return sorted(items, key=_id_key)
+    return sorted(items, key=id_key)
