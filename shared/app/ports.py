@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 JsonDict = dict[str, Any]
+# StateStore.load's `on_head`: (the head's ETag, the head's state fields without the resources) -> None.
+HeadHook = Callable[[str | None, Mapping[str, Any]], None]
 
 
 class IncompleteReadError(Exception):
@@ -163,11 +165,15 @@ class CommittedState:
 
 
 class StateStore(Protocol):
-    def load(self, *, verify: bool = True) -> tuple[CommittedState | None, str | None]:
+    def load(self, *, verify: bool = True, on_head: HeadHook | None = None
+             ) -> tuple[CommittedState | None, str | None]:
         """The committed state and its ETag; (None, None) when nothing was committed yet.
 
         `verify` (a run's first load): also check the state against the audit chain's end and the working copy
         against what was stored, even when a copy is cached. False: a re-read within a run, to settle the outbox.
+        `on_head(etag, head)`: called (perhaps more than once, if the head changes meanwhile) when a head is read
+        whose working copy must then be read from storage, before that read; `head` holds the state's fields but
+        not its resources. The event path starts its own ARM read there, so the two overlap.
         """
         ...
 

@@ -4,6 +4,8 @@ HTTPS), patches the committed working copy, and never queries Resource Graph; th
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +158,73 @@ def test_a_damaged_working_copy_is_read_again_in_full_and_rebaselined_without_al
     assert state is not None and state.working_copy_ok and pair_names(
         [{"vnets": list(p)} for p in committed_pair_ids(state)]) == [("hub-01", "hub-02")]
     assert verify_audit(LocalAuditLog(tmp_path).lines()).ok
+
+
+# -- a new process: the event's read overlaps the load of the working copy (_EarlyRead) -------------------------------
+class _WaitingStore(LocalStateStore):
+    """Reads the working copy only once the fake ARM has been asked for the event's resource (or after 5 s), and
+    says whether it was: only a run that starts its ARM read before reading the copy gets past without waiting."""
+
+    def __init__(self, folder: Path, fake: FakeArmServer, name: str) -> None:
+        super().__init__(folder)
+        self.fake, self.name = fake, name
+        self.asked_first: list[bool] = []
+
+    def _read_projection(self, key: str) -> tuple[bytes | None, str | None]:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(r.path.endswith("/" + self.name)
+                                                      for r in self.fake.arm_requests()):
+            time.sleep(0.01)
+        self.asked_first.append(any(r.path.endswith("/" + self.name) for r in self.fake.arm_requests()))
+        return super()._read_projection(key)
+
+
+def cold(fake: FakeArmServer, folder: Path, name: str) -> tuple[Auditor, _WaitingStore, RecordingNotifier]:
+    auditor, _, notifier = make(fake, folder)
+    store = _WaitingStore(folder, fake, name)
+    return replace(auditor, state=store), store, notifier
+
+
+def test_a_new_process_reads_the_event_resource_while_it_loads_the_working_copy(
+        fake_arm: FakeArmServer, tmp_path: Path) -> None:
+    baseline(fake_arm, tmp_path, b.lab((2,)))
+    fake_arm.set_resources({b.SUB: b.lab((1, 2))})
+    fake_arm.clear_requests()
+    auditor, store, notifier = cold(fake_arm, tmp_path, "ergw-01")
+    result = auditor.run(event_trigger("e1", GW1, caller="bob@contoso.example"))
+    assert store.asked_first == [True]
+    assert result.outcome == COMMITTED and pair_names(result.opened) == [("hub-01", "hub-02")]
+    assert [r.path.rsplit("/", 1)[-1] for r in fake_arm.arm_requests()] == ["ergw-01"]
+    assert fake_arm.resource_graph_requests() == [] and len(notifier.accepted) == 1
+
+
+def test_a_new_process_still_reads_what_the_event_newly_references_once_the_copy_is_loaded(
+        fake_arm: FakeArmServer, tmp_path: Path) -> None:
+    full = b.lab((1, 2))
+    baseline(fake_arm, tmp_path, [r for r in full if r["name"] not in ("ergw-02", "conn-02")])
+    fake_arm.set_resources({b.SUB: full})
+    auditor, store, _ = cold(fake_arm, tmp_path, "conn-02")
+    result = auditor.run(event_trigger("c1", b.rid("connections", "conn-02")))
+    assert store.asked_first == [True] and pair_names(result.opened) == [("hub-01", "hub-02")]
+    assert sorted(r.path.rsplit("/", 1)[-1] for r in fake_arm.arm_requests()) == ["conn-02", "ergw-02"]
+
+
+def test_a_new_process_reads_nothing_for_a_duplicate_event(fake_arm: FakeArmServer, tmp_path: Path) -> None:
+    auditor, _, _ = baseline(fake_arm, tmp_path, b.lab((2,)))
+    fake_arm.set_resources({b.SUB: b.lab((1, 2))})
+    auditor.run(event_trigger("e1", GW1))
+    fake_arm.clear_requests()
+    fresh, store, notifier = cold(fake_arm, tmp_path, "ergw-01")
+    assert fresh.run(event_trigger("e1", GW1)).outcome == DUPLICATE
+    assert fake_arm.count() == 0 and store.asked_first == [False] and notifier.accepted == []
+
+
+def test_a_new_process_whose_early_read_fails_closes_nothing(fake_arm: FakeArmServer, tmp_path: Path) -> None:
+    baseline(fake_arm, tmp_path, b.lab((1, 2)))
+    before = LocalStateStore(tmp_path).load()
+    fake_arm.script(r"/connections/conn-02$", arm_error(503, "ServiceUnavailable"), repeat=True)
+    auditor, store, notifier = cold(fake_arm, tmp_path, "conn-02")
+    result = auditor.run(event_trigger("d1", b.rid("connections", "conn-02")))
+    assert store.asked_first == [True]
+    assert result.outcome == INCOMPLETE and not result.closed and notifier.accepted == []
+    assert LocalStateStore(tmp_path).load()[1] == before[1]

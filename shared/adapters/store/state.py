@@ -30,7 +30,7 @@ import orjson
 
 from shared.adapters.store._azure import _LazyContainer
 from shared.adapters.store._local import _flock, _replace_atomically
-from shared.app.ports import CommittedState, JsonDict, StateConflict, StateCorrupt
+from shared.app.ports import CommittedState, HeadHook, JsonDict, StateConflict, StateCorrupt
 from shared.core.chain import canonical_json
 from shared.core.collector import collector_paused
 
@@ -273,9 +273,13 @@ class _Layout(ABC):
     def _projection_identity(self, key: str) -> str | None:
         """The stored projection's identity (one HEAD request or stat), None when it is missing."""
 
-    def load(self, *, verify: bool = True) -> tuple[CommittedState | None, str | None]:
+    def load(self, *, verify: bool = True, on_head: HeadHook | None = None
+             ) -> tuple[CommittedState | None, str | None]:
+        """See StateStore.load. `on_head(etag, head)`: called when a head is read whose working copy is about to be
+        read from storage (not when this process holds it), with the head's ETag and its state fields; an event
+        starts its ARM read there, while the copy (28 MB at 20k VNets) is read."""
         try:
-            return self._load(verify)
+            return self._load(verify, on_head)
         except StateCorrupt as exc:
             if exc.sequence is None:
                 exc.sequence = self._chain_sequence()  # the rebuild goes on after what the chain shows
@@ -285,7 +289,7 @@ class _Layout(ABC):
                 self.sequence_seen = max(self.sequence_seen or 0, exc.sequence)
             raise
 
-    def _load(self, verify: bool) -> tuple[CommittedState | None, str | None]:
+    def _load(self, verify: bool, on_head: HeadHook | None = None) -> tuple[CommittedState | None, str | None]:
         for _ in range(5):
             content, etag = self._read_head()
             if content is None:
@@ -293,7 +297,7 @@ class _Layout(ABC):
                     continue  # a first state was committed while we looked: read it
                 return None, None
             try:
-                loaded_state = self._load_head(content, etag, verify)
+                loaded_state = self._load_head(content, etag, verify, on_head)
             except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
                 # Garbage, truncated or hand-edited: refused loudly (StateCorrupt), never a raw decoding error.
                 raise StateCorrupt(f"the committed state cannot be read ({type(exc).__name__}: {str(exc)[:200]})",
@@ -303,7 +307,8 @@ class _Layout(ABC):
                 return loaded_state, etag
         raise StateConflict("the committed state kept changing while it was read")
 
-    def _load_head(self, content: bytes, etag: str | None, verify: bool = True) -> CommittedState | None:
+    def _load_head(self, content: bytes, etag: str | None, verify: bool = True, on_head: HeadHook | None = None
+                   ) -> CommittedState | None:
         """The state a head names (None: a newer head was committed meanwhile, read again)."""
         with collector_paused():
             data, layered = _decode_head(json.loads(content))
@@ -318,6 +323,8 @@ class _Layout(ABC):
                 # re-read): a copy edited or replaced meanwhile is read and checked again, as a cold process does.
                 resources = None
             if resources is None:
+                if on_head is not None:
+                    on_head(etag, data)
                 raw, identity = self._read_projection(key)
                 if raw is None:
                     if self._read_head()[1] != etag:
