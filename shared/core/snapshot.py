@@ -586,16 +586,22 @@ _ABSENT: Any = object()
 
 def _compiled(spec: Any) -> Callable[[Any], Any] | None:
     """_prune(value, spec) as a function made once per spec (None: keep the value as it is). A reconcile projects
-    every resource of the estate; walking the spec for each of them was most of the time."""
+    every resource of the estate (165,000 objects at 20k VNets): an object's function is generated as straight-line
+    code, one lookup per key the spec keeps, in the spec's order (the keys are this module's own constants), which
+    is twice as fast as a loop over the spec. tests/unit/test_projection.py checks it against _prune."""
     if spec is True:
         return None
     if isinstance(spec, dict):
-        subs = [(k, _compiled(sub)) for k, sub in spec.items()]
-
-        def prune_dict(value: Any) -> Any:
-            if not isinstance(value, dict):
-                return value
-            return {k: v if f is None else f(v) for k, f in subs if (v := value.get(k, _ABSENT)) is not _ABSENT}
+        scope: dict[str, Any] = {"_absent": _ABSENT, "_dict": dict}
+        lines = ["def prune_dict(value):", "    if not isinstance(value, _dict):", "        return value",
+                 "    out = {}"]
+        for i, (key, sub) in enumerate(spec.items()):
+            inner_fn = _compiled(sub)
+            scope[f"_f{i}"] = inner_fn
+            lines += [f"    v = value.get({key!r}, _absent)", "    if v is not _absent:",
+                      f"        out[{key!r}] = {'v' if inner_fn is None else f'_f{i}(v)'}"]
+        exec("\n".join([*lines, "    return out", ""]), scope)  # noqa: S102 (keys are constants of this module)
+        prune_dict: Callable[[Any], Any] = scope["prune_dict"]
         return prune_dict
     inner = _compiled(spec[0])
 
