@@ -230,11 +230,18 @@ _new_peering = slot_maker(Peering)
 _new_vnet = slot_maker(VirtualNetwork)
 
 
-def _peering(raw: Mapping[str, Any], vnet: ResourceId, source: str, warnings: list[str]) -> Peering | None:
+def _peering(raw: Mapping[str, Any], vnet: ResourceId, source: str, warnings: list[str],
+             vnet_ids: Mapping[str, ResourceId]) -> Peering | None:
     # The hottest function of a parse (36,000 peerings at 20k VNets): the common spellings (JSON booleans and
-    # strings) are read inline, anything else through the same helpers as elsewhere.
+    # strings) are read inline, anything else through the same helpers as elsewhere. `vnet_ids`: the parse's VNet
+    # ids by their text; a remote VNet spelled as its own resource spells it is that parsed id (equal to parsing
+    # the text again, one lookup instead).
     props = _props(raw)
-    remote = _ref(props.get("remoteVirtualNetwork"))
+    ref = props.get("remoteVirtualNetwork")
+    text = ref.get("id") if isinstance(ref, dict) else None
+    remote = vnet_ids.get(text) if isinstance(text, str) else None
+    if remote is None:
+        remote = _ref(ref)
     rid = raw.get("id")
     if remote is None or not isinstance(rid, str):
         warnings.append(f"{source}: peering {raw.get('name', '?')} of {vnet.name} has no id or remote VNet; ignored")
@@ -335,6 +342,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
     earlier: Mapping[int, _Parsed] = previous.memo if previous is not None and previous.memo_source == source else {}
     memo: dict[int, _Parsed] = {}
     entry_of: dict[ResourceId, _Parsed] = {}
+    vnet_ids: dict[str, ResourceId] = {}  # each VNet's id by the text it was parsed from (for peerings' remotes)
     seen = 0
     for i, raw in enumerate(resources):
         seen += 1
@@ -343,14 +351,19 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
             memo[id(raw)] = entry_of[hit.rid] = hit
             by_type[hit.rtype][hit.rid] = hit.value
             continue
-        rtype_raw = raw.get("type") if isinstance(raw, Mapping) else None
-        if isinstance(raw, Mapping) and isinstance(raw.get("id"), str) and not isinstance(rtype_raw, str):
+        # A plain dict (what JSON gives) is checked without the Mapping ABC's slower isinstance.
+        is_map = type(raw) is dict or isinstance(raw, Mapping)
+        rtype_raw = raw.get("type") if is_map else None
+        if is_map and isinstance(raw.get("id"), str) and not isinstance(rtype_raw, str):
             rtype_raw = type_from_id(raw["id"])
-        if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or not isinstance(rtype_raw, str):
+        if not is_map or not isinstance(raw.get("id"), str) or not isinstance(rtype_raw, str):
             raise SnapshotError(f"{source}: resource at [{i}] is not an object with an 'id' and a 'type'")
-        rtype = TYPE_ALIASES.get(rtype_raw.lower(), rtype_raw.lower())
+        lowered = rtype_raw.lower()
+        rtype = TYPE_ALIASES.get(lowered, lowered)
         if rtype in by_type:
             rid = ResourceId.parse(raw["id"])
+            if rtype == VNET:
+                vnet_ids[raw["id"]] = rid
             value = raw if "properties" in raw else _unflatten(dict(raw))
             by_type[rtype][rid] = value
             memo[id(raw)] = entry_of[rid] = _Parsed(raw, rtype, rid, value)
@@ -377,7 +390,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
         merged: dict[ResourceId, Peering] = {}
         start = len(warnings)
         for p in [*_list(props.get("virtualNetworkPeerings")), *apart]:
-            if isinstance(p, dict) and (peering := _peering(p, vid, source, warnings)) is not None:
+            if isinstance(p, dict) and (peering := _peering(p, vid, source, warnings, vnet_ids)) is not None:
                 merged[peering.id] = peering
         space = props.get("addressSpace")
         prefixes = space.get("addressPrefixes") if isinstance(space, dict) else None
@@ -385,7 +398,7 @@ def parse_resources(resources: Iterable[Mapping[str, Any]], *, source: str = "sn
         # VirtualNetwork's fields in order: id, address_prefixes, location, tags, provisioning_state, peerings, present.
         vnets[vid] = _new_vnet(
             vid,
-            tuple(str(x) for x in prefixes) if isinstance(prefixes, list) else (),
+            tuple(map(str, prefixes)) if isinstance(prefixes, list) else (),
             str(raw.get("location", "")),
             {str(k): str(v) for k, v in tags.items()} if isinstance(tags, dict) else {},
             _opt_str(props.get("provisioningState")),
