@@ -228,3 +228,35 @@ def test_a_new_process_whose_early_read_fails_closes_nothing(fake_arm: FakeArmSe
     assert store.asked_first == [True]
     assert result.outcome == INCOMPLETE and not result.closed and notifier.accepted == []
     assert LocalStateStore(tmp_path).load()[1] == before[1]
+
+
+def test_a_warm_up_readies_the_reader_too_without_an_arm_call(fake_arm: FakeArmServer, tmp_path: Path) -> None:
+    baseline(fake_arm, tmp_path, b.lab((2,)))
+    fake_arm.set_resources({b.SUB: b.lab((1, 2))})
+    fake_arm.clear_requests()
+    auditor, reader, _ = make(fake_arm, tmp_path)  # a new instance
+    asked = len(fake_arm.credential.scopes)
+    assert auditor.warm() is True
+    assert fake_arm.count() == 0 and list(reader._network) == [b.SUB.lower()]
+    warm_scopes = fake_arm.credential.scopes[asked:]
+    assert auditor.run(event_trigger("e1", GW1)).outcome == COMMITTED
+    assert warm_scopes == [fake_arm.credential.scopes[-1]]  # the scope the event's own calls ask for
+
+
+def test_a_reader_that_fails_to_warm_leaves_the_warm_up_and_the_event_to_go_on(
+        fake_arm: FakeArmServer, tmp_path: Path, caplog: Any) -> None:
+    baseline(fake_arm, tmp_path, b.lab((2,)))
+    fake_arm.set_resources({b.SUB: b.lab((1, 2))})
+    auditor, reader, _ = make(fake_arm, tmp_path)
+    real = fake_arm.credential.get_token
+    calls = []
+
+    def flaky(*scopes: str, **kwargs: Any) -> Any:
+        calls.append(scopes)
+        if len(calls) == 1:
+            raise RuntimeError("identity endpoint not ready")
+        return real(*scopes, **kwargs)
+
+    fake_arm.credential.get_token = flaky  # type: ignore[method-assign]
+    assert auditor.warm() is True and "warm-up of the reader skipped: RuntimeError" in caplog.text
+    assert pair_names(auditor.run(event_trigger("e1", GW1)).opened) == [("hub-01", "hub-02")]
