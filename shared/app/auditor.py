@@ -58,6 +58,7 @@ from shared.core.health import (
 )
 from shared.core.model import PairIndex, PairSet, ResourceId, Topology, TransitPair
 from shared.core.policy import Policy
+from shared.core.region import RegionIndex, closes, flags_only
 from shared.core.report import build_report
 from shared.core.snapshot import SnapshotError, parse_resources
 from shared.core.transit import Endpoint, Gateways, changed_pairs, compute_pairs, endpoints_of, gateways_of
@@ -226,6 +227,21 @@ class _Computed:
     def counted(self, digest: str, count: int) -> None:
         self._entry(digest)["count"] = count
 
+    def region_index(self, digest: str, resources: Sequence[JsonDict]) -> RegionIndex | None:
+        """The copy's RegionIndex (None: a copy shared.core.region does not follow), made once per copy."""
+        index: RegionIndex | None = self._made(digest, "region", lambda: RegionIndex.of(resources))
+        return index
+
+    def carry(self, digest: str, what: str, value: Any) -> None:
+        """Keep `value` as the copy `digest`'s `what` (made for another copy that it serves as well)."""
+        self._entry(digest).setdefault(what, value)
+
+    def holds(self, digest: str) -> bool:
+        """Whether this process holds the parse and gateways of the copy `digest` (a warm process)."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            return entry is not None and "topology" in entry and "gateways" in entry
+
 
 _EARLY_READERS_LOCK = threading.Lock()
 _EARLY_READERS: list[ThreadPoolExecutor] = []  # made on first use: importing the module starts no thread
@@ -285,6 +301,15 @@ class _EarlyRead:
     def abandon(self) -> None:
         """The run goes on without this read (its result and any error are dropped with the future)."""
         self._ready.set()
+
+
+@dataclass(frozen=True)
+class _Region:
+    """The resources of the committed copy a flag flip can reach (before), and the same with the flip (after)."""
+
+    before: list[JsonDict]
+    after: list[JsonDict]
+    index: RegionIndex  # the committed copy's, which serves the flipped copy too
 
 
 class _Section:
@@ -359,6 +384,9 @@ class Auditor:
     sleep: Callable[[float], None] = time.sleep
     report: ReportPublisher | None = None  # the report page, written after each committed change
     report_policy: Policy | None = None  # marks forbidden and unexpected paths on the report page
+    # A new process's first event that flips a gateway's flags decides from the region of the copy it reaches
+    # (shared.core.region) instead of parsing the whole copy; False: always the whole copy (tests compare the two).
+    region_path: bool = True
     # Retry-After learned by this process, per notifier name (also committed with the outbox as `webhooks`).
     _holds: dict[str, JsonDict] = field(default_factory=dict, init=False, repr=False)
     _computed: _Computed = field(default_factory=lambda: _Computed(), init=False, repr=False)
@@ -469,6 +497,8 @@ class Auditor:
             return RunResult(outcome=DUPLICATE, delivered=delivered, undelivered=undelivered)
         read_warnings: list[str] = []
         scope: ScopeRead | None = None  # a whole-scope read (None: the event path)
+        region: _Region | None = None  # the event path in a new process, for a flag flip (shared.core.region)
+        known: list[str] | None = None  # the topology's warnings as the head kept them, when they still hold
         try:
             focused = self._read_focused(trigger, state, early, etag)
             like = None  # the digest of the copy this one was patched from
@@ -478,9 +508,13 @@ class Auditor:
                 relevant = state.resources if patched is None else patched
                 digest = state.topology_digest if patched is None else canonical_digest(relevant)
                 if patched is not None:
-                    # Parse the committed copy first (if not held yet): the patched one reuses all they share.
                     like = state.topology_digest
-                    self._computed.topology(like, state.resources)
+                    region = self._region(state, patched)
+                    if region is not None:
+                        known = state.topology_warnings  # a flag flip moves no warning (shared.core.region)
+                    else:
+                        # Parse the committed copy first (if not held yet): the patched one reuses all they share.
+                        self._computed.topology(like, state.resources)
             else:
                 scope = self._read_scope(trigger)
                 resources, read_warnings = scope.resources, list(scope.warnings)
@@ -498,10 +532,12 @@ class Auditor:
                         relevant = _sharing(relevant, state.resources)
                         like = state.topology_digest
                         self._computed.topology(like, state.resources)
-            # A read equal to the committed copy needs no parse when the head kept what parsing it warned about.
-            known = (state.topology_warnings if state is not None and state.working_copy_ok
-                     and digest == state.topology_digest else None)
-            after_topology = None if known is not None else self._computed.topology(digest, relevant, like=like)
+            if region is None:
+                # A read equal to the committed copy needs no parse when the head kept what parsing it warned about.
+                known = (state.topology_warnings if state is not None and state.working_copy_ok
+                         and digest == state.topology_digest else None)
+            after_topology = (None if known is not None or region is not None
+                              else self._computed.topology(digest, relevant, like=like))
         except (IncompleteReadError, SnapshotError) as exc:
             detail = str(exc)
             logger.warning("run %s: topology read incomplete, nothing committed: %s", run_id, detail)
@@ -532,10 +568,15 @@ class Auditor:
             # Nothing that can move a pair changed since the commit: the committed decision still holds.
             decision = Decision(pairs=base.pairs, opened=[], closed=[], pending=base.pending,
                                 warnings=[*(known or () if after_topology is None else after_topology.warnings),
-                                          *read_warnings], basis=f"seq={base.sequence}")
+                                          *read_warnings], basis=f"seq={base.sequence}",
+                                pair_warnings=base.pair_warnings)
         else:
-            after_topology = after_topology or self._computed.topology(digest, relevant, like=like)
-            decision = self._decide(base, relevant, digest, after_topology, trigger, event_path=focused is not None)
+            if region is not None and base is not None:
+                decision = self._decide_in_region(base, relevant, digest, region, trigger)
+            else:
+                after_topology = after_topology or self._computed.topology(digest, relevant, like=like)
+                decision = self._decide(base, relevant, digest, after_topology, trigger,
+                                        event_path=focused is not None)
             if read_warnings:
                 decision = replace(decision, warnings=[*decision.warnings, *read_warnings])
         decision, unread, held = self._cover(decision, base, scope, relevant, digest)
@@ -605,6 +646,7 @@ class Auditor:
             health=health, webhooks=previous.webhooks, unread=unread,
             topology_pairs=self._computed.count(digest, base.topology_pairs if unchanged and base else None),
             topology_warnings=_kept_warnings(after_topology.warnings if after_topology is not None else known),
+            pair_warnings=_kept_warnings(decision.pair_warnings),
         )
         # StateConflict -> the caller re-reads and recomputes; its next attempt overwrites the same stash names
         # (run id + part), so the stash is not removed here (one request less inside the commit race).
@@ -621,6 +663,52 @@ class Auditor:
                                  self._computed.pairs(digest, relevant), digest, sequence, now)
         return RunResult(outcome=outcome, opened=decision.opened, closed=decision.closed, pending=decision.pending,
                          delivered=delivered, undelivered=undelivered)
+
+    def _region(self, state: CommittedState, patched: list[JsonDict]) -> _Region | None:
+        """The region of the committed copy an event's patch can reach, when this process does not hold the copy's
+        parse and the patch only flips one VNet gateway's traffic flags (shared.core.region); else None.
+
+        The head must hold what the region cannot see: the whole copy's pair count and warnings (a flag flip
+        moves neither the topology's nor the gateways' warnings, and Global Reach is ruled out by flip_region).
+        A state with held subscriptions takes the whole copy."""
+        if (not self.region_path or self._computed.holds(state.topology_digest) or state.topology_pairs is None
+                or state.topology_warnings is None or state.pair_warnings is None or state.unread
+                or len(patched) != len(state.resources)):
+            return None
+        moved = [i for i, (old, new) in enumerate(zip(state.resources, patched, strict=True)) if old is not new]
+        if len(moved) != 1:
+            return None
+        old, new = state.resources[moved[0]], patched[moved[0]]
+        if id_key(old) != id_key(new) or not flags_only(old, new):
+            return None
+        # The index is kept per copy, and serves the flipped copy too (a flag flip moves nothing it holds): a
+        # process's later flips cost the region, not the index (a pass over the copy and a parse of its gateways).
+        index: RegionIndex | None = self._computed.region_index(state.topology_digest, state.resources)
+        # The committed pairs still settling are read too (decide pairs them again, and may close them).
+        settling = [*state.pairs, *state.pending]
+        before = index.region(state.resources, str(old["id"]), closing=closes(old, new) or bool(settling),
+                              vnets=[str(v) for d in settling for v in d.get("vnets", ())],
+                              named=_named(state.pending)) if index else None
+        if index is None or before is None:
+            return None
+        return _Region(before=before, after=[new if r is old else r for r in before], index=index)
+
+    def _decide_in_region(self, base: CommittedState, resources: list[JsonDict], digest: str, region: _Region,
+                          trigger: RunTrigger) -> Decision:
+        """decide() on the region's two sides: the pairs that moved, with their causes, as the whole copy gives
+        them (tests/unit/test_region.py); the whole copy's count and warnings follow from the head."""
+        before = parse_resources(region.before, source="live read", reusable=True)
+        after = parse_resources(region.after, source="live read", previous=before)
+        before_gws = gateways_of(before)
+        sides = changed_pairs(before, before_gws, after, gateways_of(after, previous=(before, before_gws)),
+                              also=[_pair_ids(d) for d in base.pairs])
+        assert base.topology_pairs is not None and base.pair_warnings is not None  # checked by _region
+        after_count = base.topology_pairs + len(sides[1].pairs) - len(sides[0].pairs)
+        self._computed.counted(digest, after_count)
+        self._computed.carry(digest, "region", region.index)
+        after_side = PairSet(pairs=sides[1].pairs, warnings=tuple(base.pair_warnings), endpoints=sides[1].endpoints)
+        return decide(base, resources, after, trigger, self.classify, now=self.clock(), after_pairs=after_side,
+                      before_computed=(before, sides[0]), after_count=after_count)
 
     def _decide(self, base: CommittedState | None, resources: list[JsonDict], digest: str, after: Topology,
                 trigger: RunTrigger, *, event_path: bool) -> Decision:
@@ -1345,6 +1433,7 @@ class Decision:
     warnings: list[str]
     basis: str  # what the alert id is derived from (the committed sequence it builds on)
     committed_count: int | None = None  # how many pairs the committed set holds after this decision
+    pair_warnings: list[str] | None = None  # the whole after topology's pair warnings (kept in the head)
 
 
 class _Without(Mapping[tuple[str, str], TransitPair]):
@@ -1404,7 +1493,7 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     if state is None:  # first run: the baseline is recorded, not announced
         unsettled = [_deviation(p.a.value, p.b.value, "-") for p in after.pairs.values() if p.pending]
         return Decision(pairs=unsettled, opened=[], closed=[], pending=[], warnings=warnings, basis="baseline",
-                        committed_count=len(after.pairs) - len(unsettled))
+                        committed_count=len(after.pairs) - len(unsettled), pair_warnings=list(after.warnings))
     if before_computed is not None:
         before_topology, before_all = before_computed
     else:
@@ -1471,13 +1560,17 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     return Decision(pairs=[deviations[k] for k in sorted(deviations)], opened=opened, closed=closed,
                     pending=pending, warnings=warnings, basis=f"seq={state.sequence}",
                     committed_count=(len(after.pairs) if after_count is None else after_count)
-                    - (len(deviations) - plus) + plus)
+                    - (len(deviations) - plus) + plus, pair_warnings=list(after.warnings))
+
+
+def _named(docs: Sequence[JsonDict]) -> list[str]:
+    """The resources pending pair documents name: what _still_settling reads of them."""
+    return [str(i) for doc in docs for i in (*doc.get("gateways", []), *doc.get("circuits", []),
+                                             *(c["resource"] for c in doc.get("cause", []) if c.get("resource")))]
 
 
 def _still_settling(topology: Topology, doc: JsonDict) -> bool:
-    ids = [*doc.get("gateways", []), *doc.get("circuits", []),
-           *(c["resource"] for c in doc.get("cause", []) if c.get("resource"))]
-    return settling_in(topology, (ResourceId.parse(i) for i in ids))
+    return settling_in(topology, (ResourceId.parse(i) for i in _named([doc])))
 
 
 # Explaining a closed pair costs a little per pair; a change closing thousands keeps the causes, which say it all.

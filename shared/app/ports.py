@@ -101,6 +101,9 @@ class CommittedState:
         that pairs only the circuits it touched can still count the whole set; None in states written before.
     topology_warnings: what parsing `resources` warned about, so that a run whose read equals the committed copy
         need not parse it again; None when not kept (states written before, or too long for the small head).
+    pair_warnings: what pairing `resources` warned about as a whole (the topology's warnings, then the gateways'
+        and Global Reach's), kept like `topology_warnings`, so that a new process's first event that flips a
+        gateway's flags can decide from the region of the copy it reaches (shared.core.region).
     unread: watched subscriptions the last whole-scope read missed, lower-case id -> {"why", "since", "baseline"}:
         their resources in `resources` are the last ones read, and no run decides a pair that touches them until a
         whole-scope read covers them again. `baseline` true: never read since the baseline, so the first read
@@ -121,6 +124,7 @@ class CommittedState:
     audit_tail: JsonDict | None = None
     topology_pairs: int | None = None
     topology_warnings: list[str] | None = None
+    pair_warnings: list[str] | None = None
     unread: JsonDict = field(default_factory=dict)
     working_copy_ok: bool = True
 
@@ -138,6 +142,7 @@ class CommittedState:
             **({"auditTail": self.audit_tail} if self.audit_tail else {}),
             **({"topologyPairs": self.topology_pairs} if self.topology_pairs is not None else {}),
             **({"topologyWarnings": self.topology_warnings} if self.topology_warnings is not None else {}),
+            **({"pairWarnings": self.pair_warnings} if self.pair_warnings is not None else {}),
             **({"unread": self.unread} if self.unread else {}),
         }
 
@@ -159,6 +164,8 @@ class CommittedState:
                             else None),
             topology_warnings=([str(w) for w in data["topologyWarnings"]]
                                if isinstance(data.get("topologyWarnings"), list) else None),
+            pair_warnings=([str(w) for w in data["pairWarnings"]]
+                           if isinstance(data.get("pairWarnings"), list) else None),
             unread={str(k): dict(v) for k, v in data["unread"].items() if isinstance(v, dict)}
             if isinstance(data.get("unread"), dict) else {},
         )
