@@ -43,7 +43,7 @@ from shared.core.collector import collector_paused
 from shared.core.coverage import Scope, baseline_held, cover, merge_unread
 from shared.core.diff import PairChange, diff_pairs, settling_in
 from shared.core.explain import explain_index, explain_pair
-from shared.core.focus import FocusedRead, by_id, id_key, patch_copy, project
+from shared.core.focus import FocusedRead, by_id, id_key, patch_copy, project, splice_canonical
 from shared.core.health import (
     DEFAULT_LIMIT,
     LOG_MARKER_CLEARED,
@@ -498,6 +498,7 @@ class Auditor:
         read_warnings: list[str] = []
         scope: ScopeRead | None = None  # a whole-scope read (None: the event path)
         region: _Region | None = None  # the event path in a new process, for a flag flip (shared.core.region)
+        canonical: bytes | None = None  # the new copy's canonical JSON, when patched from the committed one's
         known: list[str] | None = None  # the topology's warnings as the head kept them, when they still hold
         try:
             focused = self._read_focused(trigger, state, early, etag)
@@ -506,7 +507,8 @@ class Auditor:
                 read_warnings = list(focused.warnings)
                 patched = patch_copy(state.resources, focused)
                 relevant = state.resources if patched is None else patched
-                digest = state.topology_digest if patched is None else canonical_digest(relevant)
+                digest, canonical = ((state.topology_digest, None) if patched is None
+                                     else self._patched_digest(state, patched))
                 if patched is not None:
                     like = state.topology_digest
                     region = self._region(state, patched)
@@ -554,7 +556,7 @@ class Auditor:
         prewrite = getattr(self.state, "prewrite", None)
         if callable(prewrite) and (state is None or not state.working_copy_ok or digest != state.topology_digest):
             # The new working copy is known: the store writes it while this run decides (save waits for it).
-            prewrite(digest, relevant)
+            prewrite(digest, relevant, canonical)
         base = state if state is not None and state.working_copy_ok else None
         if state is not None and base is None:
             refused = refused or "the committed working copy failed its check (damaged or edited)"
@@ -663,6 +665,17 @@ class Auditor:
                                  self._computed.pairs(digest, relevant), digest, sequence, now)
         return RunResult(outcome=outcome, opened=decision.opened, closed=decision.closed, pending=decision.pending,
                          delivered=delivered, undelivered=undelivered)
+
+    def _patched_digest(self, state: CommittedState, patched: list[JsonDict]) -> tuple[str, bytes | None]:
+        """The patched copy's digest, and its canonical JSON when made by patching the committed copy's, which
+        the store holds when it read or wrote them in this process (a 20k-VNet copy is 28 MB: written whole, it
+        takes longer than the rest of an event's digest and write together)."""
+        held = getattr(self.state, "canonical_bytes", None)
+        data = held(state.topology_digest) if callable(held) else None
+        spliced = splice_canonical(data, state.resources, patched) if isinstance(data, bytes) else None
+        if spliced is None:
+            return canonical_digest(patched), None
+        return hashlib.sha256(spliced).hexdigest(), spliced
 
     def _region(self, state: CommittedState, patched: list[JsonDict]) -> _Region | None:
         """The region of the committed copy an event's patch can reach, when this process does not hold the copy's

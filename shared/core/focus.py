@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
+
 from shared.core.snapshot import transit_projection
 
 JsonDict = dict[str, Any]
@@ -177,3 +179,36 @@ _Resource = TypeVar("_Resource", bound=Mapping[str, Any])
 def by_id(items: Iterable[_Resource]) -> list[_Resource]:
     """Resources in the working copy's order (lowercase id; stable)."""
     return sorted(items, key=id_key)
+
+
+def splice_canonical(data: bytes, before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]
+                     ) -> bytes | None:
+    """The canonical JSON of `after` (as auditor.canonical_digest writes it), made from `data`, the canonical JSON
+    of `before`, when `after` replaces some of `before`'s resources one for one in place (an event's patch of a
+    resource the copy holds); None otherwise (the caller then writes `after` whole).
+
+    A canonical list is `[` + its items' canonical JSON joined by `,` + `]`, so each replaced item's text is
+    swapped for its new text: a few small writes and one copy of the 28 MB of a 20k-VNet copy, instead of writing
+    every item again. An item's old text must occur in `data` exactly once, between separators (ids are unique, so
+    it can only be the item itself); anything else returns None.
+    """
+    if len(before) != len(after):
+        return None
+    parts: list[bytes] = []
+    pos = 0
+    try:
+        for old, new in zip(before, after, strict=True):
+            if old is new:
+                continue
+            old_text = orjson.dumps(old, option=orjson.OPT_SORT_KEYS)
+            start = data.find(old_text, pos)
+            end = start + len(old_text)
+            if (start < 1 or data.find(old_text) != start or data.find(old_text, start + 1) != -1
+                    or data[start - 1:start] not in (b"[", b",") or data[end:end + 1] not in (b",", b"]")):
+                return None
+            parts += [data[pos:start], orjson.dumps(new, option=orjson.OPT_SORT_KEYS)]
+            pos = end
+    except TypeError:  # orjson.JSONEncodeError: what only the standard library writes
+        return None
+    parts.append(data[pos:])
+    return b"".join(parts)

@@ -260,3 +260,26 @@ def test_a_reader_that_fails_to_warm_leaves_the_warm_up_and_the_event_to_go_on(
     fake_arm.credential.get_token = flaky  # type: ignore[method-assign]
     assert auditor.warm() is True and "warm-up of the reader skipped: RuntimeError" in caplog.text
     assert pair_names(auditor.run(event_trigger("e1", GW1)).opened) == [("hub-01", "hub-02")]
+
+
+def test_an_event_patches_the_committed_copys_canonical_bytes_instead_of_writing_the_copy_again(
+        fake_arm: FakeArmServer, tmp_path: Path, monkeypatch: Any) -> None:
+    import hashlib
+
+    import shared.app.auditor as auditor_module
+
+    auditor, _, _ = baseline(fake_arm, tmp_path, b.lab((2,)))
+    fake_arm.set_resources({b.SUB: b.lab((1, 2))})
+    whole: list[int] = []
+    real = auditor_module.canonical_digest
+    monkeypatch.setattr(auditor_module, "canonical_digest", lambda r: whole.append(1) or real(r))
+    assert auditor.run(event_trigger("e1", GW1)).outcome == COMMITTED  # patches the bytes the baseline wrote
+    fake_arm.set_resources({b.SUB: b.lab((1,))})
+    fresh, _, _ = make(fake_arm, tmp_path)  # a new process: it patches the bytes it loads
+    assert fresh.run(event_trigger("e2", b.rid("virtualNetworkGateways", "ergw-02"))).outcome == COMMITTED
+    assert whole == []  # no copy digested whole
+    state, _ = LocalStateStore(tmp_path).load()
+    assert state is not None
+    [projection] = [p for p in tmp_path.glob("topology-*.json") if state.topology_digest in p.name]
+    # The stored projection is the copy's canonical JSON: its SHA-256 is the topology digest.
+    assert hashlib.sha256(projection.read_bytes()).hexdigest() == state.topology_digest == real(state.resources)

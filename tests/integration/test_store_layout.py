@@ -214,9 +214,9 @@ def test_a_projection_written_ahead_is_the_one_the_head_names(backend: Backend,
     writes: list[str] = []
     real = type(store)._write_projection
 
-    def counted(self: Any, key: str, resources: Any) -> str:
+    def counted(self: Any, key: str, resources: Any, *data: Any) -> str:
         writes.append(key)
-        return real(self, key, resources)
+        return real(self, key, resources, *data)
 
     monkeypatch.setattr(type(store), "_write_projection", counted)
     new = big_state(60, seq=2, digest="c" * 64)
@@ -233,11 +233,11 @@ def test_a_failed_write_ahead_is_written_again_by_the_save(backend: Backend, mon
     real = type(store)._write_projection
     calls: list[int] = []
 
-    def flaky(self: Any, key: str, resources: Any) -> str:
+    def flaky(self: Any, key: str, resources: Any, *data: Any) -> str:
         calls.append(1)
         if len(calls) == 1:
             raise OSError("disk full")  # the background write fails
-        return real(self, key, resources)
+        return real(self, key, resources, *data)
 
     monkeypatch.setattr(type(store), "_write_projection", flaky)
     state = big_state(30, seq=1, digest="d" * 64)

@@ -69,13 +69,16 @@ def _head(state: CommittedState, key: str, content_sha: str, previous_key: str |
 
 
 def _projection_bytes(resources: list[JsonDict]) -> bytes:
-    # Compact and not sorted: the digest is computed elsewhere; this is only storage. orjson writes a 20k-VNet
-    # copy (28 MB) several times faster than the standard library's C encoder; what it refuses (integers past
-    # 64 bits, lone surrogates) goes through the standard library.
+    # Compact, keys sorted: a committed copy is in id order, so these are the bytes its topology digest hashes
+    # (auditor.canonical_digest), and a process that holds them can patch them for the next digest instead of
+    # writing the whole copy again (focus.splice_canonical). orjson writes a 20k-VNet copy (28 MB) several times
+    # faster than the standard library's C encoder; what it refuses (integers past 64 bits, lone surrogates) goes
+    # through the standard library, spelled as canonical_digest spells it.
     try:
-        return orjson.dumps(resources)
+        return orjson.dumps(resources, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
-        return json.dumps(resources, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "surrogatepass")
+        return json.dumps(resources, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+            "utf-8", "surrogatepass")
 
 
 _PREWRITE_LOCK = threading.Lock()  # guards each store's pending background writes
@@ -149,6 +152,7 @@ class _Layout(ABC):
     _etag_meta: dict[str, tuple[str, str]]  # head ETag -> (projection key, its SHA-256), for heads seen here
     _copy_ids: dict[str, str]  # projection key -> the stored copy's identity (ETag, or size/mtime/inode) when read
     _bad_keys: set[str]  # projections found damaged or edited: the next commit naming one writes it anew
+    _canonical: OrderedDict[str, bytes]  # projection key -> its bytes, when they are its canonical JSON (2 kept)
     # The audit chain's last record (see watch_chain); the head ETag last found consistent with it (or written
     # over such a head by this process), which a load then need not check again.
     _chain_end: Callable[[], Mapping[str, Any] | None] | None = None
@@ -212,7 +216,7 @@ class _Layout(ABC):
 
     _prewrites: OrderedDict[str, Future[str]]
 
-    def prewrite(self, key: str, resources: list[JsonDict]) -> None:
+    def prewrite(self, key: str, resources: list[JsonDict], data: bytes | None = None) -> None:
         """Start writing the projection `key` (the topology digest a run is about to commit) in the background.
 
         A run knows its new working copy long before it commits it; writing the copy (28 MB at 20k VNets: a file
@@ -220,13 +224,13 @@ class _Layout(ABC):
         since the interpreter lets a thread write and sync while the run decides. `save` then waits for it (and
         writes it itself if the thread failed). A copy written for a run that then commits nothing is an orphan,
         retired like any projection no head names. `resources` must not change afterwards (a committed copy never
-        does)."""
+        does). `data`: the copy's bytes as _projection_bytes writes them, when the caller has them already."""
         if not re.fullmatch(r"[0-9a-f]{64}", key):
             return
         with _PREWRITE_LOCK:
             if key in self._prewrites:
                 return
-            self._prewrites[key] = _prewriter().submit(self._write_projection, key, resources)
+            self._prewrites[key] = _prewriter().submit(self._write_projection, key, resources, data)
             while len(self._prewrites) > 4:
                 self._prewrites.popitem(last=False)
 
@@ -252,8 +256,24 @@ class _Layout(ABC):
         return self._write_projection(key, resources)
 
     @abstractmethod
-    def _write_projection(self, key: str, resources: list[JsonDict]) -> str:
-        """Store the projection `key` (once: an existing one is kept unless found damaged); its SHA-256."""
+    def _write_projection(self, key: str, resources: list[JsonDict], data: bytes | None = None) -> str:
+        """Store the projection `key` (once: an existing one is kept unless found damaged); its SHA-256. `data`:
+        its bytes, when the caller has them (else written from `resources`)."""
+
+    def canonical_bytes(self, key: str) -> bytes | None:
+        """The canonical JSON of the copy `key` (what its topology digest hashes), when this process read or wrote
+        it lately: bytes whose SHA-256 is the key are that JSON, whatever wrote them."""
+        with _PREWRITE_LOCK:
+            return self._canonical.get(key)
+
+    def _keep_canonical(self, key: str, raw: bytes, sha: str) -> None:
+        if sha != key:  # written before projections were stored canonically, or not a digest-named copy
+            return
+        with _PREWRITE_LOCK:
+            self._canonical[key] = raw
+            self._canonical.move_to_end(key)
+            while len(self._canonical) > 2:  # the committed copy and the one an event is about to commit
+                self._canonical.popitem(last=False)
 
     def _remember(self, etag: str, key: str, content_sha: str) -> None:
         if len(self._etag_meta) > 64:
@@ -330,7 +350,8 @@ class _Layout(ABC):
                     if self._read_head()[1] != etag:
                         return None  # a newer head was committed (and our projection retired): read it again
                     return self._damaged(data, key, f"its projection {key} is missing")
-                if hashlib.sha256(raw).hexdigest() != data.get("topologySha256"):
+                raw_sha = hashlib.sha256(raw).hexdigest()
+                if raw_sha != data.get("topologySha256"):
                     return self._damaged(data, key, f"its projection {key} does not match the head's hash")
                 try:
                     # orjson: a 20k-VNet copy (28 MB) loads in half the standard library's time on a cold start;
@@ -345,6 +366,7 @@ class _Layout(ABC):
                     return self._damaged(data, key, f"its projection {key} is not a list")
                 resources = loaded
                 self._copies.put(key, resources)
+                self._keep_canonical(key, raw, raw_sha)
                 if identity is not None:
                     self._copy_ids[key] = identity
         return CommittedState.from_json({**data, "resources": resources})
@@ -376,6 +398,7 @@ class LocalStateStore(_Layout):
         self._copy_ids = {}
         self._bad_keys = set()
         self._prewrites = OrderedDict()
+        self._canonical = OrderedDict()
 
     def _read(self) -> bytes | None:
         try:
@@ -434,20 +457,22 @@ class LocalStateStore(_Layout):
             self._retire({key, previous_key or ""})
         return new_etag
 
-    def _write_projection(self, key: str, resources: list[JsonDict]) -> str:
+    def _write_projection(self, key: str, resources: list[JsonDict], data: bytes | None = None) -> str:
         path = self._projection_path(key)
         if path.exists() and key not in self._bad_keys:
             return hashlib.sha256(path.read_bytes()).hexdigest()
         # Written once: the key names this content for good. One found damaged or edited is written anew (the
         # head naming it was refused, so no reader relies on its bytes).
-        raw = _projection_bytes(resources)
+        raw = data if data is not None else _projection_bytes(resources)
         self._folder.mkdir(parents=True, exist_ok=True)
         _replace_atomically(path, raw)
         self._bad_keys.discard(key)
         identity = self._projection_identity(key)
         if identity is not None:
             self._copy_ids[key] = identity
-        return hashlib.sha256(raw).hexdigest()
+        sha = hashlib.sha256(raw).hexdigest()
+        self._keep_canonical(key, raw, sha)
+        return sha
 
     def _retire(self, keep: set[str]) -> None:
         cutoff = time.time() - PROJECTION_GRACE_SECONDS
@@ -513,6 +538,7 @@ class BlobStateStore(_Layout):
         self._copy_ids = {}
         self._bad_keys = set()
         self._prewrites = OrderedDict()
+        self._canonical = OrderedDict()
 
     def _blob(self, name: str | None = None) -> BlobClient:
         return self._container.get().get_blob_client(name or self._blob_name)
@@ -596,12 +622,12 @@ class BlobStateStore(_Layout):
             self._retire({key, previous_key or ""})
         return new_etag
 
-    def _write_projection(self, key: str, resources: list[JsonDict]) -> str:
+    def _write_projection(self, key: str, resources: list[JsonDict], data: bytes | None = None) -> str:
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import ContentSettings
 
         settings = ContentSettings(content_type="application/gzip")
-        raw = _projection_bytes(resources)
+        raw = data if data is not None else _projection_bytes(resources)
         content_sha = hashlib.sha256(raw).hexdigest()
         try:
             # Created once (never overwritten); mtime=0 keeps the gzip bytes a function of the content alone.
@@ -617,7 +643,9 @@ class BlobStateStore(_Layout):
                 self._copy_ids[key] = str(written["etag"])
             else:
                 content_sha = hashlib.sha256(self._read_projection(key)[0] or b"").hexdigest()
+                return content_sha
         self._bad_keys.discard(key)
+        self._keep_canonical(key, raw, content_sha)
         return content_sha
 
     def _retire(self, keep: set[str]) -> None:
