@@ -136,13 +136,21 @@ def canonical_digest(resources: Sequence[Mapping[str, Any]]) -> str:
     is 28 MB, digested on every event that changes it. What orjson refuses (integers past 64 bits, lone
     surrogates) goes through the standard library, which spells it as before.
     """
+    return canonical_digest_and_bytes(resources)[0]
+
+
+def canonical_digest_and_bytes(resources: Sequence[Mapping[str, Any]]) -> tuple[str, bytes | None]:
+    """canonical_digest, and the bytes it hashed when they are also what the store writes for `resources` (the
+    list already in id order, as every committed copy is): the store then writes them instead of writing the
+    copy again."""
     ordered = by_id(resources)
     try:
         data = orjson.dumps(ordered, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
         data = json.dumps(ordered, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8",
                                                                                                     "surrogatepass")
-    return hashlib.sha256(data).hexdigest()
+    in_order = len(ordered) == len(resources) and all(a is b for a, b in zip(ordered, resources, strict=True))
+    return hashlib.sha256(data).hexdigest(), data if in_order else None
 
 
 def _check_rows(resources: Sequence[Any], *, source: str) -> None:
@@ -527,7 +535,7 @@ class Auditor:
                 if state is not None and state.working_copy_ok and relevant == state.resources:
                     relevant, digest = state.resources, state.topology_digest  # equal: no need to digest again
                 else:
-                    digest = canonical_digest(relevant)
+                    digest, canonical = canonical_digest_and_bytes(relevant)
                     if state is not None and state.working_copy_ok and state.resources:
                         # Each resource equal to its committed copy is that very object, so the parse (and the
                         # gateways) of the committed copy are reused for it: a reconcile costs what changed.
@@ -674,7 +682,7 @@ class Auditor:
         data = held(state.topology_digest) if callable(held) else None
         spliced = splice_canonical(data, state.resources, patched) if isinstance(data, bytes) else None
         if spliced is None:
-            return canonical_digest(patched), None
+            return canonical_digest_and_bytes(patched)
         return hashlib.sha256(spliced).hexdigest(), spliced
 
     def _region(self, state: CommittedState, patched: list[JsonDict]) -> _Region | None:

@@ -271,8 +271,8 @@ def test_an_event_patches_the_committed_copys_canonical_bytes_instead_of_writing
     auditor, _, _ = baseline(fake_arm, tmp_path, b.lab((2,)))
     fake_arm.set_resources({b.SUB: b.lab((1, 2))})
     whole: list[int] = []
-    real = auditor_module.canonical_digest
-    monkeypatch.setattr(auditor_module, "canonical_digest", lambda r: whole.append(1) or real(r))
+    real = auditor_module.canonical_digest_and_bytes
+    monkeypatch.setattr(auditor_module, "canonical_digest_and_bytes", lambda r: whole.append(1) or real(r))
     assert auditor.run(event_trigger("e1", GW1)).outcome == COMMITTED  # patches the bytes the baseline wrote
     fake_arm.set_resources({b.SUB: b.lab((1,))})
     fresh, _, _ = make(fake_arm, tmp_path)  # a new process: it patches the bytes it loads
@@ -282,4 +282,4 @@ def test_an_event_patches_the_committed_copys_canonical_bytes_instead_of_writing
     assert state is not None
     [projection] = [p for p in tmp_path.glob("topology-*.json") if state.topology_digest in p.name]
     # The stored projection is the copy's canonical JSON: its SHA-256 is the topology digest.
-    assert hashlib.sha256(projection.read_bytes()).hexdigest() == state.topology_digest == real(state.resources)
+    assert hashlib.sha256(projection.read_bytes()).hexdigest() == state.topology_digest == real(state.resources)[0]

@@ -41,3 +41,21 @@ def test_the_digest_of_the_generated_estate_equals_the_standard_librarys() -> No
     before, _ = generate(2000)
     projected = project(before)
     assert canonical_digest(projected) == reference(projected)
+
+
+@settings(max_examples=300, deadline=None)
+@given(resources)
+def test_the_bytes_the_digest_hashes_are_what_the_store_writes_for_a_copy_in_id_order(
+        given_resources: list[dict[str, Any]]) -> None:
+    from shared.adapters.store.state import _projection_bytes
+    from shared.app.auditor import canonical_digest_and_bytes
+    from shared.core.focus import by_id
+
+    digest, data = canonical_digest_and_bytes(given_resources)
+    assert digest == reference(given_resources)
+    in_order = by_id(given_resources)
+    if [id(r) for r in in_order] == [id(r) for r in given_resources]:
+        assert data == _projection_bytes(given_resources) and hashlib.sha256(data).hexdigest() == digest
+    else:  # written in another order than it was hashed: the store writes the list itself
+        assert data is None
+        assert canonical_digest_and_bytes(in_order)[1] == _projection_bytes(in_order)

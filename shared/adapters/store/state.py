@@ -152,7 +152,7 @@ class _Layout(ABC):
     _etag_meta: dict[str, tuple[str, str]]  # head ETag -> (projection key, its SHA-256), for heads seen here
     _copy_ids: dict[str, str]  # projection key -> the stored copy's identity (ETag, or size/mtime/inode) when read
     _bad_keys: set[str]  # projections found damaged or edited: the next commit naming one writes it anew
-    _canonical: OrderedDict[str, bytes]  # projection key -> its bytes, when they are its canonical JSON (2 kept)
+    _canonical: OrderedDict[str, bytes]  # projection key -> its bytes, when they are its canonical JSON (1 kept)
     # The audit chain's last record (see watch_chain); the head ETag last found consistent with it (or written
     # over such a head by this process), which a load then need not check again.
     _chain_end: Callable[[], Mapping[str, Any] | None] | None = None
@@ -272,7 +272,7 @@ class _Layout(ABC):
         with _PREWRITE_LOCK:
             self._canonical[key] = raw
             self._canonical.move_to_end(key)
-            while len(self._canonical) > 2:  # the committed copy and the one an event is about to commit
+            while len(self._canonical) > 1:  # the copy read or written last (28 MB at 20k VNets): the next event's
                 self._canonical.popitem(last=False)
 
     def _remember(self, etag: str, key: str, content_sha: str) -> None:
