@@ -15,13 +15,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from shared.app.background import LazyPool
 from shared.app.ports import (
     AuditLog,
     CommittedState,
@@ -251,16 +252,8 @@ class _Computed:
             return entry is not None and "topology" in entry and "gateways" in entry
 
 
-_EARLY_READERS_LOCK = threading.Lock()
-_EARLY_READERS: list[ThreadPoolExecutor] = []  # made on first use: importing the module starts no thread
-
-
-def _early_readers() -> ThreadPoolExecutor:
-    with _EARLY_READERS_LOCK:
-        if not _EARLY_READERS:
-            # Two: an abandoned read (its run found a duplicate, or a newer head) may still be finishing.
-            _EARLY_READERS.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="event-read"))
-        return _EARLY_READERS[0]
+# Two threads: an abandoned read (its run found a duplicate, or a newer head) may still be finishing.
+_EARLY_READERS = LazyPool(2, "event-read")
 
 
 class _EarlyRead:
@@ -291,7 +284,7 @@ class _EarlyRead:
         if isinstance(seen, list) and self._trigger.event_id in seen:
             return
         self._etag = etag
-        self._future = _early_readers().submit(self._read_one, self._trigger.resource_id, known=self._known)
+        self._future = _EARLY_READERS.get().submit(self._read_one, self._trigger.resource_id, known=self._known)
 
     def _known(self, resource_id: str) -> bool:
         self._ready.wait()

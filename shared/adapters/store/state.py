@@ -22,7 +22,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,7 @@ import orjson
 
 from shared.adapters.store._azure import _LazyContainer
 from shared.adapters.store._local import _flock, _replace_atomically
+from shared.app.background import LazyPool
 from shared.app.ports import CommittedState, HeadHook, JsonDict, StateConflict, StateCorrupt
 from shared.core.chain import canonical_json
 from shared.core.collector import collector_paused
@@ -82,16 +83,8 @@ def _projection_bytes(resources: list[JsonDict]) -> bytes:
 
 
 _PREWRITE_LOCK = threading.Lock()  # guards each store's pending background writes
-_PREWRITER_LOCK = threading.Lock()
-_PREWRITER: list[ThreadPoolExecutor] = []  # made on first use: importing the module starts no thread
-
-
-def _prewriter() -> ThreadPoolExecutor:
-    """One thread for the process's background projection writes (one run commits at a time per process)."""
-    with _PREWRITER_LOCK:
-        if not _PREWRITER:
-            _PREWRITER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="projection-writer"))
-        return _PREWRITER[0]
+# One thread for the process's background projection writes (one run commits at a time per process).
+_PREWRITER = LazyPool(1, "projection-writer")
 
 
 def _check_name(name: str) -> str:
@@ -230,7 +223,7 @@ class _Layout(ABC):
         with _PREWRITE_LOCK:
             if key in self._prewrites:
                 return
-            self._prewrites[key] = _prewriter().submit(self._write_projection, key, resources, data)
+            self._prewrites[key] = _PREWRITER.get().submit(self._write_projection, key, resources, data)
             while len(self._prewrites) > 4:
                 self._prewrites.popitem(last=False)
 
