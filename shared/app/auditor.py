@@ -683,7 +683,8 @@ class Auditor:
         parse and the patch only flips one VNet gateway's traffic flags (shared.core.region); else None.
 
         The head must hold what the region cannot see: the whole copy's pair count and warnings (a flag flip
-        moves neither the topology's nor the gateways' warnings, and Global Reach is ruled out by flip_region).
+        moves neither the topology's nor the gateways' warnings, and RegionIndex.region refuses a gateway on a
+        circuit with Global Reach, whose warnings the flags do move).
         A state with held subscriptions takes the whole copy."""
         if (not self.region_path or self._computed.holds(state.topology_digest) or state.topology_pairs is None
                 or state.topology_warnings is None or state.pair_warnings is None or state.unread

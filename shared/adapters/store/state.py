@@ -453,7 +453,10 @@ class LocalStateStore(_Layout):
     def _write_projection(self, key: str, resources: list[JsonDict], data: bytes | None = None) -> str:
         path = self._projection_path(key)
         if path.exists() and key not in self._bad_keys:
-            return hashlib.sha256(path.read_bytes()).hexdigest()
+            existing = path.read_bytes()
+            sha = hashlib.sha256(existing).hexdigest()
+            self._keep_canonical(key, existing, sha)
+            return sha
         # Written once: the key names this content for good. One found damaged or edited is written anew (the
         # head naming it was refused, so no reader relies on its bytes).
         raw = data if data is not None else _projection_bytes(resources)
@@ -635,7 +638,9 @@ class BlobStateStore(_Layout):
                     gzip.compress(raw, compresslevel=1, mtime=0), overwrite=True, content_settings=settings)
                 self._copy_ids[key] = str(written["etag"])
             else:
-                content_sha = hashlib.sha256(self._read_projection(key)[0] or b"").hexdigest()
+                existing = self._read_projection(key)[0] or b""
+                content_sha = hashlib.sha256(existing).hexdigest()
+                self._keep_canonical(key, existing, content_sha)
                 return content_sha
         self._bad_keys.discard(key)
         self._keep_canonical(key, raw, content_sha)
