@@ -512,7 +512,7 @@ class Auditor:
                                      else self._patched_digest(state, patched))
                 if patched is not None:
                     like = state.topology_digest
-                    region = self._region(state, patched)
+                    region = self._region_or_none(state, patched, run_id)
                     if region is not None:
                         known = state.topology_warnings  # a flag flip moves no warning (shared.core.region)
                     else:
@@ -574,8 +574,16 @@ class Auditor:
                                           *read_warnings], basis=f"seq={base.sequence}",
                                 pair_warnings=base.pair_warnings)
         else:
+            in_region = None
             if region is not None and base is not None:
-                decision = self._decide_in_region(base, relevant, digest, region, trigger)
+                try:
+                    in_region = self._decide_in_region(base, relevant, digest, region, trigger)
+                except Exception as exc:  # an optimisation: the whole copy decides instead (nothing is lost)
+                    logger.warning("run %s: deciding from the region failed (%s); parsing the whole copy", run_id,
+                                   _short(exc))
+                    region, known = None, None
+            if in_region is not None:
+                decision = in_region
             else:
                 after_topology = after_topology or self._computed.topology(digest, relevant, like=like)
                 decision = self._decide(base, relevant, digest, after_topology, trigger,
@@ -677,6 +685,15 @@ class Auditor:
         if spliced is None:
             return canonical_digest_and_bytes(patched)
         return hashlib.sha256(spliced).hexdigest(), spliced
+
+    def _region_or_none(self, state: CommittedState, patched: list[JsonDict], run_id: str) -> _Region | None:
+        """_region, or None when it fails: the region is an optimisation, and the whole copy decides instead."""
+        try:
+            return self._region(state, patched)
+        except Exception as exc:
+            logger.warning("run %s: the region of the copy could not be worked out (%s); parsing the whole copy",
+                           run_id, _short(exc))
+            return None
 
     def _region(self, state: CommittedState, patched: list[JsonDict]) -> _Region | None:
         """The region of the committed copy an event's patch can reach, when this process does not hold the copy's

@@ -238,3 +238,26 @@ def test_a_pair_with_a_route_over_another_circuit_or_behind_a_shared_gateway_doe
     names = {tuple(sorted(v.rsplit("/", 1)[-1] for v in p["vnets"])) for p in got.opened}
     assert ("spoke-S", "spoke-T") not in names  # S and T paired over er-2 already, or share hub C's gateway
     assert head(tmp_path / "region") == head(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("broken", ["_decide_in_region", "_region"])
+def test_a_region_that_fails_leaves_the_decision_to_the_whole_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, broken: str) -> None:
+    rnd = random.Random(5)
+    live = Estate(estate(rnd, hubs=24, circuits=8))
+    for side in ("region", "whole"):
+        new_process(tmp_path / side, live, region=False).run(RunTrigger(kind="reconcile"))
+
+    def fails(*args: Any, **kwargs: Any) -> Any:
+        raise KeyError("an unexpected shape")
+
+    monkeypatch.setattr(auditor_module.Auditor, broken, fails)
+    for step in range(6):
+        trigger = RunTrigger(kind="event", event_id=f"f-{step}", operation="Microsoft.Network/x/write",
+                             resource_id=flip(live.resources, rnd), caller="someone@contoso.example")
+        got = new_process(tmp_path / "region", live, region=True).run(trigger)
+        want = new_process(tmp_path / "whole", live, region=False).run(trigger)
+        assert (got.outcome, got.opened, got.closed, got.pending) == (
+            want.outcome, want.opened, want.closed, want.pending)
+        assert head(tmp_path / "region") == head(tmp_path / "whole")
+    assert "parsing the whole copy" in caplog.text
