@@ -59,7 +59,7 @@ from shared.core.health import (
 )
 from shared.core.model import PairIndex, PairSet, ResourceId, Topology, TransitPair
 from shared.core.policy import Policy
-from shared.core.region import RegionIndex, closes, flags_only
+from shared.core.region import RegionIndex, closes, connection_reach, flags_only
 from shared.core.report import build_report
 from shared.core.snapshot import SnapshotError, parse_resources
 from shared.core.transit import Endpoint, Gateways, changed_pairs, compute_pairs, endpoints_of, gateways_of
@@ -304,13 +304,17 @@ class _EarlyRead:
         self._ready.set()
 
 
+class _RegionRefused(Exception):
+    """The region cannot decide this change as the whole copy would (the whole copy decides)."""
+
+
 @dataclass(frozen=True)
 class _Region:
     """The resources of the committed copy a flag flip can reach (before), and the same with the flip (after)."""
 
     before: list[JsonDict]
     after: list[JsonDict]
-    index: RegionIndex  # the committed copy's, which serves the flipped copy too
+    index: RegionIndex | None  # the committed copy's, when it serves the changed copy too (a flag flip)
 
 
 class _Section:
@@ -578,6 +582,9 @@ class Auditor:
             if region is not None and base is not None:
                 try:
                     in_region = self._decide_in_region(base, relevant, digest, region, trigger)
+                except _RegionRefused as exc:
+                    logger.info("run %s: %s; parsing the whole copy", run_id, exc)
+                    region, known = None, None
                 except Exception as exc:  # an optimisation: the whole copy decides instead (nothing is lost)
                     logger.warning("run %s: deciding from the region failed (%s); parsing the whole copy", run_id,
                                    _short(exc))
@@ -697,33 +704,45 @@ class Auditor:
 
     def _region(self, state: CommittedState, patched: list[JsonDict]) -> _Region | None:
         """The region of the committed copy an event's patch can reach, when this process does not hold the copy's
-        parse and the patch only flips one VNet gateway's traffic flags (shared.core.region); else None.
+        parse and the patch only flips one VNet gateway's traffic flags, or creates, deletes or changes one
+        connection (shared.core.region); else None.
 
         The head must hold what the region cannot see: the whole copy's pair count and warnings (a flag flip
         moves neither the topology's nor the gateways' warnings, and RegionIndex.region refuses a gateway on a
         circuit with Global Reach, whose warnings the flags do move).
         A state with held subscriptions takes the whole copy."""
         if (not self.region_path or self._computed.holds(state.topology_digest) or state.topology_pairs is None
-                or state.topology_warnings is None or state.pair_warnings is None or state.unread
-                or len(patched) != len(state.resources)):
+                or state.topology_warnings is None or state.pair_warnings is None or state.unread):
             return None
-        moved = [i for i, (old, new) in enumerate(zip(state.resources, patched, strict=True)) if old is not new]
-        if len(moved) != 1:
+        # The patch keeps every other resource object: what it removed and added are found by identity.
+        kept_old, kept_new = {id(r) for r in patched}, {id(r) for r in state.resources}
+        removed = [r for r in state.resources if id(r) not in kept_old]
+        added = [r for r in patched if id(r) not in kept_new]
+        changed = removed + added
+        if not changed or len(removed) > 1 or len(added) > 1 or len({id_key(r) for r in changed}) != 1:
             return None
-        old, new = state.resources[moved[0]], patched[moved[0]]
-        if id_key(old) != id_key(new) or not flags_only(old, new):
-            return None
-        # The index is kept per copy, and serves the flipped copy too (a flag flip moves nothing it holds): a
+        flip = bool(removed) and bool(added) and flags_only(removed[0], added[0])
+        circuits: list[str] = []
+        if flip:
+            gateway, closing = str(removed[0]["id"]), closes(removed[0], added[0])
+        else:
+            gateway_and_circuits = connection_reach(changed)
+            if gateway_and_circuits is None:
+                return None
+            (gateway, circuits), closing = gateway_and_circuits, True
+        # The index is kept per copy, and serves a flipped copy too (a flag flip moves nothing it holds): a
         # process's later flips cost the region, not the index (a pass over the copy and a parse of its gateways).
         index: RegionIndex | None = self._computed.region_index(state.topology_digest, state.resources)
         # The committed pairs still settling are read too (decide pairs them again, and may close them).
         settling = [*state.pairs, *state.pending]
-        before = index.region(state.resources, str(old["id"]), closing=closes(old, new) or bool(settling),
+        before = index.region(state.resources, gateway, closing=closing or bool(settling), circuits=circuits,
                               vnets=[str(v) for d in settling for v in d.get("vnets", ())],
                               named=_named(state.pending)) if index else None
         if index is None or before is None:
             return None
-        return _Region(before=before, after=[new if r is old else r for r in before], index=index)
+        gone = {id(r) for r in removed}
+        after = by_id([*(r for r in before if id(r) not in gone), *added])
+        return _Region(before=before, after=after, index=index if flip else None)
 
     def _decide_in_region(self, base: CommittedState, resources: list[JsonDict], digest: str, region: _Region,
                           trigger: RunTrigger) -> Decision:
@@ -731,13 +750,18 @@ class Auditor:
         them (tests/unit/test_region.py); the whole copy's count and warnings follow from the head."""
         before = parse_resources(region.before, source="live read", reusable=True)
         after = parse_resources(region.after, source="live read", previous=before)
+        if before.warnings != after.warnings:
+            # The change draws a warning of its own (a connection without a type, a gateway or a circuit): the
+            # head's warnings no longer hold, so the whole copy decides.
+            raise _RegionRefused("the change moves the topology's warnings")
         before_gws = gateways_of(before)
         sides = changed_pairs(before, before_gws, after, gateways_of(after, previous=(before, before_gws)),
                               also=[_pair_ids(d) for d in base.pairs])
         assert base.topology_pairs is not None and base.pair_warnings is not None  # checked by _region
         after_count = base.topology_pairs + len(sides[1].pairs) - len(sides[0].pairs)
         self._computed.counted(digest, after_count)
-        self._computed.carry(digest, "region", region.index)
+        if region.index is not None:
+            self._computed.carry(digest, "region", region.index)
         after_side = PairSet(pairs=sides[1].pairs, warnings=tuple(base.pair_warnings), endpoints=sides[1].endpoints)
         return decide(base, resources, after, trigger, self.classify, now=self.clock(), after_pairs=after_side,
                       before_computed=(before, sides[0]), after_count=after_count)

@@ -1,12 +1,14 @@
-"""The region of a working copy that decides the pairs a gateway's flag flip can move (pure: no I/O).
+"""The region of a working copy that decides the pairs a gateway's flag flip, or a change of one of its
+connections, can move (pure: no I/O).
 
 A new process's first event would otherwise parse the whole committed copy (20,000 VNets: 0.3-0.45 s) and work
 out every gateway's endpoint (0.15 s) before pairing the one or two circuits the event touched. When an event only
-flips a VNet gateway's traffic flags, its endpoint keeps its VNets and circuits, so (transit.changed_pairs) the
-pairs that can move are those over the gateway's circuits, and a pair found there on one side only is checked for
-a route over the other circuits of the gateways its two VNets are behind. What those steps read is held by:
+flips a VNet gateway's traffic flags, or creates, deletes or changes one connection of a gateway, that gateway's
+endpoint keeps its VNets, so (transit.changed_pairs) the pairs that can move are those over the circuits it
+reaches (before or after), and a pair found there on one side only is checked for a route over the other circuits
+of the gateways its two VNets are behind. What those steps read is held by:
 
-- every gateway with a connection to one of the flipped gateway's circuits, the home VNet of each and every VNet
+- every gateway with a connection to one of the changed gateway's circuits, the home VNet of each and every VNet
   that home peers with (the gateway's domain is its home and the spokes among those peers);
 - for each VNet of those domains, every VNet it peers with (and, when the flip can close a pair, every VNet that
   peers with it: what `explain` reads of a closed pair's VNets), and every gateway homed in one of them or in the
@@ -101,6 +103,18 @@ def closes(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
     return any(_opt_bool(new.get(f)) is False and _opt_bool(old.get(f)) is not False for f in FLAGS)
 
 
+def connection_reach(versions: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]] | None:
+    """(the gateway, the circuits) that one connection's versions (before and/or after a change) name, read as the
+    parser reads them; None when they are not connections, or do not name one and the same gateway."""
+    if not versions or any(_type_of(v) != CONNECTION for v in versions):
+        return None
+    parsed = [next(iter(parse_resources([v], source="region").connections.values()), None) for v in versions]
+    gateways = [c.gateway for c in parsed if c is not None and c.gateway is not None]
+    if len(gateways) != len(versions) or len({g.key for g in gateways}) != 1:
+        return None
+    return gateways[0].value, [c.circuit.value for c in parsed if c is not None and c.circuit is not None]
+
+
 class RegionIndex:
     """What `region` reads of a copy besides its VNets' own peerings: each gateway's home and connections, each
     circuit's gateways, which circuits have Global Reach, and each resource's key in copy order. A flags-only flip
@@ -159,21 +173,24 @@ class RegionIndex:
         return {peer for key in keys for peer in _peers(self._vnets.get(key))}
 
     def region(self, copy: Sequence[JsonDict], gateway_id: str, *, closing: bool = True, vnets: Iterable[str] = (),
-               named: Iterable[str] = ()) -> list[JsonDict] | None:
+               named: Iterable[str] = (), circuits: Iterable[str] = ()) -> list[JsonDict] | None:
         """The resources of `copy` (this index's copy, or one a flags-only flip made of it; in its order) that
-        decide the pairs a flip of `gateway_id`'s flags can move (see the module's docstring). None when the
-        copy lacks the gateway, or one of the gateway's circuits is joined to another by Global Reach (the flags
-        then decide the Global Reach warnings, which are the whole estate's). `closing` (see `closes`): also what
-        explains a closed pair, the VNets that peer one-sidedly with a paired VNet (a pass over every VNet's
-        peerings; an opening flip closes nothing). `vnets`: VNets whose pairs are read too (the committed pairs
-        still settling), held like the paired domains' VNets; `named`: ids of resources read too (what a settling
-        pair names), each held with its top-level resource (a gateway with its home, peers and connections)."""
+        decide the pairs a change of `gateway_id`'s flags or connections can move (see the module's docstring).
+        None when the copy lacks the gateway, or one of the circuits it reaches is joined to another by Global
+        Reach (the gateway's flags and links then decide the Global Reach warnings, which are the estate's).
+
+        `circuits`: circuits the gateway reaches besides those of its connections in `copy` (a new connection's).
+        `closing` (see `closes`): also what explains a closed pair, the VNets that peer one-sidedly with a paired
+        VNet (a pass over every VNet's peerings; an opening flip closes nothing). `vnets`: VNets whose pairs are
+        read too (the committed pairs still settling), held like the paired domains' VNets; `named`: ids of
+        resources read too (what a settling pair names), each held with its top-level resource (a gateway with its
+        home, peers and connections)."""
         target = key_of(gateway_id)
-        circuits = self._circuits_of.get(target, set())
-        if len(copy) != len(self._keys) or target not in self._gateways or not circuits.isdisjoint(self._global_reach):
+        reached = self._circuits_of.get(target, set()) | {key_of(c) for c in circuits}
+        if len(copy) != len(self._keys) or target not in self._gateways or not reached.isdisjoint(self._global_reach):
             return None
         home, homed_in = self._home, self._homed_in
-        paired = {target} | {g for c in circuits for g in self._gateways_on.get(c, ())}
+        paired = {target} | {g for c in reached for g in self._gateways_on.get(c, ())}
         hubs = {home[g] for g in paired if g in home}
         domains = hubs | self._peers_of(hubs) | {key_of(v) for v in vnets}
         behind = domains | self._peers_of(domains)  # every VNet a domain VNet may be behind: itself and its peers

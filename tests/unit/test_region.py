@@ -79,6 +79,29 @@ def flip(resources: list[Any], rnd: random.Random) -> str:
     return str(res["id"])
 
 
+def connection_change(resources: list[Any], rnd: random.Random) -> str:
+    """Create, delete or change one connection (in place of its copy); its id."""
+    connections = [i for i, r in enumerate(resources) if r["type"].lower().endswith("/connections")]
+    what = rnd.random()
+    if what < 0.35 and connections:
+        return str(resources.pop(rnd.choice(connections))["id"])  # deleted: the event's read answers 404
+    if what < 0.7 or not connections:
+        gateways = [r for r in resources if r["type"].lower().endswith("/virtualnetworkgateways")]
+        circuits = [r for r in resources if r["type"].lower().endswith("/expressroutecircuits")]
+        gw = rnd.choice(gateways)
+        conn = project([b.connection(f"new-{len(resources)}-{rnd.randrange(10**6)}", gw, rnd.choice(circuits)["id"],
+                                     state=rnd.choice(["Succeeded"] * 4 + ["Updating", "Failed"]))])[0]
+        resources.append(conn)
+        return str(conn["id"])
+    i = rnd.choice(connections)
+    res = copy.deepcopy(resources[i])
+    res["properties"]["provisioningState"] = rnd.choice(["Succeeded", "Updating", "Failed"])
+    if rnd.random() < 0.1:
+        res["properties"].pop("connectionType", None)  # draws a warning of its own: the whole copy decides
+    resources[i] = res
+    return str(res["id"])
+
+
 def new_process(folder: Path, reader: Any, *, region: bool) -> Auditor:
     return Auditor(reader=reader, state=LocalStateStore(folder), audit=LocalAuditLog(folder), notifiers=[Counting()],
                    clock=lambda: NOW, region_path=region)
@@ -117,8 +140,11 @@ def test_a_new_process_decides_a_flag_flip_from_its_region_as_from_the_whole_cop
         new_process(tmp_path / side, live, region=False).run(RunTrigger(kind="reconcile"))
     moved = 0
     for step in range(30):
-        # Mostly flag flips (the region's case), now and then another change (which takes the whole copy).
-        resource_id = flip(live.resources, rnd) if rnd.random() < 0.85 else change(live.resources, rnd)
+        # Mostly flag flips and connection changes (the region's cases), now and then another change (which takes
+        # the whole copy).
+        what = rnd.random()
+        resource_id = (flip(live.resources, rnd) if what < 0.5 else connection_change(live.resources, rnd)
+                       if what < 0.85 else change(live.resources, rnd))
         trigger = RunTrigger(kind="event", event_id=f"e-{seed}-{step}", operation="Microsoft.Network/x/write",
                              resource_id=resource_id, caller="someone@contoso.example")
         got = new_process(tmp_path / "region", live, region=True).run(trigger)
