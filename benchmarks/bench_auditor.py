@@ -7,6 +7,10 @@ Scenarios (each in a fresh subprocess, so its time and peak memory are its own; 
   HTTPS (Resource Graph queries and ARM calls counted by the fake), with the local-folder store; "cold" is a new
   process (loads the committed working copy from disk), "warm" a process that already holds it.
 - event-after-warmup: a new process warmed first (the Functions warmup trigger, Auditor.warm), then the event.
+- event-closes: a new process's event for a connection deleted (ARM answers 404), which closes pairs; then, warm,
+  another one.
+- event-settles: a new process's event for a gateway turned Updating (its pairs go pending): a change that is not
+  a flag flip nor a connection's, so the whole committed copy is parsed.
 - event-unchanged: an event whose resource did not change (fake ARM), and the same with the offline snapshot
   reader (TOPOLOGY_SNAPSHOT), which reads the whole file.
 - large-change: the generator's "after" topology (40 gateway flips, 1 connection in 100 deleted) read as one
@@ -44,8 +48,8 @@ from shared.adapters.store import LocalAuditLog, LocalStateStore  # noqa: E402
 from shared.app.auditor import Auditor, RunTrigger  # noqa: E402
 from shared.app.ports import JsonDict  # noqa: E402
 
-SCENARIOS = ("event-opens", "event-after-warmup", "event-unchanged", "large-change", "large-change-warm",
-             "reconcile-1500", "burst-50")
+SCENARIOS = ("event-opens", "event-after-warmup", "event-closes", "event-settles", "event-unchanged", "large-change",
+             "large-change-warm", "reconcile-1500", "burst-50")
 
 
 class MemoryReader:
@@ -156,6 +160,40 @@ def event_opens(n: int, folder: str) -> dict[str, Any]:
     return {"cold_s": cold, "cold": cold_calls, "warm_s": warm, "warm": warm_calls, "peak_mb": peak_mb()}
 
 
+def event_closes(n: int, folder: str) -> dict[str, Any]:
+    before, _ = generate(n)
+    fake, _, auditor = fake_arm_auditor(folder, before)
+    connections = [r for r in before if r["type"].lower().endswith("/connections")]
+    gone = [connections[0]]
+    fake.set_resources(by_subscription([r for r in before if r is not gone[0]]))
+    fake.clear_requests()
+    result, cold = timed(lambda: auditor.run(RunTrigger(kind="event", event_id="close-1", resource_id=gone[0]["id"],
+                                                        operation="Microsoft.Network/connections/delete",
+                                                        caller="bench@contoso.example")))
+    cold_calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result.closed))
+    gone.append(connections[len(connections) // 2])
+    fake.set_resources(by_subscription([r for r in before if all(r is not g for g in gone)]))
+    fake.clear_requests()
+    result2, warm = timed(lambda: auditor.run(RunTrigger(kind="event", event_id="close-2", resource_id=gone[1]["id"],
+                                                         operation="Microsoft.Network/connections/delete",
+                                                         caller="bench@contoso.example")))
+    warm_calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result2.closed))
+    fake.stop()
+    return {"cold_s": cold, "cold": cold_calls, "warm_s": warm, "warm": warm_calls, "peak_mb": peak_mb()}
+
+
+def event_settles(n: int, folder: str) -> dict[str, Any]:
+    before, _ = generate(n)
+    fake, _, auditor = fake_arm_auditor(folder, before)
+    gateway = flipped(closed_gateway(before))
+    fake.set_arm_copy({**gateway, "properties": {**gateway["properties"], "provisioningState": "Updating"}})
+    fake.clear_requests()
+    result, cold = timed(lambda: auditor.run(event("settle-1", gateway["id"])))
+    calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result.pending))
+    fake.stop()
+    return {"cold_s": cold, "cold": calls, "peak_mb": peak_mb()}
+
+
 def event_after_warmup(n: int, folder: str) -> dict[str, Any]:
     """A new instance the platform warmed (the warmup trigger: Auditor.warm) before its first event."""
     before, _ = generate(n)
@@ -256,6 +294,7 @@ def burst_50(n: int, folder: str) -> dict[str, Any]:
 
 
 RUNNERS = {"event-opens": (prepare_baseline, event_opens), "event-after-warmup": (prepare_baseline, event_after_warmup),
+           "event-closes": (prepare_baseline, event_closes), "event-settles": (prepare_baseline, event_settles),
            "event-unchanged": (prepare_baseline, event_unchanged),
            "large-change": (prepare_memory_baseline, large_change), "large-change-warm": (None, large_change_warm),
            "reconcile-1500": (None, reconcile_1500),
@@ -318,6 +357,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| an event that opens pairs (new instance, warmed first) | {r['s']:.2f} s, {r['calls'][0]} "
                   f"Resource Graph queries, {r['calls'][1]} ARM calls, {r['calls'][2]:,} pairs opened (the warm-up "
                   f"itself: {r['warm_up_s']:.2f} s) |")
+        elif name == "event-closes":
+            print(f"| an event that closes pairs (a connection deleted; cold process) | {r['cold_s']:.2f} s, "
+                  f"{r['cold'][0]} Resource Graph queries, {r['cold'][1]} ARM calls, {r['cold'][2]:,} pairs closed |")
+            print(f"| the same, warm | {r['warm_s']:.2f} s, {r['warm'][0]} Resource Graph queries, {r['warm'][1]} ARM "
+                  f"calls, {r['warm'][2]:,} pairs closed |")
+        elif name == "event-settles":
+            print(f"| an event that makes pairs pending (a gateway Updating; cold process: the whole copy parsed) | "
+                  f"{r['cold_s']:.2f} s, {r['cold'][0]} Resource Graph queries, {r['cold'][1]} ARM calls, "
+                  f"{r['cold'][2]:,} pairs pending |")
         elif name == "event-unchanged":
             print(f"| an event that changes nothing (fake ARM) | cold {r['cold_s']:.2f} s, warm {r['warm_s']:.2f} s, "
                   f"{r['calls'][0]} Resource Graph queries, {r['calls'][1]} ARM calls ({', '.join(r['outcomes'])}) |")

@@ -33,6 +33,12 @@ def copies(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]
         changed = copy.deepcopy(before[i])
         changed["properties"] = draw(st.dictionaries(TEXT, VALUE, max_size=3))
         after[i] = changed
+    # Removed and added resources (a 404, a new reference), the list kept in id order.
+    for i in sorted(draw(st.sets(st.integers(0, n - 1), max_size=n)), reverse=True):
+        del after[i]
+    for j in draw(st.sets(st.integers(0, 2 * n), max_size=3)):
+        after.append({"id": f"/r/{j:03d}a", "type": "t", "properties": draw(st.dictionaries(TEXT, VALUE, max_size=2))})
+    after.sort(key=lambda r: r["id"])
     return before, after
 
 
@@ -48,8 +54,10 @@ def test_a_spliced_copy_is_the_canonical_json_of_the_patched_copy(pair: Any) -> 
 def test_what_cannot_be_spliced_is_refused() -> None:
     a, b = {"id": "/r/a", "v": 1}, {"id": "/r/b", "v": 2}
     data = canonical([a, b])
-    assert splice_canonical(data, [a, b], [a]) is None  # not one for one
+    assert splice_canonical(data, [a, b], [a]) == canonical([a])  # removed
+    assert splice_canonical(data, [a, b], []) == b"[]"
+    assert splice_canonical(data, [a, b], [a, {"id": "/r/a2"}, b]) == canonical([a, {"id": "/r/a2"}, b])  # added
     twin = {"id": "/r/a", "v": 1}
     assert splice_canonical(canonical([a, twin]), [a, twin], [a, {"id": "/r/a", "v": 3}]) is None  # not unique
-    assert splice_canonical(b"[]", [a], [{"id": "/r/a", "v": 2}]) is None  # not in the bytes
+    assert splice_canonical(b"[]", [a, b], [a]) is None  # a kept item's end is not in the bytes
     assert splice_canonical(data, [a, b], [a, b]) == data
