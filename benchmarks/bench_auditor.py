@@ -143,43 +143,44 @@ def prepare_baseline(n: int, folder: str) -> None:
     fake.stop()
 
 
+def cold_then_warm(fake: Any, auditor: Auditor, steps: list[tuple[Any, RunTrigger]], count: str) -> dict[str, Any]:
+    """Run each step (a change to the fake ARM, then its event) in turn: the first in a new process (cold), the
+    second warm; their times, calls (Resource Graph, ARM) and how many pairs moved (`count`: opened or closed)."""
+    out: dict[str, Any] = {}
+    for label, (apply, trigger) in zip(("cold", "warm"), steps, strict=True):
+        apply()
+        fake.clear_requests()
+        result, seconds = timed(lambda: auditor.run(trigger))  # noqa: B023 (called at once)
+        out[f"{label}_s"] = seconds
+        out[label] = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(getattr(result, count)))
+    fake.stop()
+    return {**out, "peak_mb": peak_mb()}
+
+
 def event_opens(n: int, folder: str) -> dict[str, Any]:
     before, _ = generate(n)
     fake, reader, auditor = fake_arm_auditor(folder, before)
-    gateway = closed_gateway(before)
-    fake.set_arm_copy(flipped(gateway))
-    fake.clear_requests()
-    result, cold = timed(lambda: auditor.run(event("open-1", gateway["id"])))
-    cold_calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result.opened))
-    second = closed_gateway(before, 1)
-    fake.set_arm_copy(flipped(second))
-    fake.clear_requests()
-    result2, warm = timed(lambda: auditor.run(event("open-2", second["id"])))
-    warm_calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result2.opened))
-    fake.stop()
-    return {"cold_s": cold, "cold": cold_calls, "warm_s": warm, "warm": warm_calls, "peak_mb": peak_mb()}
+    first, second = closed_gateway(before), closed_gateway(before, 1)
+    return cold_then_warm(fake, auditor, [(lambda: fake.set_arm_copy(flipped(first)), event("open-1", first["id"])),
+                                          (lambda: fake.set_arm_copy(flipped(second)), event("open-2", second["id"]))],
+                          "opened")
 
 
 def event_closes(n: int, folder: str) -> dict[str, Any]:
     before, _ = generate(n)
     fake, _, auditor = fake_arm_auditor(folder, before)
     connections = [r for r in before if r["type"].lower().endswith("/connections")]
-    gone = [connections[0]]
-    fake.set_resources(by_subscription([r for r in before if r is not gone[0]]))
-    fake.clear_requests()
-    result, cold = timed(lambda: auditor.run(RunTrigger(kind="event", event_id="close-1", resource_id=gone[0]["id"],
-                                                        operation="Microsoft.Network/connections/delete",
-                                                        caller="bench@contoso.example")))
-    cold_calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result.closed))
-    gone.append(connections[len(connections) // 2])
-    fake.set_resources(by_subscription([r for r in before if all(r is not g for g in gone)]))
-    fake.clear_requests()
-    result2, warm = timed(lambda: auditor.run(RunTrigger(kind="event", event_id="close-2", resource_id=gone[1]["id"],
-                                                         operation="Microsoft.Network/connections/delete",
-                                                         caller="bench@contoso.example")))
-    warm_calls = (len(fake.resource_graph_requests()), len(fake.arm_requests()), len(result2.closed))
-    fake.stop()
-    return {"cold_s": cold, "cold": cold_calls, "warm_s": warm, "warm": warm_calls, "peak_mb": peak_mb()}
+    first, second = connections[0], connections[len(connections) // 2]
+
+    def deleted(*gone: JsonDict) -> Any:
+        return lambda: fake.set_resources(by_subscription([r for r in before if all(r is not g for g in gone)]))
+
+    def trigger(event_id: str, connection: JsonDict) -> RunTrigger:
+        return RunTrigger(kind="event", event_id=event_id, resource_id=connection["id"],
+                          operation="Microsoft.Network/connections/delete", caller="bench@contoso.example")
+
+    return cold_then_warm(fake, auditor, [(deleted(first), trigger("close-1", first)),
+                                          (deleted(first, second), trigger("close-2", second))], "closed")
 
 
 def event_settles(n: int, folder: str) -> dict[str, Any]:
@@ -348,20 +349,18 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|")
     for name in args.only.split(","):
         r = run_one(name, args.vnets, args.repeat)
-        if name == "event-opens":
-            print(f"| an event that opens pairs (cold process) | {r['cold_s']:.2f} s, {r['cold'][0]} Resource Graph "
-                  f"queries, {r['cold'][1]} ARM calls, {r['cold'][2]:,} pairs opened |")
-            print(f"| an event that opens pairs (warm process) | {r['warm_s']:.2f} s, {r['warm'][0]} Resource Graph "
-                  f"queries, {r['warm'][1]} ARM calls, {r['warm'][2]:,} pairs opened; peak {r['peak_mb']:.0f} MB |")
+        if name in ("event-opens", "event-closes"):
+            what = ("an event that opens pairs" if name == "event-opens"
+                    else "an event that closes pairs (a connection deleted)")
+            moved = "opened" if name == "event-opens" else "closed"
+            for label in ("cold", "warm"):
+                peak = f"; peak {r['peak_mb']:.0f} MB" if label == "warm" else ""
+                print(f"| {what} ({label} process) | {r[label + '_s']:.2f} s, {r[label][0]} Resource Graph queries, "
+                      f"{r[label][1]} ARM calls, {r[label][2]:,} pairs {moved}{peak} |")
         elif name == "event-after-warmup":
             print(f"| an event that opens pairs (new instance, warmed first) | {r['s']:.2f} s, {r['calls'][0]} "
                   f"Resource Graph queries, {r['calls'][1]} ARM calls, {r['calls'][2]:,} pairs opened (the warm-up "
                   f"itself: {r['warm_up_s']:.2f} s) |")
-        elif name == "event-closes":
-            print(f"| an event that closes pairs (a connection deleted; cold process) | {r['cold_s']:.2f} s, "
-                  f"{r['cold'][0]} Resource Graph queries, {r['cold'][1]} ARM calls, {r['cold'][2]:,} pairs closed |")
-            print(f"| the same, warm | {r['warm_s']:.2f} s, {r['warm'][0]} Resource Graph queries, {r['warm'][1]} ARM "
-                  f"calls, {r['warm'][2]:,} pairs closed |")
         elif name == "event-settles":
             print(f"| an event that makes pairs pending (a gateway Updating; cold process: the whole copy parsed) | "
                   f"{r['cold_s']:.2f} s, {r['cold'][0]} Resource Graph queries, {r['cold'][1]} ARM calls, "
