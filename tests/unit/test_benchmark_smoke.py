@@ -29,7 +29,10 @@ def test_measure_reports_every_column_and_renders_a_markdown_table() -> None:
 def test_the_auditor_benchmark_runs_its_scenarios_at_a_small_size(capsys) -> None:  # type: ignore[no-untyped-def]
     from benchmarks import bench_auditor
 
-    assert bench_auditor.main(["--vnets", "400", "--only", "event-opens,large-change-warm"]) == 0
+    scenarios = "event-opens,event-closes,event-settles,large-change-warm"
+    assert bench_auditor.main(["--vnets", "400", "--only", scenarios]) == 0
     out = capsys.readouterr().out
     assert "| an event that opens pairs (warm process) |" in out and "0 Resource Graph queries" in out
+    assert "| an event that closes pairs (a connection deleted) (cold process) |" in out
+    assert "| an event that makes pairs pending (" in out
     assert "| a large change, warm process (" in out
