@@ -196,6 +196,8 @@ def splice_canonical(data: bytes, before: Sequence[Mapping[str, Any]], after: Se
     """
     view = memoryview(data)
     located: dict[int, tuple[int, int]] = {}
+    n = len(before)
+    gone: set[int] = set()  # items of `before` that `after` removed or replaced
 
     def span(k: int) -> tuple[int, int]:
         """Where before[k]'s text starts and ends in `data`."""
@@ -212,15 +214,10 @@ def splice_canonical(data: bytes, before: Sequence[Mapping[str, Any]], after: Se
     def run_bytes(first: int, last: int) -> memoryview:
         """before[first..last] as `data` spells them: bounded by a removed neighbour's text when there is one
         (it is found anyway), else by the run's own end items."""
-        start = 1 if first == 0 else span(first - 1)[1] + 1 if removed(first - 1) else span(first)[0]
-        end = len(data) - 1 if last == n - 1 else span(last + 1)[0] - 1 if removed(last + 1) else span(last)[1]
+        start = 1 if first == 0 else span(first - 1)[1] + 1 if first - 1 in gone else span(first)[0]
+        end = len(data) - 1 if last == n - 1 else span(last + 1)[0] - 1 if last + 1 in gone else span(last)[1]
         return view[start:end]
 
-    n = len(before)
-    gone: set[int] = set()
-
-    def removed(k: int) -> bool:
-        return k in gone
 
     parts: list[bytes | memoryview] = []
     pending: list[tuple[str, Any]] = []  # kept runs of `before` and new items, in `after` order

@@ -17,7 +17,7 @@ of the gateways its two VNets are behind. What those steps read is held by:
 - every connection of those gateways, and every circuit of the copy with its peerings and Global Reach links.
 
 Each endpoint the transit rules work out from that region is the endpoint they work out from the whole copy, and
-each VNet of the paired domains is behind the same gateways. `flip_region` returns None for a copy it does not
+each VNet of the paired domains is behind the same gateways. `RegionIndex.of` returns None for a copy it does not
 follow (Virtual WAN resources, or VNet peerings given apart from their VNets); the caller then parses the whole
 copy. tests/unit/test_region.py checks decisions made through the region against decisions made on the whole copy.
 """
@@ -206,9 +206,3 @@ class RegionIndex:
 
 class _NotFollowed(Exception):
     pass
-
-
-def flip_region(copy: Sequence[JsonDict], gateway_id: str, *, closing: bool = True) -> list[JsonDict] | None:
-    """RegionIndex.of(copy).region(copy, ...): None when the copy is not followed or the gateway's region is not."""
-    index = RegionIndex.of(copy)
-    return index.region(copy, gateway_id, closing=closing) if index is not None else None

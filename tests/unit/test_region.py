@@ -22,7 +22,7 @@ import shared.app.auditor as auditor_module
 from shared.adapters.store import LocalAuditLog, LocalStateStore
 from shared.app.auditor import Auditor, RunTrigger
 from shared.core.focus import project
-from shared.core.region import RegionIndex, flags_only, flip_region, key_of
+from shared.core.region import RegionIndex, flags_only, key_of
 from shared.core.snapshot import parse_resources
 from tests import builders as b
 from tests.unit.test_event_path_equivalence import Counting, Estate, change
@@ -157,6 +157,11 @@ def test_a_new_process_decides_a_flag_flip_from_its_region_as_from_the_whole_cop
     assert moved, "nothing opened or closed: the test would prove nothing"
     if seed % 4 != 3:
         assert len(taken) >= 10, f"the region was taken {len(taken)} times"
+
+
+def flip_region(copy: list[Any], gateway_id: str, *, closing: bool = True) -> list[Any] | None:
+    index = RegionIndex.of(copy)
+    return index.region(copy, gateway_id, closing=closing) if index is not None else None
 
 
 def test_the_region_holds_the_pairs_memberships_and_what_explains_a_closed_pair() -> None:

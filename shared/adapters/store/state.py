@@ -83,6 +83,7 @@ def _projection_bytes(resources: list[JsonDict]) -> bytes:
 
 
 _PREWRITE_LOCK = threading.Lock()  # guards each store's pending background writes
+_CANONICAL_LOCK = threading.Lock()  # guards each store's kept canonical bytes (read by runs, set by the writer)
 # One thread for the process's background projection writes (one run commits at a time per process).
 _PREWRITER = LazyPool(1, "projection-writer")
 
@@ -256,13 +257,13 @@ class _Layout(ABC):
     def canonical_bytes(self, key: str) -> bytes | None:
         """The canonical JSON of the copy `key` (what its topology digest hashes), when this process read or wrote
         it lately: bytes whose SHA-256 is the key are that JSON, whatever wrote them."""
-        with _PREWRITE_LOCK:
+        with _CANONICAL_LOCK:
             return self._canonical.get(key)
 
     def _keep_canonical(self, key: str, raw: bytes, sha: str) -> None:
         if sha != key:  # written before projections were stored canonically, or not a digest-named copy
             return
-        with _PREWRITE_LOCK:
+        with _CANONICAL_LOCK:
             self._canonical[key] = raw
             self._canonical.move_to_end(key)
             while len(self._canonical) > 1:  # the copy read or written last (28 MB at 20k VNets): the next event's
