@@ -39,7 +39,7 @@ from shared.app.ports import (
     TopologyReader,
     bounded_ids,
 )
-from shared.core.chain import ChainTail, EncodedRecord, canonical_array, canonical_json
+from shared.core.chain import ChainTail, EncodedRecord, canonical_array_bytes, canonical_json
 from shared.core.collector import collector_paused
 from shared.core.coverage import Scope, baseline_held, cover, merge_unread
 from shared.core.diff import PairChange, diff_pairs, settling_in
@@ -642,7 +642,7 @@ class Auditor:
             if stash is not None:
                 # The record waits in its own file/blob, never inside the state: the head stays small.
                 name = f"{run_id}-{part.record.get('part', 1)}"
-                stash(name, part.text())
+                stash(name, part.data())
                 item = self._item("audit", item_id, None, run_id, now)
                 item.update({"stash": name, "stateSequence": sequence, "time": record["time"]})
             else:
@@ -1401,10 +1401,10 @@ AUDIT_FULL_DETAIL_PAIRS = 1000
 AUDIT_PART_BUDGET = 3 * 1024 * 1024
 
 
-def _measure(text: str) -> int:
+def _measure(data: bytes) -> int:
     """A record's size for the budget: its UTF-8 bytes, plus one per `,` and `:` (so the record also fits when
     spelled with the default separators, as a reader might re-serialise it)."""
-    return len(text.encode("utf-8")) + text.count(",") + text.count(":")
+    return len(data) + data.count(b",") + data.count(b":")
 
 
 _LISTS = ("opened", "closed", "pending")
@@ -1428,17 +1428,17 @@ def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[E
 
     def encoded(base: JsonDict, start: int, stop: int) -> EncodedRecord:
         values = {key: record[key][max(start - at, 0):max(stop - at, 0)] for key, at in spans}
-        pieces = {**EncodedRecord.of(base).pieces, **{k: canonical_array(v) for k, v in values.items()}}
+        pieces = {**EncodedRecord.of(base).pieces, **{k: canonical_array_bytes(v) for k, v in values.items()}}
         return EncodedRecord({**base, **values}, pieces)
 
     def fits(part: EncodedRecord) -> bool:
-        return _measure(part.text()) <= budget
+        return _measure(part.data()) <= budget
 
     stride = max(1, total // 256)
     sample = [record[key][i - at] for i in range(0, total, stride) for key, at in spans
               if at <= i < at + len(record[key])]
-    estimate = (_measure(canonical_array(sample)) - 1) * total // max(len(sample), 1)
-    head_size = _measure(EncodedRecord.of(head).text())
+    estimate = (_measure(canonical_array_bytes(sample)) - 1) * total // max(len(sample), 1)
+    head_size = _measure(EncodedRecord.of(head).data())
     if total <= 1 or head_size + estimate <= budget:
         whole = encoded(head, 0, total)
         if total <= 1 or fits(whole):
@@ -1460,8 +1460,8 @@ def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[E
             continue
         made.append(part)
     numbers = [{"part": n, "parts": len(made)} for n in range(1, len(made) + 1)]
-    return [EncodedRecord({**part.record, **number}, {**part.pieces, **{k: canonical_json(v) for k, v in
-                                                                         number.items()}})
+    return [EncodedRecord({**part.record, **number}, {**part.pieces, **{k: canonical_json(v).encode("utf-8")
+                                                                         for k, v in number.items()}})
             for part, number in zip(made, numbers, strict=True)]
 
 

@@ -97,15 +97,30 @@ def canonical_array(values: Sequence[Any]) -> str:
     that change, and the model never holds a float). The chain stays verifiable: the line holds null, which reads
     back as null and hashes the same.
     """
-    try:
-        data: bytes | None = orjson.dumps(values if isinstance(values, list) else list(values),
-                                          option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-                                          | orjson.OPT_PASSTHROUGH_DATACLASS)
-    except TypeError:  # orjson.JSONEncodeError is a TypeError
-        data = None
-    if data is None or _not_an_integer(data):
+    data = _orjson_array(values)
+    if data is None:
         return "[" + ",".join(canonical_json(v) for v in values) + "]"
     return data.decode("utf-8")
+
+
+def canonical_array_bytes(values: Sequence[Any]) -> bytes:
+    """canonical_array as UTF-8, which the audit log hashes and writes: 109 MB of pairs are neither decoded nor
+    encoded again. Raises UnicodeEncodeError on what has no UTF-8 form (a lone surrogate)."""
+    data = _orjson_array(values)
+    if data is None:
+        return ("[" + ",".join(canonical_json(v) for v in values) + "]").encode("utf-8")
+    return data
+
+
+def _orjson_array(values: Sequence[Any]) -> bytes | None:
+    """orjson's canonical text of the array, or None when only the standard library spells it right."""
+    try:
+        data: bytes = orjson.dumps(values if isinstance(values, list) else list(values),
+                                   option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+                                   | orjson.OPT_PASSTHROUGH_DATACLASS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return None
+    return None if _not_an_integer(data) else data
 
 
 def _sha256(text: str) -> str:
@@ -297,21 +312,21 @@ class ChainTail:
 
 
 class EncodedRecord:
-    """An audit record whose top-level values are serialised once, to canonical JSON.
+    """An audit record whose top-level values are serialised once, to canonical JSON (kept as UTF-8 bytes).
 
-    The same text then gives the stored line and its hash (`chain_text`): the chain's own fields are added as
+    The same bytes then give the stored line and its hash (`chain_line`): the chain's own fields are added as
     text, never by serialising the record again. `EncodedRecord.of(record)` checks the reserved keys and that the
     record is serialisable (before any lock or I/O).
     """
 
     __slots__ = ("record", "_pieces")
 
-    def __init__(self, record: Mapping[str, Any], pieces: Mapping[str, str]) -> None:
+    def __init__(self, record: Mapping[str, Any], pieces: Mapping[str, bytes]) -> None:
         self.record = record
         self._pieces = pieces
 
     @property
-    def pieces(self) -> Mapping[str, str]:
+    def pieces(self) -> Mapping[str, bytes]:
         return self._pieces
 
     @classmethod
@@ -321,36 +336,74 @@ class EncodedRecord:
         reserved = RESERVED_AUDIT_KEYS.intersection(record)
         if reserved:
             raise ValueError(f"audit record must not set {sorted(reserved)}: the log sets them")
-        return cls(record, {str(k): canonical_json(v) for k, v in record.items()})
+        return cls(record, {str(k): canonical_json(v).encode("utf-8") for k, v in record.items()})
 
-    def text(self, extra: Mapping[str, str] | None = None) -> str:
-        """Canonical JSON of the record plus `extra` (key -> value already as JSON text)."""
+    def _members(self, extra: Mapping[str, bytes] | None) -> list[bytes]:
+        """The record's members (plus `extra`: key -> value as JSON bytes) in key order, each `"key":` then its
+        value: what the object's text is made of, between `{`, `,` and `}`."""
         pieces = {**self._pieces, **(extra or {})}
-        return "{" + ",".join(f"{canonical_json(k)}:{pieces[k]}" for k in sorted(pieces)) + "}"
+        out: list[bytes] = []
+        for key in sorted(pieces):
+            out += (canonical_json(key).encode("utf-8") + b":", pieces[key])
+        return out
+
+    def data(self, extra: Mapping[str, bytes] | None = None) -> bytes:
+        """Canonical JSON of the record plus `extra` (key -> value already as JSON bytes), as UTF-8."""
+        members = self._members(extra)
+        return b"{" + b",".join(b"".join(members[i:i + 2]) for i in range(0, len(members), 2)) + b"}"
+
+    def text(self, extra: Mapping[str, bytes] | None = None) -> str:
+        """data(), as text."""
+        return self.data(extra).decode("utf-8")
+
+    def digest(self, extra: Mapping[str, bytes] | None = None) -> str:
+        """SHA-256 of data(extra), fed piece by piece (the record's large lists are not joined for it)."""
+        members = self._members(extra)
+        hasher = hashlib.sha256(b"{")
+        for i in range(0, len(members), 2):
+            if i:
+                hasher.update(b",")
+            hasher.update(members[i])
+            hasher.update(members[i + 1])
+        hasher.update(b"}")
+        return hasher.hexdigest()
 
     def size(self) -> int:
         """Bytes of the record's canonical JSON (without the chain's fields)."""
-        return 2 + sum(len(k.encode("utf-8")) + 3 + len(v.encode("utf-8")) for k, v in self._pieces.items()) - 1
+        return 2 + sum(len(canonical_json(k).encode("utf-8")) + 2 + len(v) for k, v in self._pieces.items()) - 1
 
 
 def _timestamp(moment: datetime) -> str:
     return _as_utc(moment).isoformat().replace("+00:00", "Z")
 
 
-def chain_text(previous: tuple[int, str] | None, encoded: EncodedRecord, *, recorded_at: datetime
-               ) -> tuple[JsonDict, str]:
-    """The stored record and its line (without newline) after `previous` = (seq, line hash); None: the first.
+def chain_line(previous: tuple[int, str] | None, encoded: EncodedRecord, *, recorded_at: datetime
+               ) -> tuple[JsonDict, bytes, str]:
+    """The stored record, its line (UTF-8, with its newline) and the line's hash (the next record's prevHash),
+    after `previous` = (seq, line hash); None: the first.
 
-    Same result as `chain_next` + `canonical_json`, from text serialised once.
+    Same result as `chain_next` + `canonical_json`, from bytes serialised once: the record's hash is fed piece by
+    piece, the line is joined once and hashed once (a large change appends 109 MB of pairs). Raises ValueError
+    when the line is larger than an append block.
     """
     seq = 1 if previous is None else previous[0] + 1
     prev_hash = GENESIS_HASH if previous is None else previous[1]
     recorded = _timestamp(recorded_at)
-    chain = {"seq": str(seq), "prevHash": canonical_json(prev_hash), "recordedAt": canonical_json(recorded)}
-    digest = _sha256(encoded.text(chain))
-    line = encoded.text({**chain, "hash": canonical_json(digest)})
+    chain = {"seq": str(seq).encode(), "prevHash": canonical_json(prev_hash).encode("utf-8"),
+             "recordedAt": canonical_json(recorded).encode("utf-8")}
+    digest = encoded.digest(chain)
+    line = encoded.data({**chain, "hash": canonical_json(digest).encode("utf-8")})
+    if len(line) + 1 > MAX_AUDIT_RECORD_BYTES:
+        raise ValueError(f"audit record is larger than {MAX_AUDIT_RECORD_BYTES} bytes")
     stored: JsonDict = {**encoded.record, "seq": seq, "prevHash": prev_hash, "recordedAt": recorded, "hash": digest}
-    return stored, line
+    return stored, line + b"\n", hashlib.sha256(line).hexdigest()
+
+
+def chain_text(previous: tuple[int, str] | None, encoded: EncodedRecord, *, recorded_at: datetime
+               ) -> tuple[JsonDict, str]:
+    """chain_line's record and line, as text without its newline."""
+    stored, line, _ = chain_line(previous, encoded, recorded_at=recorded_at)
+    return stored, line[:-1].decode("utf-8")
 
 
 def _previous_of(previous_text: str, where: str) -> tuple[int, str]:
@@ -362,14 +415,6 @@ def _previous_of(previous_text: str, where: str) -> tuple[int, str]:
     if not isinstance(loaded, dict) or not isinstance(loaded.get("seq"), int):
         raise AuditLogCorrupt(f"the last line of {where} is not an audit record; run `audit verify`")
     return int(loaded["seq"]), line_hash(loaded)
-
-
-def _next_line(previous: tuple[int, str] | None, encoded: EncodedRecord, now: datetime) -> tuple[JsonDict, str]:
-    stored, line = chain_text(previous, encoded, recorded_at=now)
-    text = line + "\n"
-    if len(text.encode("utf-8")) > MAX_AUDIT_RECORD_BYTES:
-        raise ValueError(f"audit record is larger than {MAX_AUDIT_RECORD_BYTES} bytes")
-    return stored, text
 
 
 def _split_lines(file: str, content: bytes) -> Iterator[AuditLine]:

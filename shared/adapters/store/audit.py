@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,12 +27,12 @@ from shared.core.chain import (
     _as_utc,
     _last_line,
     _next_day_name,
-    _next_line,
     _parse_lines,
     _previous_of,
     _split_lines,
     _utcnow,
     audit_file_name,
+    chain_line,
     damage_record,
     segment_file_name,
 )
@@ -109,22 +108,21 @@ class LocalAuditLog:
             # so the files stay in chain order.
             if files and files[-1].name > target.name:
                 target = files[-1]
-            prefix = ""
+            prefix = b""
             if damage is not None and segment is not None:
                 target = segment
-                opened, prefix = _next_line(previous, EncodedRecord.of(damage), now)
-                previous = (opened["seq"], _line_hash_of(prefix))
-            stored, line = _next_line(previous, encoded, now)
-            text = prefix + line
+                opened, prefix, opened_hash = chain_line(previous, EncodedRecord.of(damage), recorded_at=now)
+                previous = (opened["seq"], opened_hash)
+            stored, line, line_hash = chain_line(previous, encoded, recorded_at=now)
             fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, text.encode("utf-8"))
+                os.write(fd, prefix + line if prefix else line)
                 os.fsync(fd)
                 size = os.fstat(fd).st_size
             finally:
                 os.close(fd)
             with self._tail_lock:
-                self._tail = ChainTail(target.name, size, stored["seq"], _line_hash_of(line))
+                self._tail = ChainTail(target.name, size, stored["seq"], line_hash)
             write_anchor(self.anchor, self._tail)  # under the lock: the anchor only ever moves forward
         return stored
 
@@ -275,7 +273,7 @@ class AppendBlobAuditLog:
                     target = today if today > latest.name else _next_day_name(latest.name)
                 position, create = 0, True
             tail = self._tail
-            prefix = ""  # the record that opens a new segment after a damaged tail, written with ours
+            prefix = b""  # the record that opens a new segment after a damaged tail, written with ours
             previous: tuple[int, str] | None
             if tail is not None and earlier and earlier[-1].name == tail.file and earlier[-1].size == tail.size:
                 previous = (tail.seq, tail.line_hash)  # the chain ends where we (or the state) last saw it
@@ -293,17 +291,16 @@ class AppendBlobAuditLog:
                     position, create = 0, True
                     logger.error("audit blob %s is damaged at line %s; continuing in %s", damaged.name,
                                  damage["damage"].get("line"), target)
-                    opened, prefix = _next_line(previous, EncodedRecord.of(damage), now)
-                    previous = (opened["seq"], _line_hash_of(prefix))
-            stored, line = _next_line(previous, encoded, now)
-            text = prefix + line
-            data = text.encode("utf-8")
+                    opened, prefix, opened_hash = chain_line(previous, EncodedRecord.of(damage), recorded_at=now)
+                    previous = (opened["seq"], opened_hash)
+            stored, line, line_hash = chain_line(previous, encoded, recorded_at=now)
+            data = prefix + line if prefix else line
             client = container.get_blob_client(target)
             try:
                 if create:
                     client.create_append_blob(if_none_match="*")
                 client.append_block(data, appendpos_condition=position)
-                tail = ChainTail(target, position + len(data), stored["seq"], _line_hash_of(line))
+                tail = ChainTail(target, position + len(data), stored["seq"], line_hash)
                 self._remember(tail)
                 self._move_anchor(tail)
                 return stored
@@ -320,7 +317,7 @@ class AppendBlobAuditLog:
             except HttpResponseError as exc:
                 if exc.status_code != 412:
                     raise
-                if self._written_by_us(target, line.encode("utf-8")):
+                if self._written_by_us(target, line):
                     self._remember(None)
                     return stored
                 logger.debug("audit append attempt %s lost the append position", attempt + 1)
@@ -388,8 +385,3 @@ def _record_or_none(text: str) -> JsonDict | None:
     except ValueError:
         return None
     return loaded if isinstance(loaded, dict) else None
-
-
-def _line_hash_of(text: str) -> str:
-    """The next record's prevHash: SHA-256 of the stored line as written (canonical JSON, without the newline)."""
-    return hashlib.sha256(text.rstrip("\n").encode("utf-8")).hexdigest()

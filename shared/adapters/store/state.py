@@ -88,6 +88,11 @@ _CANONICAL_LOCK = threading.Lock()  # guards each store's kept canonical bytes (
 _PREWRITER = LazyPool(1, "projection-writer")
 
 
+def _utf8(text: str | bytes) -> bytes:
+    """A stashed record as stored: given as JSON text, or already as its UTF-8 bytes (EncodedRecord.data())."""
+    return text.encode("utf-8") if isinstance(text, str) else text
+
+
 def _check_name(name: str) -> str:
     if not _NAME_RE.fullmatch(name):
         raise ValueError(f"not a valid stash name: {name!r}")
@@ -481,9 +486,9 @@ class LocalStateStore(_Layout):
                     path.unlink()
 
     # -- stashed audit records ------------------------------------------------------------------------------
-    def stash(self, name: str, text: str) -> None:
+    def stash(self, name: str, text: str | bytes) -> None:
         self._stash_dir.mkdir(parents=True, exist_ok=True)
-        _replace_atomically(self._stash_dir / f"{_check_name(name)}.json", text.encode("utf-8"))
+        _replace_atomically(self._stash_dir / f"{_check_name(name)}.json", _utf8(text))
 
     def unstash(self, name: str) -> str | None:
         try:
@@ -662,8 +667,8 @@ class BlobStateStore(_Layout):
             logger.info("could not retire old projections (%s)", exc.status_code)
 
     # -- stashed audit records ------------------------------------------------------------------------------
-    def stash(self, name: str, text: str) -> None:
-        self._blob(f"pending-audit/{_check_name(name)}.json").upload_blob(text.encode("utf-8"), overwrite=True)
+    def stash(self, name: str, text: str | bytes) -> None:
+        self._blob(f"pending-audit/{_check_name(name)}.json").upload_blob(_utf8(text), overwrite=True)
 
     def unstash(self, name: str) -> str | None:
         from azure.core.exceptions import ResourceNotFoundError
