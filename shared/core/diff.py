@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.core.collector import collector_paused
-from shared.core.model import PairIndex, PairSet, ResourceId, Route, Topology, TransitPair, is_settling
+from shared.core.model import PairIndex, PairSet, ResourceId, Route, Topology, TransitPair, is_settling, slot_maker
 from shared.core.transit import VNET_GATEWAY, Endpoint, endpoints_of
 
 
@@ -53,6 +53,9 @@ class PairChange:
     causes: tuple[Cause, ...]
     pending: bool
     topology: Topology  # the topology the pair was computed from (for names and prefixes)
+
+
+_new_change = slot_maker(PairChange)  # a large change makes 97,000 of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,11 +340,11 @@ def diff_pairs(before: PairSet, after: PairSet, *, before_topology: Topology, af
             explainer = _PairExplainer(after_topology, endpoints, before_topology, after_topology)
             for pair in opened_pairs:
                 causes, _ = explainer.explain(pair)
-                opened.append(PairChange(pair, causes, pair.pending, after_topology))
+                opened.append(_new_change(pair, causes, pair.pending, after_topology))
         if closed_pairs:
             endpoints = _endpoints(before_endpoints, before, before_topology)
             explainer = _PairExplainer(before_topology, endpoints, before_topology, after_topology)
             for pair in closed_pairs:
                 causes, settling = explainer.explain(pair)
-                closed.append(PairChange(pair, causes, settling, before_topology))
+                closed.append(_new_change(pair, causes, settling, before_topology))
         return Diff(opened=tuple(opened), closed=tuple(closed))

@@ -34,3 +34,14 @@ def test_what_it_makes_stays_frozen() -> None:
     made = slot_maker(Peering)(*(ResourceId.parse("/a"),) * 3, True, False, "Connected", None, None)
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.peering_state = "x"  # type: ignore[misc]
+
+
+def test_a_pair_and_a_change_made_by_their_slots_equal_the_dataclasses() -> None:
+    from shared.core.diff import PairChange, _new_change
+    from shared.core.model import Route, TransitPair, _new_pair
+
+    a, b, c = (ResourceId.parse(f"/x/{n}") for n in "abc")
+    routes = (Route(circuit=c, gateways=(a, b), pending=False, warnings=("w",)),)
+    pair = _new_pair(a, b, routes)
+    assert pair == TransitPair(a=a, b=b, routes=routes) and hash(pair) == hash(TransitPair(a, b, routes))
+    assert _new_change(pair, (), True, None) == PairChange(pair, (), True, None)  # type: ignore[arg-type]
