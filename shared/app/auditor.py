@@ -1401,10 +1401,10 @@ AUDIT_FULL_DETAIL_PAIRS = 1000
 AUDIT_PART_BUDGET = 3 * 1024 * 1024
 
 
-def _measure(data: bytes) -> int:
-    """A record's size for the budget: its UTF-8 bytes, plus one per `,` and `:` (so the record also fits when
-    spelled with the default separators, as a reader might re-serialise it)."""
-    return len(data) + data.count(b",") + data.count(b":")
+def _measure(*chunks: bytes) -> int:
+    """A record's size for the budget (given as the bytes it is made of): its UTF-8 bytes, plus one per `,` and
+    `:` (so the record also fits when spelled with the default separators, as a reader might re-serialise it)."""
+    return sum(len(chunk) + chunk.count(b",") + chunk.count(b":") for chunk in chunks)
 
 
 _LISTS = ("opened", "closed", "pending")
@@ -1432,13 +1432,13 @@ def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[E
         return EncodedRecord({**base, **values}, pieces)
 
     def fits(part: EncodedRecord) -> bool:
-        return _measure(part.data()) <= budget
+        return _measure(*part.chunks()) <= budget
 
     stride = max(1, total // 256)
     sample = [record[key][i - at] for i in range(0, total, stride) for key, at in spans
               if at <= i < at + len(record[key])]
     estimate = (_measure(canonical_array_bytes(sample)) - 1) * total // max(len(sample), 1)
-    head_size = _measure(EncodedRecord.of(head).data())
+    head_size = _measure(*EncodedRecord.of(head).chunks())
     if total <= 1 or head_size + estimate <= budget:
         whole = encoded(head, 0, total)
         if total <= 1 or fits(whole):

@@ -338,34 +338,33 @@ class EncodedRecord:
             raise ValueError(f"audit record must not set {sorted(reserved)}: the log sets them")
         return cls(record, {str(k): canonical_json(v).encode("utf-8") for k, v in record.items()})
 
-    def _members(self, extra: Mapping[str, bytes] | None) -> list[bytes]:
-        """The record's members (plus `extra`: key -> value as JSON bytes) in key order, each `"key":` then its
-        value: what the object's text is made of, between `{`, `,` and `}`."""
+    def chunks(self, extra: Mapping[str, bytes] | None = None, *, end: bytes = b"}") -> list[bytes]:
+        """The record's canonical JSON (plus `extra`: key -> value as JSON bytes) as the pieces it is joined from,
+        in order: `{`, each member's `"key":` and value, `,` between members, then `end`. Its bytes are their
+        concatenation; sizes and hashes are taken piece by piece, without joining (the large lists of a change
+        are megabytes, and each transient copy of them stays in the process's memory as fragmentation)."""
         pieces = {**self._pieces, **(extra or {})}
-        out: list[bytes] = []
+        out: list[bytes] = [b"{"]
         for key in sorted(pieces):
+            if len(out) > 1:
+                out.append(b",")
             out += (canonical_json(key).encode("utf-8") + b":", pieces[key])
+        out.append(end)
         return out
 
     def data(self, extra: Mapping[str, bytes] | None = None) -> bytes:
         """Canonical JSON of the record plus `extra` (key -> value already as JSON bytes), as UTF-8."""
-        members = self._members(extra)
-        return b"{" + b",".join(b"".join(members[i:i + 2]) for i in range(0, len(members), 2)) + b"}"
+        return b"".join(self.chunks(extra))
 
     def text(self, extra: Mapping[str, bytes] | None = None) -> str:
         """data(), as text."""
         return self.data(extra).decode("utf-8")
 
     def digest(self, extra: Mapping[str, bytes] | None = None) -> str:
-        """SHA-256 of data(extra), fed piece by piece (the record's large lists are not joined for it)."""
-        members = self._members(extra)
-        hasher = hashlib.sha256(b"{")
-        for i in range(0, len(members), 2):
-            if i:
-                hasher.update(b",")
-            hasher.update(members[i])
-            hasher.update(members[i + 1])
-        hasher.update(b"}")
+        """SHA-256 of data(extra), fed piece by piece."""
+        hasher = hashlib.sha256()
+        for chunk in self.chunks(extra):
+            hasher.update(chunk)
         return hasher.hexdigest()
 
     def size(self) -> int:
@@ -392,11 +391,11 @@ def chain_line(previous: tuple[int, str] | None, encoded: EncodedRecord, *, reco
     chain = {"seq": str(seq).encode(), "prevHash": canonical_json(prev_hash).encode("utf-8"),
              "recordedAt": canonical_json(recorded).encode("utf-8")}
     digest = encoded.digest(chain)
-    line = encoded.data({**chain, "hash": canonical_json(digest).encode("utf-8")})
-    if len(line) + 1 > MAX_AUDIT_RECORD_BYTES:
+    line = b"".join(encoded.chunks({**chain, "hash": canonical_json(digest).encode("utf-8")}, end=b"}\n"))
+    if len(line) > MAX_AUDIT_RECORD_BYTES:
         raise ValueError(f"audit record is larger than {MAX_AUDIT_RECORD_BYTES} bytes")
     stored: JsonDict = {**encoded.record, "seq": seq, "prevHash": prev_hash, "recordedAt": recorded, "hash": digest}
-    return stored, line + b"\n", hashlib.sha256(line).hexdigest()
+    return stored, line, hashlib.sha256(memoryview(line)[:-1]).hexdigest()
 
 
 def chain_text(previous: tuple[int, str] | None, encoded: EncodedRecord, *, recorded_at: datetime
