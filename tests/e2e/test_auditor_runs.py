@@ -135,6 +135,82 @@ def test_a_crash_between_commit_and_delivery_loses_nothing(tmp_path: Path) -> No
     assert verify_audit(LocalAuditLog(tmp_path).lines()).ok
 
 
+def big_estate(flag: bool) -> list[dict]:
+    """Two hubs of 32 spokes on one circuit: enabling gw-1 opens 33 * 33 pairs."""
+    from tests.builders import circuit, gateway, hub_and_spoke, vnet
+
+    er = circuit("er-big")
+    out: list[dict] = [er]
+    for h in (1, 2):
+        hub = vnet(f"hub-{h}", f"10.{h}.0.0/16")
+        for s in range(32):
+            spoke = vnet(f"spoke-{h}-{s:02d}", f"10.{h}.{s + 1}.0/24")
+            hub_and_spoke(hub, spoke)
+            out.append(spoke)
+        gw = gateway(f"gw-{h}", hub, allow_remote=flag or h == 2)
+        out += [hub, gw, connection(f"conn-{h}", gw, er["id"])]
+    return out
+
+
+def test_a_crash_after_committing_a_record_of_many_parts_loses_none_of_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    import shared.app.auditor as auditor_module
+
+    # Parts of 40 kB: the 1,089 pairs are recorded in many parts, stashed side by side before the commit.
+    monkeypatch.setattr(auditor_module, "encode_parts", functools.partial(auditor_module.encode_parts,
+                                                                          budget=40_000))
+    auditor, reader, notifier = make(tmp_path, big_estate(False), lease_seconds=0)
+    auditor.run(RunTrigger(kind="reconcile"))
+    reader.resources = big_estate(True)
+
+    def crash(*_: object, **__: object) -> None:
+        raise RuntimeError("the process dies right after the commit")
+
+    auditor._process_outbox = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        auditor.run(event_trigger("big", rid("virtualNetworkGateways", "gw-1")))
+    stashes = sorted((tmp_path / "pending-audit").glob("*.json"))
+    assert len(stashes) > 5 and all(p.read_bytes()[:2] == b"\x1f\x8b" for p in stashes)
+    survivor, *_ = make(tmp_path, big_estate(True))
+    survivor.run(RunTrigger(kind="reconcile"))
+    parts = [r for r in records(tmp_path) if r["outcome"] == COMMITTED and not r.get("baseline")]
+    assert len(parts) == len(stashes) and [r["part"] for r in parts] == list(range(1, len(parts) + 1))
+    assert sum(len(r["opened"]) for r in parts) == 33 * 33  # every pair, from the stashes
+    assert verify_audit(LocalAuditLog(tmp_path).lines()).ok
+    assert not list((tmp_path / "pending-audit").glob("*.json"))  # appended, then dropped
+
+
+def test_a_part_that_cannot_be_stashed_commits_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
+    import shared.app.auditor as auditor_module
+
+    monkeypatch.setattr(auditor_module, "encode_parts", functools.partial(auditor_module.encode_parts,
+                                                                          budget=40_000))
+    auditor, reader, notifier = make(tmp_path, big_estate(False))
+    auditor.run(RunTrigger(kind="reconcile"))
+    before = LocalStateStore(tmp_path).load()[0]
+    reader.resources = big_estate(True)
+    real = LocalStateStore.stash
+
+    def flaky(self: LocalStateStore, name: str, text: str | bytes) -> None:
+        if name.endswith("-3"):
+            raise OSError("disk full")
+        real(self, name, text)
+
+    monkeypatch.setattr(LocalStateStore, "stash", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        auditor.run(event_trigger("big", rid("virtualNetworkGateways", "gw-1")))
+    after = LocalStateStore(tmp_path).load()[0]
+    assert before is not None and after is not None and after.sequence == before.sequence  # nothing committed
+    assert notifier.accepted == []
+    monkeypatch.setattr(LocalStateStore, "stash", real)  # the disk has room again: the event's retry announces
+    result = auditor.run(event_trigger("big", rid("virtualNetworkGateways", "gw-1")))
+    assert len(result.opened) == 33 * 33 and len(notifier.accepted) == 1
+
+
 def test_permanent_delivery_error_is_dead_lettered_not_retried_forever(tmp_path: Path) -> None:
     auditor, reader, notifier = make(tmp_path, lab((2,)))
     auditor.run(RunTrigger(kind="reconcile"))
@@ -237,24 +313,10 @@ def test_a_settling_removal_that_is_reverted_announces_nothing(tmp_path: Path) -
 def test_a_huge_change_is_summarised_in_the_alert_and_recorded_in_full(tmp_path: Path) -> None:
     from shared.adapters.notify import render, render_text
     from shared.app.auditor import MAX_ALERT_PAIRS
-    from tests.builders import circuit, gateway, hub_and_spoke, vnet
 
-    def estate(flag: bool) -> list[dict]:
-        er = circuit("er-big")
-        out: list[dict] = [er]
-        for h in (1, 2):
-            hub = vnet(f"hub-{h}", f"10.{h}.0.0/16")
-            for s in range(32):
-                spoke = vnet(f"spoke-{h}-{s:02d}", f"10.{h}.{s + 1}.0/24")
-                hub_and_spoke(hub, spoke)
-                out.append(spoke)
-            gw = gateway(f"gw-{h}", hub, allow_remote=flag or h == 2)
-            out += [hub, gw, connection(f"conn-{h}", gw, er["id"])]
-        return out
-
-    auditor, reader, notifier = make(tmp_path, estate(False))
+    auditor, reader, notifier = make(tmp_path, big_estate(False))
     auditor.run(RunTrigger(kind="reconcile"))
-    reader.resources = estate(True)
+    reader.resources = big_estate(True)
     result = auditor.run(event_trigger("big", rid("virtualNetworkGateways", "gw-1")))
     assert len(result.opened) == 33 * 33 == 1089
     [alert] = notifier.accepted

@@ -154,6 +154,40 @@ def test_stashed_audit_records_round_trip_and_are_dropped(backend: Backend) -> N
         store.stash("../escape", "{}")
 
 
+def stash_bytes(backend: Backend, name: str, data: bytes | None = None) -> bytes:
+    """The stash `name` as stored (with `data`: stored so first, as an earlier version or damage left it)."""
+    if isinstance(backend, LocalBackend):
+        path = backend.folder / "pending-audit" / f"{name}.json"
+        if data is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return path.read_bytes()
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(backend.connection_string)  # type: ignore[attr-defined]
+    blob = service.get_blob_client(backend.state_container, f"pending-audit/{name}.json")  # type: ignore[attr-defined]
+    if data is not None:
+        blob.upload_blob(data, overwrite=True)
+    return bytes(blob.download_blob().readall())
+
+
+def test_a_stashed_record_is_stored_gzipped_and_a_plain_or_damaged_one_is_read_as_such(backend: Backend) -> None:
+    store = backend.state_store()
+    store.stash("run0-1", "{}")  # the container or folder exists from here on
+    record = {"runId": "run2", "opened": [{"vnets": [f"/subscriptions/s/vnet-{i:05d}", "/subscriptions/s/hub"],
+                                           "status": "confirmed"} for i in range(3000)]}
+    text = canonical_json(record)
+    store.stash("run2-1", text.encode())  # as EncodedRecord.data() gives it
+    assert backend.state_store().unstash("run2-1") == text
+    stored = stash_bytes(backend, "run2-1")
+    assert stored[:2] == b"\x1f\x8b" and len(stored) * 10 < len(text)  # a large change's parts: 109 MB -> 3 MB
+    stash_bytes(backend, "run3-1", b'{"runId":"run3","opened":["\xe2\x88\x86"]}')  # written plain, before gzip
+    assert store.unstash("run3-1") == '{"runId":"run3","opened":["∆"]}'
+    stash_bytes(backend, "run4-1", gzip.compress(text.encode())[:-40])  # cut short
+    with pytest.raises(ValueError, match="damaged"):  # what the outbox dead-letters, as it does damaged JSON
+        store.unstash("run4-1")
+
+
 # -- the chain, serialised once ---------------------------------------------------------------------------------
 def test_chain_text_gives_the_same_record_line_and_hash_as_chain_next() -> None:
     from datetime import UTC, datetime
