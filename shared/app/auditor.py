@@ -63,7 +63,7 @@ from shared.core.region import RegionIndex, closes, connection_reach, flags_only
 from shared.core.report import build_report
 from shared.core.snapshot import SnapshotError, parse_resources
 from shared.core.transit import Endpoint, Gateways, changed_pairs, compute_pairs, endpoints_of, gateways_of
-from shared.core.views import change_json
+from shared.core.views import ChangeDocs, change_json
 
 logger = logging.getLogger(__name__)
 
@@ -1593,12 +1593,13 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
                       before_endpoints=endpoints[id(before_topology)], after_endpoints=endpoints[id(after_topology)])
     earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
 
-    shared: dict[Any, Any] = {}  # endpoint and cause documents made once for all pairs (read-only from here on)
+    docs = ChangeDocs()  # endpoint and cause documents made once for all pairs (read-only from here on)
 
     def annotated(change: PairChange, opened_now: bool) -> JsonDict:
-        earlier = earlier_pending.get(("opened" if opened_now else "closed", *change.pair.key))
+        earlier = (earlier_pending.get(("opened" if opened_now else "closed", *change.pair.key))
+                   if earlier_pending else None)  # usually none: no key to build for each of 97,000 pairs
         return _annotated(change, earlier, trigger, now, classify, opened_now, endpoints[id(change.topology)],
-                          shared)
+                          docs)
 
     opened: list[JsonDict] = []
     closed: list[JsonDict] = []
@@ -1701,9 +1702,9 @@ def _severity(classify: Classifier, doc: JsonDict, opened: bool) -> JsonDict:
 
 def _annotated(change: PairChange, earlier: JsonDict | None, trigger: RunTrigger, now: datetime,
                classify: Classifier, opened: bool, endpoints: Mapping[ResourceId, Endpoint],
-               shared: dict[Any, Any] | None = None) -> JsonDict:
+               docs: ChangeDocs | None = None) -> JsonDict:
     """The pair as announced: causes (merged with those recorded while it was settling) and severity."""
-    doc = change_json(change, endpoints, shared)
+    doc = docs.doc(change, endpoints) if docs is not None else change_json(change, endpoints)
     if earlier is not None:
         seen = {c["text"] for c in doc["cause"]}
         merged = [c for c in earlier.get("cause", []) if c["text"] not in seen] + doc["cause"]
@@ -1715,6 +1716,9 @@ def _annotated(change: PairChange, earlier: JsonDict | None, trigger: RunTrigger
         doc["direction"] = "opened" if opened else "closed"
         doc["since"] = doc.get("since") or now.isoformat()
         doc["caller"] = (earlier or {}).get("caller") or attributed_caller(trigger, [doc])
-    doc.update(_severity(classify, doc, opened))
+    severity, reason = classify(doc, opened)  # as _severity, without a dict per pair
+    doc["severity"] = severity
+    if reason:
+        doc["policy"] = reason
     return doc
 

@@ -318,7 +318,11 @@ class _PairExplainer:
         # contribute is worked out once per routes tuple (and VNet), so a pair costs three lookups and a union.
         routes = pair.routes
         r, a, b = self._routes_changed(routes), self._side_changed(routes, pair.a), self._side_changed(routes, pair.b)
-        changed = r[0] | a[0] | b[0]
+        changed = r[0]  # most pairs' VNets changed nothing: no new set to make and hash
+        if a[0]:
+            changed = changed | a[0]
+        if b[0]:
+            changed = changed | b[0]
         settling = r[1] or a[1] or b[1]
         causes = self.explained.get(changed)
         if causes is None:

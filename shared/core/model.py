@@ -290,7 +290,10 @@ class TransitPair:
 
     @property
     def pending(self) -> bool:
-        return all(r.pending for r in self.routes)
+        routes = self.routes
+        if len(routes) == 1:  # most pairs (read for each of the 67,000 pairs a large change opens)
+            return routes[0].pending
+        return all(r.pending for r in routes)
 
     @property
     def status(self) -> str:

@@ -30,52 +30,17 @@ def _gateways_of(pair: TransitPair, vnet: ResourceId, endpoints: Mapping[Resourc
 
 
 def pair_json(pair: TransitPair, topology: Topology, *, status: str | None = None,
-              endpoints: Mapping[ResourceId, Endpoint] | None = None,
-              shared: dict[Any, Any] | None = None) -> dict[str, Any]:
-    """The pair as JSON. `shared`: a dict the caller keeps for many pairs of the same topologies, in which the
-    endpoint documents (one VNet behind the same gateways in thousands of pairs) and the lists a pair's routes
-    decide (circuits, gateways, warnings) are made once and shared: the documents are then read-only (a change
-    opening 67,000 pairs made 134,000 endpoint documents, 0.15 GB)."""
+              endpoints: Mapping[ResourceId, Endpoint] | None = None) -> dict[str, Any]:
+    """The pair as JSON (ChangeDocs makes the same documents for the many pairs of one diff)."""
     eps = endpoints if endpoints is not None else endpoints_of(topology)
-    if shared is None:
-        return {
-            "vnets": [pair.a.value, pair.b.value],
-            "status": status or pair.status,
-            "circuits": [c.value for c in pair.circuits],
-            "gateways": [g.value for g in pair.gateways],
-            "warnings": list(pair.warnings),
-            "endpoints": [_endpoint_json(topology, v, _gateways_of(pair, v, eps)) for v in (pair.a, pair.b)],
-        }
-    routes_key = ("routes", id(pair.routes))
-    known = shared.get(routes_key)
-    if known is None:  # what a pair's routes decide, worked out once per routes tuple (kept alive in `known`)
-        known = shared[routes_key] = (pair.routes, pair.status, [c.value for c in pair.circuits],
-                                      [g.value for g in pair.gateways], list(pair.warnings))
     return {
         "vnets": [pair.a.value, pair.b.value],
-        "status": status or known[1],
-        "circuits": known[2],  # shared by every pair of these routes, like the endpoint documents
-        "gateways": known[3],
-        "warnings": known[4],
-        "endpoints": [_shared_endpoint(topology, pair, v, eps, shared) for v in (pair.a, pair.b)],
+        "status": status or pair.status,
+        "circuits": [c.value for c in pair.circuits],
+        "gateways": [g.value for g in pair.gateways],
+        "warnings": list(pair.warnings),
+        "endpoints": [_endpoint_json(topology, v, _gateways_of(pair, v, eps)) for v in (pair.a, pair.b)],
     }
-
-
-def _shared_endpoint(topology: Topology, pair: TransitPair, vnet: ResourceId,
-                     endpoints: Mapping[ResourceId, Endpoint], shared: dict[Any, Any]) -> dict[str, Any]:
-    # Routes tuples are shared by every pair between two gateway groups (compute_pairs), and stay alive with the
-    # pairs while the caller holds `shared` (kept in the entry): their identity keys the document of a VNet seen
-    # through them, one lookup per side. The document itself is keyed by the gateways the VNet sits behind.
-    side_key = (id(topology), id(pair.routes), vnet.key)
-    known = shared.get(side_key)
-    if known is None:
-        gateways = tuple(_gateways_of(pair, vnet, endpoints))
-        doc_key = (id(topology), vnet.key, gateways)
-        doc = shared.get(doc_key)
-        if doc is None:
-            doc = shared[doc_key] = _endpoint_json(topology, vnet, gateways)
-        known = shared[side_key] = (pair.routes, doc)
-    return known[1]
 
 
 def pairs_json(pairs: PairSet, topology: Topology, *, lazy: bool = False) -> dict[str, Any]:
@@ -146,20 +111,66 @@ class _LazyPairDocs:
                                                                           self._side(pair, pair.b)]}
 
 
-def change_json(change: PairChange, endpoints: Mapping[ResourceId, Endpoint] | None = None,
-                shared: dict[Any, Any] | None = None) -> dict[str, Any]:
-    """The change as JSON; `shared` as for pair_json (the cause documents are then shared too, each list not)."""
+def change_json(change: PairChange, endpoints: Mapping[ResourceId, Endpoint] | None = None) -> dict[str, Any]:
+    """The change as JSON."""
     doc = pair_json(change.pair, change.topology, status="pending" if change.pending else "confirmed",
-                    endpoints=endpoints, shared=shared)
-    if shared is None:
-        doc["cause"] = [c.to_json() for c in change.causes]
-    else:
-        # The explainer hands the same causes tuple to every pair with the same changes (kept alive by them).
-        causes = shared.get(("causes", id(change.causes)))
-        if causes is None:
-            causes = shared[("causes", id(change.causes))] = (change.causes, [c.to_json() for c in change.causes])
-        doc["cause"] = list(causes[1])
+                    endpoints=endpoints)
+    doc["cause"] = [c.to_json() for c in change.causes]
     return doc
+
+
+_Routed = tuple[tuple[Route, ...], Topology, list[str], list[str], list[str], dict[str, dict[str, Any]]]
+
+
+class ChangeDocs:
+    """change_json for the many changes of one diff (97,000 for a large change), with what repeats made once.
+
+    A routes tuple is shared by every pair between two gateway groups (compute_pairs): what it decides (circuits,
+    gateways, warnings) and the endpoint document of each VNet seen through it are kept by its identity (the
+    entry holds the tuple, so its id is not reused). An endpoint document is also shared by key (the VNet and
+    the gateways it sits behind), and a causes tuple (the explainer hands the same one to every pair with the
+    same changes) by identity. The documents share those parts, so they are read-only (each `cause` list is the
+    pair's own); a change opening 67,000 pairs otherwise made 134,000 endpoint documents (0.15 GB).
+    """
+
+    def __init__(self) -> None:
+        self._routes: dict[int, _Routed] = {}
+        self._endpoints: dict[tuple[int, str, tuple[ResourceId, ...]], dict[str, Any]] = {}
+        self._causes: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}
+
+    def doc(self, change: PairChange, endpoints: Mapping[ResourceId, Endpoint]) -> dict[str, Any]:
+        """change_json(change, endpoints), sharing what repeats."""
+        pair, topology = change.pair, change.topology
+        known = self._routes.get(id(pair.routes))
+        if known is None or known[1] is not topology:
+            known = self._routed(pair, topology)
+        sides = known[5]
+        a = sides.get(pair.a.key) or self._side(known, pair, pair.a, endpoints)
+        b = sides.get(pair.b.key) or self._side(known, pair, pair.b, endpoints)
+        causes = self._causes.get(id(change.causes))
+        if causes is None:
+            causes = self._causes[id(change.causes)] = (change.causes, [c.to_json() for c in change.causes])
+        return {"vnets": [pair.a.value, pair.b.value], "status": "pending" if change.pending else "confirmed",
+                "circuits": known[2], "gateways": known[3], "warnings": known[4], "endpoints": [a, b],
+                "cause": list(causes[1])}
+
+    def _routed(self, pair: TransitPair, topology: Topology) -> _Routed:
+        routed: _Routed = (pair.routes, topology, [c.value for c in pair.circuits], [g.value for g in pair.gateways],
+                           list(pair.warnings), {})
+        if id(pair.routes) not in self._routes:  # (a tuple seen with another topology is not cached)
+            self._routes[id(pair.routes)] = routed
+        return routed
+
+    def _side(self, routed: _Routed, pair: TransitPair, vnet: ResourceId,
+              endpoints: Mapping[ResourceId, Endpoint]) -> dict[str, Any]:
+        topology = routed[1]
+        gateways = tuple(_gateways_of(pair, vnet, endpoints))
+        key = (id(topology), vnet.key, gateways)
+        doc = self._endpoints.get(key)
+        if doc is None:
+            doc = self._endpoints[key] = _endpoint_json(topology, vnet, gateways)
+        routed[5][vnet.key] = doc
+        return doc
 
 
 def diff_json(diff: Diff, *, warnings: Sequence[str] = ()) -> dict[str, Any]:
