@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from shared.app.auditor import encode_parts, split_record
 
 
@@ -69,3 +72,16 @@ def test_a_pair_larger_than_the_budget_is_a_part_of_its_own() -> None:
     parts = encode_parts(big, budget=20_000)
     assert [len(p.record["opened"]) for p in parts if huge in p.record["opened"]] == [1]
     assert sum(len(p.record["opened"]) for p in parts) == 11
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["opened", "closed"]),
+                          st.sampled_from(["info", "warning", "critical", "other", None])), max_size=60),
+       st.integers(0, 70))
+def test_the_most_severe_pairs_are_those_a_stable_sort_by_severity_keeps(
+        items: list[tuple[str, str | None]], count: int) -> None:
+    from shared.app.auditor import SEVERITY_RANK, _most_severe
+
+    docs = [(verb, {"severity": severity, "n": i}) for i, (verb, severity) in enumerate(items)]
+    ranked = sorted(docs, key=lambda item: -SEVERITY_RANK.get(str(item[1].get("severity")), 0))
+    assert _most_severe(docs, count) == ranked[:count]
