@@ -39,7 +39,7 @@ from shared.app.ports import (
     TopologyReader,
     bounded_ids,
 )
-from shared.core.chain import ChainTail, EncodedRecord, canonical_array_bytes, canonical_json
+from shared.core.chain import ChainTail, EncodedRecord, canonical_array_bytes, canonical_json, holds_float
 from shared.core.collector import collector_paused
 from shared.core.coverage import Scope, baseline_held, cover, merge_unread
 from shared.core.diff import PairChange, diff_pairs, settling_in
@@ -652,7 +652,8 @@ class Auditor:
                                         if unread else {}),
                                      **({"pairs": decision.committed_count}
                                         if decision.committed_count is not None else {}), **alert_ref})
-        parts = encode_parts(record)  # each pair serialised once: the stash and the audit line share the text
+        # Each pair serialised once: the stash and the audit line share the text.
+        parts = encode_parts(record, floats=not decision.float_free)
         encoded: dict[str, EncodedRecord] = {}
         items: list[JsonDict] = []
         stash = getattr(self.state, "stash", None)
@@ -1431,13 +1432,14 @@ def _measure(*chunks: bytes) -> int:
 _LISTS = ("opened", "closed", "pending")
 
 
-def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[EncodedRecord]:
+def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET, floats: bool = True) -> list[EncodedRecord]:
     """The record itself, or parts of it (`part` i of `parts`) each under `budget`, each pair serialised once.
 
     The pieces are canonical JSON, so the audit log hashes and writes the very same text (`EncodedRecord`). A
     part's share of each list is written by one call (`canonical_array`): a change of 97,000 pairs was 1.8 s
     as one call per pair. How many parts a record needs is estimated from a sample of its pairs; a part that
-    still comes out over the budget is halved (a single pair over it stays a part of its own).
+    still comes out over the budget is halved (a single pair over it stays a part of its own). `floats=False`:
+    the pair lists hold no float (Decision.float_free), so their text is not scanned for one.
     """
     lists = [k for k in _LISTS if k in record]
     head = {k: v for k, v in record.items() if k not in _LISTS}
@@ -1449,7 +1451,8 @@ def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[E
 
     def encoded(base: JsonDict, start: int, stop: int) -> EncodedRecord:
         values = {key: record[key][max(start - at, 0):max(stop - at, 0)] for key, at in spans}
-        pieces = {**EncodedRecord.of(base).pieces, **{k: canonical_array_bytes(v) for k, v in values.items()}}
+        pieces = {**EncodedRecord.of(base).pieces,
+                  **{k: canonical_array_bytes(v, floats=floats) for k, v in values.items()}}
         return EncodedRecord({**base, **values}, pieces)
 
     def fits(part: EncodedRecord) -> bool:
@@ -1458,7 +1461,7 @@ def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET) -> list[E
     stride = max(1, total // 256)
     sample = [record[key][i - at] for i in range(0, total, stride) for key, at in spans
               if at <= i < at + len(record[key])]
-    estimate = (_measure(canonical_array_bytes(sample)) - 1) * total // max(len(sample), 1)
+    estimate = (_measure(canonical_array_bytes(sample, floats=floats)) - 1) * total // max(len(sample), 1)
     head_size = _measure(*EncodedRecord.of(head).chunks())
     if total <= 1 or head_size + estimate <= budget:
         whole = encoded(head, 0, total)
@@ -1525,6 +1528,9 @@ class Decision:
     basis: str  # what the alert id is derived from (the committed sequence it builds on)
     committed_count: int | None = None  # how many pairs the committed set holds after this decision
     pair_warnings: list[str] | None = None  # the whole after topology's pair warnings (kept in the head)
+    # Whether opened, closed and pending hold no float, as decide made them: their audit text is then not scanned
+    # for one (chain.canonical_array_bytes). False (scan) unless decide established it.
+    float_free: bool = False
 
 
 class _Without(Mapping[tuple[str, str], TransitPair]):
@@ -1606,11 +1612,19 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
 
     docs = ChangeDocs()  # endpoint and cause documents made once for all pairs (read-only from here on)
+    named = {"strings": True}  # whether the classifier named every severity and policy with a string
+
+    def classified(doc: JsonDict, opened_now: bool) -> tuple[str, str | None]:
+        given: Any = classify(doc, opened_now)  # a policy's classifier: typed, but what it returns is checked
+        severity, reason = given
+        if not (isinstance(severity, str) and (reason is None or isinstance(reason, str))):
+            named["strings"] = False
+        return severity, reason
 
     def annotated(change: PairChange, opened_now: bool) -> JsonDict:
         earlier = (earlier_pending.get(("opened" if opened_now else "closed", *change.pair.key))
                    if earlier_pending else None)  # usually none: no key to build for each of 97,000 pairs
-        return _annotated(change, earlier, trigger, now, classify, opened_now, endpoints[id(change.topology)],
+        return _annotated(change, earlier, trigger, now, classified, opened_now, endpoints[id(change.topology)],
                           docs)
 
     opened: list[JsonDict] = []
@@ -1649,10 +1663,14 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
         closed.append(doc)
     _explain_closings(closed, after_topology, after, endpoints[id(after_topology)])
     plus = sum(1 for d in deviations.values() if d["delta"] == "+")
+    # The documents hold no float when what they are made of holds none: the parsed model (ChangeDocs checks each
+    # shared part as it makes it), the classifier's strings, the trigger's caller, and what the state kept.
+    float_free = (docs.float_free and named["strings"] and not holds_float(trigger.caller)
+                  and not holds_float(state.pending) and not holds_float(state.pairs))
     return Decision(pairs=[deviations[k] for k in sorted(deviations)], opened=opened, closed=closed,
                     pending=pending, warnings=warnings, basis=f"seq={state.sequence}",
                     committed_count=(len(after.pairs) if after_count is None else after_count)
-                    - (len(deviations) - plus) + plus, pair_warnings=list(after.warnings))
+                    - (len(deviations) - plus) + plus, pair_warnings=list(after.warnings), float_free=float_free)
 
 
 def _named(docs: Sequence[JsonDict]) -> list[str]:

@@ -62,3 +62,29 @@ def test_nan_in_an_array_is_written_as_null_and_reads_back_to_the_same_text() ->
     text = canonical_array([{"share": float("nan")}, {"n": float("inf")}])
     assert text == '[{"share":null},{"n":null}]'
     assert canonical_json(json.loads(text)) == text
+
+
+float_free_leaves = (st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**63 - 1) | st.text()
+                     .filter(lambda t: not any(0xD800 <= ord(c) <= 0xDFFF for c in t))
+                     | st.sampled_from([":1.5", "[2e3", ",-0.5", "10.0.0.0/16", "06:49:13.303601"]))
+float_free = st.recursive(float_free_leaves,
+                          lambda inner: st.lists(inner, max_size=4) | st.dictionaries(keys, inner, max_size=4),
+                          max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(float_free, max_size=6))
+def test_an_array_vouched_free_of_floats_is_written_unscanned_as_the_standard_library_writes_it(
+        items: list[Any]) -> None:
+    from shared.core.chain import canonical_array_bytes, holds_float
+
+    assert not holds_float(items)
+    assert canonical_array_bytes(items, floats=False) == stdlib(items).encode("utf-8")
+    assert canonical_array_bytes(items, floats=False) == canonical_array_bytes(items)
+
+
+def test_holds_float_finds_a_float_at_any_depth_and_nothing_else() -> None:
+    from shared.core.chain import holds_float
+
+    assert holds_float([{"a": ({"b": [1, 2.0]},)}]) and holds_float(float("nan"))
+    assert not holds_float([{"a": ({"b": [1, True, None, "1.5"]},)}])
