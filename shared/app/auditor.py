@@ -433,8 +433,9 @@ class Auditor:
                 # The collector waits for the whole attempt, not only around parsing: the working copy (millions
                 # of containers, all alive) makes each full collection walk it again, and one landed in whatever
                 # allocated next (measured: half a second building an event's audit record). What a run makes is
-                # acyclic or freed by reference counting; any cycle is collected once no run holds the pause.
-                with collector_paused():
+                # acyclic or freed by reference counting; what it leaves alive is promoted to the oldest generation
+                # (not walked once more, 0.23 s after a large change), and a full collection frees any cycle later.
+                with collector_paused(promote=True):
                     result = self._attempt(trigger, run_id, conflicts)
             except StateConflict:
                 conflicts += 1
@@ -1423,10 +1424,14 @@ AUDIT_FULL_DETAIL_PAIRS = 1000
 AUDIT_PART_BUDGET = 3 * 1024 * 1024
 
 
+# Every byte but `,` and `:`: deleting them leaves the separators, counted in one pass instead of two counts.
+_NOT_SEPARATORS = bytes(b for b in range(256) if b not in b",:")
+
+
 def _measure(*chunks: bytes) -> int:
     """A record's size for the budget (given as the bytes it is made of): its UTF-8 bytes, plus one per `,` and
     `:` (so the record also fits when spelled with the default separators, as a reader might re-serialise it)."""
-    return sum(len(chunk) + chunk.count(b",") + chunk.count(b":") for chunk in chunks)
+    return sum(len(chunk) + len(chunk.translate(None, _NOT_SEPARATORS)) for chunk in chunks)
 
 
 _LISTS = ("opened", "closed", "pending")

@@ -85,3 +85,12 @@ def test_the_most_severe_pairs_are_those_a_stable_sort_by_severity_keeps(
     docs = [(verb, {"severity": severity, "n": i}) for i, (verb, severity) in enumerate(items)]
     ranked = sorted(docs, key=lambda item: -SEVERITY_RANK.get(str(item[1].get("severity")), 0))
     assert _most_severe(docs, count) == ranked[:count]
+
+
+def test_a_records_measure_counts_each_separator_once_more() -> None:
+    from shared.app.auditor import _measure
+
+    text = '{"a":[1,2],"b":"x:y,z","c":"∆"}'
+    data = text.encode()
+    assert _measure(data) == len(data) + text.count(",") + text.count(":")
+    assert _measure(data[:7], data[7:]) == _measure(data)
