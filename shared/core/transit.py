@@ -441,6 +441,7 @@ def _compute_pairs(topology: Topology, gws: Gateways, only: AbstractSet[Resource
     shares: dict[ResourceId, bool] = {}  # gateway -> whether a VNet behind it is behind another gateway too
 
     routes: dict[int, tuple[Route, ...]] = {}
+    add = routes.setdefault
     for circuit_id in circuits:
         eps = by_circuit[circuit_id]
         circuit = _circuit_state(topology, circuit_id)
@@ -472,8 +473,10 @@ def _compute_pairs(topology: Topology, gws: Gateways, only: AbstractSet[Resource
                             if overlap and not member_of[vnets[ra]].isdisjoint(member_of[vnets[rb]]):
                                 continue
                             key = ra * width + rb if ra < rb else rb * width + ra
-                            known = routes.get(key)
-                            routes[key] = one_route if known is None else known + one_route
+                            # One hash lookup for a pair seen first (most): setdefault gives back one_route itself.
+                            known = add(key, one_route)
+                            if known is not one_route:
+                                routes[key] = known + one_route
     return PairSet(pairs=PairIndex(vnets, routes), warnings=_pair_warnings(topology, gws), endpoints=gws.endpoints)
 
 
