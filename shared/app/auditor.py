@@ -638,7 +638,8 @@ class Auditor:
         outcome = COMMITTED if changed else NO_CHANGE
         now = self.clock()
         sequence = (state.sequence if state else floor) + 1
-        alert = self._alert(decision, trigger, run_id, now)
+        sendable = (self._sendable(decision.opened), self._sendable(decision.closed))  # once: 97,000 pairs
+        alert = self._alert(decision, trigger, run_id, now, sendable)
         if alert is not None and self.report is not None:
             alert["report"] = dict(zip(("latest", "copy"), self.report.names(sequence=sequence, when=now),
                                        strict=True), location=self.report.location)
@@ -674,7 +675,7 @@ class Auditor:
         if stash is not None:
             _stash_all(stash, stashed)  # every part is stored before the head that names it is saved
         if alert is not None:
-            complete = self._complete_alert(alert, decision)
+            complete = self._complete_alert(alert, sendable)
             items += [self._item("alert", item_id, part, run_id, now, notifier=n.name)
                       for n in self.notifiers for item_id, part in alert_parts(n, alert, complete)]
         previous = state or CommittedState()
@@ -1308,16 +1309,17 @@ class Auditor:
             return list(pairs)
         return [p for p in pairs if p.get("severity") != "info"]
 
-    def _complete_alert(self, alert: JsonDict, decision: Decision) -> JsonDict:
-        """The alert with every sendable pair, for a notifier that splits it (one event per pair): a summarised
-        alert (more than MAX_ALERT_PAIRS) lists only the most severe pairs."""
+    def _complete_alert(self, alert: JsonDict, sendable: tuple[list[JsonDict], list[JsonDict]]) -> JsonDict:
+        """The alert with every sendable pair (opened, closed), for a notifier that splits it (one event per pair):
+        a summarised alert (more than MAX_ALERT_PAIRS) lists only the most severe pairs."""
         if not alert.get("omitted"):
             return alert
         return {**{k: v for k, v in alert.items() if k not in ("omitted", "groups")},
-                "opened": self._sendable(decision.opened), "closed": self._sendable(decision.closed)}
+                "opened": sendable[0], "closed": sendable[1]}
 
-    def _alert(self, decision: Decision, trigger: RunTrigger, run_id: str, now: datetime) -> JsonDict | None:
-        opened, closed = self._sendable(decision.opened), self._sendable(decision.closed)
+    def _alert(self, decision: Decision, trigger: RunTrigger, run_id: str, now: datetime,
+               sendable: tuple[list[JsonDict], list[JsonDict]]) -> JsonDict | None:
+        opened, closed = sendable
         if not opened and not closed:
             return None
         omitted: JsonDict = {}
