@@ -3,7 +3,8 @@
 Layout (format 2): a small head (sequence, digest, processed event ids, outbox, pending, the audit chain's tail)
 and the transit projection (`resources`, the working copy) in its own file/blob named by its key (the topology
 digest), written only when the digest changes and never rewritten. Audit records waiting in the outbox are not
-in the head either: they are stashed in their own file/blob (`stash`) before the commit that names them.
+in the head either: they are stashed in their own file/blob (`stash`, gzipped JSON; a plain one written before
+still reads) before the commit that names them.
 A state in the old single-document format still loads; the next commit writes the new layout.
 """
 
@@ -399,7 +400,7 @@ def replace_state(state: CommittedState, **changes: Any) -> CommittedState:
 
 class LocalStateStore(_Layout):
     """The committed state in a folder: `state.json` (the head; its ETag is the SHA-256 of its bytes),
-    `topology-<key>.json` (the projections) and `pending-audit/<name>.json` (stashed audit records)."""
+    `topology-<key>.json` (the projections) and `pending-audit/<name>.json` (stashed audit records, gzipped)."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self._folder = Path(folder)
@@ -534,7 +535,7 @@ def _key_of(head: bytes | None) -> str | None:
 
 class BlobStateStore(_Layout):
     """The committed state in a container: the head blob (gzip JSON, written with an ETag condition),
-    `topology/<key>.json.gz` (projections, created once) and `pending-audit/<name>.json` (stashed records)."""
+    `topology/<key>.json.gz` (projections, created once) and `pending-audit/<name>.json` (stashed records, gzipped)."""
 
     def __init__(
         self,
