@@ -141,6 +141,22 @@ def lab(enabled: tuple[int, ...] = ()) -> list[Resource]:
     return out
 
 
+def two_hubs(enabled: bool, *, spokes: int = 32) -> list[Resource]:
+    """Two hubs of `spokes` spokes each on one circuit, gw-2 allowing remote VNet traffic: enabling gw-1 opens
+    (spokes + 1) ** 2 pairs (a large change in a small estate)."""
+    er = circuit("er-big")
+    out: list[Resource] = [er]
+    for h in (1, 2):
+        hub = vnet(f"hub-{h}", f"10.{h}.0.0/16")
+        for s in range(spokes):
+            spoke = vnet(f"spoke-{h}-{s:02d}", f"10.{h}.{s + 1}.0/24")
+            hub_and_spoke(hub, spoke)
+            out.append(spoke)
+        gw = gateway(f"gw-{h}", hub, allow_remote=enabled or h == 2)
+        out += [hub, gw, connection(f"conn-{h}", gw, er["id"])]
+    return out
+
+
 def circuit_global_reach(local: Resource, remote: Resource, *, name: str = "gr") -> Resource:
     """A stand-alone Global Reach connection (`expressRouteCircuits/peerings/connections`) from `local` to `remote`."""
     local_peering = f"{local['id']}/peerings/AzurePrivatePeering"

@@ -11,7 +11,7 @@ import pytest
 from shared.adapters.store import LocalAuditLog, LocalRecheckQueue, LocalStateStore, verify_audit
 from shared.app.auditor import COMMITTED, DUPLICATE, INCOMPLETE, NO_CHANGE, Auditor, RunTrigger, committed_pair_ids
 from tests.auditor_support import FakeReader, RecordingNotifier, event_trigger, pair_names
-from tests.builders import connection, lab, rid, with_state
+from tests.builders import connection, lab, rid, two_hubs, with_state
 
 GW1 = rid("virtualNetworkGateways", "ergw-01")
 
@@ -135,23 +135,6 @@ def test_a_crash_between_commit_and_delivery_loses_nothing(tmp_path: Path) -> No
     assert verify_audit(LocalAuditLog(tmp_path).lines()).ok
 
 
-def big_estate(flag: bool) -> list[dict]:
-    """Two hubs of 32 spokes on one circuit: enabling gw-1 opens 33 * 33 pairs."""
-    from tests.builders import circuit, gateway, hub_and_spoke, vnet
-
-    er = circuit("er-big")
-    out: list[dict] = [er]
-    for h in (1, 2):
-        hub = vnet(f"hub-{h}", f"10.{h}.0.0/16")
-        for s in range(32):
-            spoke = vnet(f"spoke-{h}-{s:02d}", f"10.{h}.{s + 1}.0/24")
-            hub_and_spoke(hub, spoke)
-            out.append(spoke)
-        gw = gateway(f"gw-{h}", hub, allow_remote=flag or h == 2)
-        out += [hub, gw, connection(f"conn-{h}", gw, er["id"])]
-    return out
-
-
 def test_a_crash_after_committing_a_record_of_many_parts_loses_none_of_them(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import functools
@@ -161,9 +144,9 @@ def test_a_crash_after_committing_a_record_of_many_parts_loses_none_of_them(
     # Parts of 40 kB: the 1,089 pairs are recorded in many parts, stashed side by side before the commit.
     monkeypatch.setattr(auditor_module, "encode_parts", functools.partial(auditor_module.encode_parts,
                                                                           budget=40_000))
-    auditor, reader, notifier = make(tmp_path, big_estate(False), lease_seconds=0)
+    auditor, reader, notifier = make(tmp_path, two_hubs(False), lease_seconds=0)
     auditor.run(RunTrigger(kind="reconcile"))
-    reader.resources = big_estate(True)
+    reader.resources = two_hubs(True)
 
     def crash(*_: object, **__: object) -> None:
         raise RuntimeError("the process dies right after the commit")
@@ -173,7 +156,7 @@ def test_a_crash_after_committing_a_record_of_many_parts_loses_none_of_them(
         auditor.run(event_trigger("big", rid("virtualNetworkGateways", "gw-1")))
     stashes = sorted((tmp_path / "pending-audit").glob("*.json"))
     assert len(stashes) > 5 and all(p.read_bytes()[:2] == b"\x1f\x8b" for p in stashes)
-    survivor, *_ = make(tmp_path, big_estate(True))
+    survivor, *_ = make(tmp_path, two_hubs(True))
     survivor.run(RunTrigger(kind="reconcile"))
     parts = [r for r in records(tmp_path) if r["outcome"] == COMMITTED and not r.get("baseline")]
     assert len(parts) == len(stashes) and [r["part"] for r in parts] == list(range(1, len(parts) + 1))
@@ -189,10 +172,10 @@ def test_a_part_that_cannot_be_stashed_commits_nothing(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(auditor_module, "encode_parts", functools.partial(auditor_module.encode_parts,
                                                                           budget=40_000))
-    auditor, reader, notifier = make(tmp_path, big_estate(False))
+    auditor, reader, notifier = make(tmp_path, two_hubs(False))
     auditor.run(RunTrigger(kind="reconcile"))
     before = LocalStateStore(tmp_path).load()[0]
-    reader.resources = big_estate(True)
+    reader.resources = two_hubs(True)
     real = LocalStateStore.stash
 
     def flaky(self: LocalStateStore, name: str, text: str | bytes) -> None:
@@ -314,9 +297,9 @@ def test_a_huge_change_is_summarised_in_the_alert_and_recorded_in_full(tmp_path:
     from shared.adapters.notify import render, render_text
     from shared.app.auditor import MAX_ALERT_PAIRS
 
-    auditor, reader, notifier = make(tmp_path, big_estate(False))
+    auditor, reader, notifier = make(tmp_path, two_hubs(False))
     auditor.run(RunTrigger(kind="reconcile"))
-    reader.resources = big_estate(True)
+    reader.resources = two_hubs(True)
     result = auditor.run(event_trigger("big", rid("virtualNetworkGateways", "gw-1")))
     assert len(result.opened) == 33 * 33 == 1089
     [alert] = notifier.accepted

@@ -4,11 +4,29 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 import shared.core.collector as collector
 from shared.core.collector import collector_paused
+
+
+@contextmanager
+def collections_seen() -> Iterator[list[int]]:
+    """The generation of each collection that starts inside the block."""
+    walks: list[int] = []
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            walks.append(info["generation"])
+
+    gc.callbacks.append(watch)
+    try:
+        yield walks
+    finally:
+        gc.callbacks.remove(watch)
 
 
 class Node:
@@ -30,22 +48,13 @@ def test_what_a_run_leaves_alive_is_promoted_without_a_walk(monkeypatch: pytest.
     monkeypatch.setattr(collector, "FULL_COLLECTION_SECONDS", 10**9)
     gc.unfreeze()  # (an in-process CLI test may have frozen its objects: promoting leaves a frozen process alone)
     gc.collect()
-    walks: list[int] = []
-
-    def watch(phase: str, info: dict) -> None:
-        if phase == "start":
-            walks.append(info["generation"])
-
-    gc.callbacks.append(watch)
-    try:
+    with collections_seen() as walks:
         with collector_paused(promote=True):
             kept = [[i] for i in range(50_000)]
         assert gc.get_count()[0] < 50 and walks == []  # nothing young left to walk
         assert any(o is kept[-1] for o in gc.get_objects(generation=2))
         [[i] for i in range(2_000)]  # the next young garbage: a young collection walks only it
         assert 2 not in walks
-    finally:
-        gc.callbacks.remove(watch)
 
 
 def test_a_cycle_left_by_a_run_is_freed_by_the_periodic_full_collection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -71,17 +80,8 @@ def test_objects_frozen_on_purpose_stay_frozen() -> None:
 
 def test_without_promote_the_young_are_walked_as_usual() -> None:
     gc.collect()
-    walks: list[int] = []
-
-    def watch(phase: str, info: dict) -> None:
-        if phase == "start":
-            walks.append(info["generation"])
-
-    gc.callbacks.append(watch)
-    try:
+    with collections_seen() as walks:
         with collector_paused():
             kept = [[i] for i in range(5_000)]
         [[i] for i in range(10)]
         assert walks and walks[0] == 0 and len(kept) == 5_000  # the next allocation walks the young survivors
-    finally:
-        gc.callbacks.remove(watch)

@@ -13,28 +13,14 @@ from shared.core.focus import by_id, project
 from shared.core.model import ResourceId
 from shared.core.snapshot import parse_resources
 from shared.core.views import ChangeDocs
-from tests.builders import circuit, connection, gateway, hub_and_spoke, vnet
+from tests.builders import two_hubs
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 TRIGGER = RunTrigger(kind="event", event_id="e1", operation="write", resource_id="/x", caller="alice@example.com")
 
 
-def estate(open_: bool) -> list[dict]:
-    er = circuit("er-1")
-    out: list[dict] = [er]
-    for h in (1, 2):
-        hub = vnet(f"hub-{h}", f"10.{h}.0.0/16")
-        for s in range(3):
-            spoke = vnet(f"spoke-{h}-{s}", f"10.{h}.{s + 1}.0/24")
-            hub_and_spoke(hub, spoke)
-            out.append(spoke)
-        gw = gateway(f"gw-{h}", hub, allow_remote=open_ or h == 2)
-        out += [hub, gw, connection(f"conn-{h}", gw, er["id"])]
-    return out
-
-
 def decided(state_pending: list[dict] | None = None, classify: Any = default_classifier) -> Any:
-    before, after = by_id(project(estate(False))), by_id(project(estate(True)))
+    before, after = by_id(project(two_hubs(False, spokes=3))), by_id(project(two_hubs(True, spokes=3)))
     state = CommittedState(resources=before, sequence=3, pending=state_pending or [])
     return decide(state, after, parse_resources(after), TRIGGER, classify, now=NOW)
 
@@ -60,7 +46,7 @@ def test_a_float_from_the_classifier_or_the_state_is_not_vouched_for() -> None:
 
 
 def test_change_documents_with_a_float_in_a_cause_are_not_vouched_for() -> None:
-    topology = parse_resources(estate(True))
+    topology = parse_resources(two_hubs(True, spokes=3))
     from shared.core.transit import compute_pairs
 
     pairs = compute_pairs(topology)
