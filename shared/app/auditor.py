@@ -1443,7 +1443,7 @@ def encode_parts(record: JsonDict, *, budget: int = AUDIT_PART_BUDGET, floats: b
     """The record itself, or parts of it (`part` i of `parts`) each under `budget`, each pair serialised once.
 
     The pieces are canonical JSON, so the audit log hashes and writes the very same text (`EncodedRecord`). A
-    part's share of each list is written by one call (`canonical_array`): a change of 97,000 pairs was 1.8 s
+    part's share of each list is written by one call (`canonical_array_bytes`): a change of 97,000 pairs was 1.8 s
     as one call per pair. How many parts a record needs is estimated from a sample of its pairs; a part that
     still comes out over the budget is halved (a single pair over it stays a part of its own). `floats=False`:
     the pair lists hold no float (Decision.float_free), so their text is not scanned for one.

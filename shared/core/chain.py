@@ -372,10 +372,6 @@ class EncodedRecord:
             hasher.update(chunk)
         return hasher.hexdigest()
 
-    def size(self) -> int:
-        """Bytes of the record's canonical JSON (without the chain's fields)."""
-        return 2 + sum(len(canonical_json(k).encode("utf-8")) + 2 + len(v) for k, v in self._pieces.items()) - 1
-
 
 def _timestamp(moment: datetime) -> str:
     return _as_utc(moment).isoformat().replace("+00:00", "Z")
