@@ -1619,13 +1619,14 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     earlier_pending = {(p["direction"], *_pair_key(p)): p for p in state.pending}
 
     docs = ChangeDocs()  # endpoint and cause documents made once for all pairs (read-only from here on)
-    named = {"strings": True}  # whether the classifier named every severity and policy with a string
+    named_by_strings = True  # whether the classifier named every severity and policy with a string
 
     def classified(doc: JsonDict, opened_now: bool) -> tuple[str, str | None]:
+        nonlocal named_by_strings
         given: Any = classify(doc, opened_now)  # a policy's classifier: typed, but what it returns is checked
         severity, reason = given
         if not (isinstance(severity, str) and (reason is None or isinstance(reason, str))):
-            named["strings"] = False
+            named_by_strings = False
         return severity, reason
 
     def annotated(change: PairChange, opened_now: bool) -> JsonDict:
@@ -1672,7 +1673,7 @@ def decide(state: CommittedState | None, resources: Sequence[JsonDict], after_to
     plus = sum(1 for d in deviations.values() if d["delta"] == "+")
     # The documents hold no float when what they are made of holds none: the parsed model (ChangeDocs checks each
     # shared part as it makes it), the classifier's strings, the trigger's caller, and what the state kept.
-    float_free = (docs.float_free and named["strings"] and not holds_float(trigger.caller)
+    float_free = (docs.float_free and named_by_strings and not holds_float(trigger.caller)
                   and not holds_float(state.pending) and not holds_float(state.pairs))
     return Decision(pairs=[deviations[k] for k in sorted(deviations)], opened=opened, closed=closed,
                     pending=pending, warnings=warnings, basis=f"seq={state.sequence}",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.core.chain import holds_float
 from shared.core.diff import Diff, PairChange
@@ -56,12 +56,19 @@ def pairs_json(pairs: PairSet, topology: Topology, *, lazy: bool = False) -> dic
     return {"pairs": (builder.doc(p) for p in pairs.pairs.values()), "warnings": list(pairs.warnings)}
 
 
+_T = TypeVar("_T")
+
+
 class _LazyPairDocs:
     """pair_json for half a million pairs: what repeats across pairs is built once.
 
     A route (circuit and two gateways) is shared by every pair between two gateway groups, and a VNet's
     endpoint document (id, prefixes, tags, its gateways) by all its pairs; both are kept here by identity
-    (routes: the Route object is held, so its id cannot be reused) and by key.
+    (routes: the Route object is held, so its id cannot be reused) and by key. The documents share them, so
+    they are read-only.
+
+    `float_free`: whether no document made so far holds a float. The parsed model holds none (the parse makes
+    strings, booleans and None of what it reads); each part is checked once as it is made.
     """
 
     def __init__(self, topology: Topology, endpoints: Mapping[ResourceId, Endpoint]) -> None:
@@ -76,6 +83,12 @@ class _LazyPairDocs:
                 behind.setdefault(vnet.key, []).append(ep.id)
         self.single = {key: gws for key, gws in behind.items() if len(gws) == 1}
         self.single_docs: dict[str, dict[str, Any]] = {}
+        self.float_free = True
+
+    def _checked(self, part: _T) -> _T:
+        if self.float_free and holds_float(part):
+            self.float_free = False
+        return part
 
     def _route(self, route: Route) -> tuple[Route, str, list[str], list[str], list[str]]:
         known = self.routes.get(id(route))
@@ -83,8 +96,10 @@ class _LazyPairDocs:
             # A one-route pair's status, circuits, gateways and warnings are its route's: read them through
             # TransitPair itself (whatever VNets it joins), so that the rules stay in one place.
             pair_like = TransitPair(a=route.gateways[0], b=route.gateways[1], routes=(route,))
-            known = self.routes[id(route)] = (route, pair_like.status, [c.value for c in pair_like.circuits],
-                                              [g.value for g in pair_like.gateways], list(pair_like.warnings))
+            known = self.routes[id(route)] = self._checked((route, pair_like.status,
+                                                            [c.value for c in pair_like.circuits],
+                                                            [g.value for g in pair_like.gateways],
+                                                            list(pair_like.warnings)))
         return known
 
     def _side(self, pair: TransitPair, vnet: ResourceId) -> dict[str, Any]:
@@ -92,13 +107,13 @@ class _LazyPairDocs:
         if known is not None:
             return known
         if (only := self.single.get(vnet.key)) is not None:
-            known = self.single_docs[vnet.key] = _endpoint_json(self.topology, vnet, only)
+            known = self.single_docs[vnet.key] = self._checked(_endpoint_json(self.topology, vnet, only))
             return known
         gateways = _gateways_of(pair, vnet, self.endpoints)
         key = (vnet.key, tuple(g.key for g in gateways))
         known = self.sides.get(key)
         if known is None:
-            known = self.sides[key] = _endpoint_json(self.topology, vnet, gateways)
+            known = self.sides[key] = self._checked(_endpoint_json(self.topology, vnet, gateways))
         return known
 
     def doc(self, pair: TransitPair) -> dict[str, Any]:
@@ -106,7 +121,7 @@ class _LazyPairDocs:
             _, status, circuits, gateways, warnings = self._route(pair.routes[0])
         else:
             status, circuits = pair.status, [c.value for c in pair.circuits]
-            gateways, warnings = [g.value for g in pair.gateways], list(pair.warnings)
+            gateways, warnings = self._checked(([g.value for g in pair.gateways], list(pair.warnings)))
         return {"vnets": [pair.a.value, pair.b.value], "status": status, "circuits": circuits,
                 "gateways": gateways, "warnings": warnings, "endpoints": [self._side(pair, pair.a),
                                                                           self._side(pair, pair.b)]}
@@ -120,70 +135,39 @@ def change_json(change: PairChange, endpoints: Mapping[ResourceId, Endpoint] | N
     return doc
 
 
-_Routed = tuple[tuple[Route, ...], Topology, list[str], list[str], list[str], dict[str, dict[str, Any]]]
-
-
 class ChangeDocs:
-    """change_json for the many changes of one diff (97,000 for a large change), with what repeats made once.
+    """change_json for the many changes of one diff (97,000 for a large change), with what repeats made once: the
+    pair's part by a _LazyPairDocs of its topology (before for a closed pair, after for an opened one), and the
+    cause documents once per causes tuple (the explainer hands the same one to every pair with the same changes;
+    each pair's `cause` list is its own). The documents share those parts, so they are read-only.
 
-    A routes tuple is shared by every pair between two gateway groups (compute_pairs): what it decides (circuits,
-    gateways, warnings) and the endpoint document of each VNet seen through it are kept by its identity (the
-    entry holds the tuple, so its id is not reused). An endpoint document is also shared by key (the VNet and
-    the gateways it sits behind), and a causes tuple (the explainer hands the same one to every pair with the
-    same changes) by identity. The documents share those parts, so they are read-only (each `cause` list is the
-    pair's own); a change opening 67,000 pairs otherwise made 134,000 endpoint documents (0.15 GB).
-
-    `float_free`: whether no document made so far holds a float. The parsed model holds none (the parse makes
-    strings, booleans and None of what it reads), and each shared part is checked once as it is made, so a large
-    change's 109 MB of audit text need not be scanned for one (chain.canonical_array_bytes).
+    `float_free`: whether no document made so far holds a float (each part is checked once as it is made), so a
+    large change's 109 MB of audit text need not be scanned for one (chain.canonical_array_bytes).
     """
 
     def __init__(self) -> None:
-        self._routes: dict[int, _Routed] = {}
-        self._endpoints: dict[tuple[int, str, tuple[ResourceId, ...]], dict[str, Any]] = {}
+        self._pairs: dict[int, tuple[Topology, _LazyPairDocs]] = {}  # by the topology's identity (held here)
         self._causes: dict[int, tuple[tuple[Any, ...], list[dict[str, Any]]]] = {}
-        self.float_free = True
+        self._causes_float_free = True
+
+    @property
+    def float_free(self) -> bool:
+        return self._causes_float_free and all(docs.float_free for _, docs in self._pairs.values())
 
     def doc(self, change: PairChange, endpoints: Mapping[ResourceId, Endpoint]) -> dict[str, Any]:
-        """change_json(change, endpoints), sharing what repeats."""
-        pair, topology = change.pair, change.topology
-        known = self._routes.get(id(pair.routes))
-        if known is None or known[1] is not topology:
-            known = self._routed(pair, topology)
-        sides = known[5]
-        a = sides.get(pair.a.key) or self._side(known, pair, pair.a, endpoints)
-        b = sides.get(pair.b.key) or self._side(known, pair, pair.b, endpoints)
+        """change_json(change, endpoints), sharing what repeats (`endpoints`: those of the change's topology)."""
+        known = self._pairs.get(id(change.topology))
+        if known is None:
+            known = self._pairs[id(change.topology)] = (change.topology, _LazyPairDocs(change.topology, endpoints))
+        doc = known[1].doc(change.pair)
+        doc["status"] = "pending" if change.pending else "confirmed"
         causes = self._causes.get(id(change.causes))
         if causes is None:
             causes = self._causes[id(change.causes)] = (change.causes, [c.to_json() for c in change.causes])
-            self._check(causes[1])
-        return {"vnets": [pair.a.value, pair.b.value], "status": "pending" if change.pending else "confirmed",
-                "circuits": known[2], "gateways": known[3], "warnings": known[4], "endpoints": [a, b],
-                "cause": list(causes[1])}
-
-    def _routed(self, pair: TransitPair, topology: Topology) -> _Routed:
-        routed: _Routed = (pair.routes, topology, [c.value for c in pair.circuits], [g.value for g in pair.gateways],
-                           list(pair.warnings), {})
-        if id(pair.routes) not in self._routes:  # (a tuple seen with another topology is not cached)
-            self._routes[id(pair.routes)] = routed
-        self._check(routed[2:5])
-        return routed
-
-    def _side(self, routed: _Routed, pair: TransitPair, vnet: ResourceId,
-              endpoints: Mapping[ResourceId, Endpoint]) -> dict[str, Any]:
-        topology = routed[1]
-        gateways = tuple(_gateways_of(pair, vnet, endpoints))
-        key = (id(topology), vnet.key, gateways)
-        doc = self._endpoints.get(key)
-        if doc is None:
-            doc = self._endpoints[key] = _endpoint_json(topology, vnet, gateways)
-            self._check(doc)
-        routed[5][vnet.key] = doc
+            if self._causes_float_free and holds_float(causes[1]):
+                self._causes_float_free = False
+        doc["cause"] = list(causes[1])
         return doc
-
-    def _check(self, part: Any) -> None:
-        if self.float_free and holds_float(part):
-            self.float_free = False
 
 
 def diff_json(diff: Diff, *, warnings: Sequence[str] = ()) -> dict[str, Any]:
